@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: the one test command README.md and .ci/run use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+cargo test --workspace --all-targets --locked "$@"
