@@ -34,12 +34,17 @@ const descent_depth_max: usize = limits::hierarchy_depth_max;
 pub enum Kernel {
     Avx512,
     Avx2,
+    /// The lockstep walk with plain Rust lanes: no faster than the oracle,
+    /// kept so the walk itself is tested on every CPU.
     Portable,
+    /// No lockstep at all: every input through the scalar oracle (what
+    /// runs on CPUs without AVX2).
+    Scalar,
 }
 
 impl Kernel {
     /// The best kernel this CPU supports, unless `SEPIA_CRUSH_KERNEL`
-    /// (`avx512`, `avx2`, `portable`) names another available one.
+    /// (`avx512`, `avx2`, `portable`, `scalar`) names another available one.
     pub fn detect() -> Kernel {
         if let Ok(name) = std::env::var("SEPIA_CRUSH_KERNEL") {
             if let Some(k) = Kernel::available().into_iter().find(|k| k.name() == name) {
@@ -63,12 +68,12 @@ impl Kernel {
                 return Kernel::Avx2;
             }
         }
-        Kernel::Portable
+        Kernel::Scalar
     }
 
     /// Every kernel that can run here (for tests and benchmarks).
     pub fn available() -> Vec<Kernel> {
-        let mut all = vec![Kernel::Portable];
+        let mut all = vec![Kernel::Scalar, Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -86,6 +91,7 @@ impl Kernel {
             Kernel::Avx512 => "avx512",
             Kernel::Avx2 => "avx2",
             Kernel::Portable => "portable",
+            Kernel::Scalar => "scalar",
         }
     }
 }
@@ -251,20 +257,6 @@ mod x86 {
 
     const SEED: i32 = 1_315_423_911;
 
-    macro_rules! mix {
-        ($sub:ident, $xor:ident, $srli:ident, $slli:ident, $a:ident, $b:ident, $c:ident) => {
-            $a = $xor($sub($sub($a, $b), $c), $srli::<13>($c));
-            $b = $xor($sub($sub($b, $c), $a), $slli::<8>($a));
-            $c = $xor($sub($sub($c, $a), $b), $srli::<13>($b));
-            $a = $xor($sub($sub($a, $b), $c), $srli::<12>($c));
-            $b = $xor($sub($sub($b, $c), $a), $slli::<16>($a));
-            $c = $xor($sub($sub($c, $a), $b), $srli::<5>($b));
-            $a = $xor($sub($sub($a, $b), $c), $srli::<3>($c));
-            $b = $xor($sub($sub($b, $c), $a), $slli::<10>($a));
-            $c = $xor($sub($sub($c, $a), $b), $srli::<15>($b));
-        };
-    }
-
     /// Positions of a bucket hashed per loop turn. The rjenkins chain is
     /// ~135 dependent operations; four independent chains, interleaved line
     /// by line, keep the vector units busy instead of waiting.
@@ -408,19 +400,102 @@ mod x86 {
         _mm512_storeu_si512(chosen.as_mut_ptr().cast(), best_item);
     }
 
+    /// `W` AVX2 hashes sharing `a` (= x) and `c` (= r), interleaved.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn hash3_256(a: __m256i, b: __m256i, c: __m256i) -> __m256i {
-        let (mut a, mut b, mut c) = (a, b, c);
-        let mut h = _mm256_xor_si256(_mm256_xor_si256(_mm256_set1_epi32(SEED), a), _mm256_xor_si256(b, c));
-        let mut x = _mm256_set1_epi32(231_232);
-        let mut y = _mm256_set1_epi32(1232);
-        mix!(_mm256_sub_epi32, _mm256_xor_si256, _mm256_srli_epi32, _mm256_slli_epi32, a, b, h);
-        mix!(_mm256_sub_epi32, _mm256_xor_si256, _mm256_srli_epi32, _mm256_slli_epi32, c, x, h);
-        mix!(_mm256_sub_epi32, _mm256_xor_si256, _mm256_srli_epi32, _mm256_slli_epi32, y, a, h);
-        mix!(_mm256_sub_epi32, _mm256_xor_si256, _mm256_srli_epi32, _mm256_slli_epi32, b, x, h);
-        mix!(_mm256_sub_epi32, _mm256_xor_si256, _mm256_srli_epi32, _mm256_slli_epi32, y, c, h);
+    unsafe fn hash3_256_ways<const W: usize>(a0: __m256i, c0: __m256i, items: &[__m256i; W]) -> [__m256i; W] {
+        let seed = _mm256_set1_epi32(SEED);
+        let mut a = [a0; W];
+        let mut b = *items;
+        let mut c = [c0; W];
+        let mut h = [seed; W];
+        let mut x = [_mm256_set1_epi32(231_232); W];
+        let mut y = [_mm256_set1_epi32(1232); W];
+        for k in 0..W {
+            h[k] = _mm256_xor_si256(_mm256_xor_si256(seed, a[k]), _mm256_xor_si256(b[k], c[k]));
+        }
+        macro_rules! line {
+            ($a:ident, $b:ident, $c:ident, $sh:ident, $n:literal) => {
+                for k in 0..W {
+                    $a[k] = _mm256_xor_si256(_mm256_sub_epi32(_mm256_sub_epi32($a[k], $b[k]), $c[k]), $sh::<$n>($c[k]));
+                }
+            };
+        }
+        macro_rules! mix {
+            ($a:ident, $b:ident, $c:ident) => {
+                line!($a, $b, $c, _mm256_srli_epi32, 13);
+                line!($b, $c, $a, _mm256_slli_epi32, 8);
+                line!($c, $a, $b, _mm256_srli_epi32, 13);
+                line!($a, $b, $c, _mm256_srli_epi32, 12);
+                line!($b, $c, $a, _mm256_slli_epi32, 16);
+                line!($c, $a, $b, _mm256_srli_epi32, 5);
+                line!($a, $b, $c, _mm256_srli_epi32, 3);
+                line!($b, $c, $a, _mm256_slli_epi32, 10);
+                line!($c, $a, $b, _mm256_srli_epi32, 15);
+            };
+        }
+        mix!(a, b, h);
+        mix!(c, x, h);
+        mix!(y, a, h);
+        mix!(b, x, h);
+        mix!(y, c, h);
         h
+    }
+
+    /// Running maximum per lane for the AVX2 kernel.
+    struct Best256 {
+        lo: __m256d,
+        hi: __m256d,
+        item: __m256i,
+    }
+
+    /// Per-call constants of the AVX2 straw2 kernel.
+    struct Ctx256 {
+        items: *const i32,
+        weights: *const f64,
+        ln: *const f64,
+        off_v: __m256i,
+        last_v: __m256i,
+        xv: __m256i,
+        rv: __m256i,
+        low16: __m256i,
+        bits: __m256i,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn draw_positions_256<const W: usize>(c: &Ctx256, j: u32, best: &mut Best256) {
+        let mut idx = [c.off_v; W];
+        let mut valid = [c.off_v; W];
+        let mut item = [c.off_v; W];
+        for k in 0..W {
+            let raw = _mm256_add_epi32(c.off_v, _mm256_set1_epi32((j as usize + k) as i32));
+            // raw <= last  <=>  min(raw, last) == raw (unsigned)
+            idx[k] = _mm256_min_epu32(raw, c.last_v);
+            valid[k] = _mm256_cmpeq_epi32(idx[k], raw);
+            item[k] = _mm256_i32gather_epi32::<4>(c.items.cast(), idx[k]);
+        }
+        let h = hash3_256_ways::<W>(c.xv, c.rv, &item);
+        for k in 0..W {
+            let u = _mm256_and_si256(h[k], c.low16);
+            let w_lo = _mm256_i32gather_pd::<8>(c.weights.cast(), _mm256_castsi256_si128(idx[k]));
+            let w_hi = _mm256_i32gather_pd::<8>(c.weights.cast(), _mm256_extracti128_si256::<1>(idx[k]));
+            let ln_lo = _mm256_i32gather_pd::<8>(c.ln.cast(), _mm256_castsi256_si128(u));
+            let ln_hi = _mm256_i32gather_pd::<8>(c.ln.cast(), _mm256_extracti128_si256::<1>(u));
+            let d_lo = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_div_pd(ln_lo, w_lo));
+            let d_hi = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_div_pd(ln_hi, w_hi));
+            let gt_lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(d_lo, best.lo));
+            let gt_hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(d_hi, best.hi));
+            let valid_bits = _mm256_movemask_ps(_mm256_castsi256_ps(valid[k]));
+            let gt = (gt_lo | (gt_hi << 4)) & valid_bits;
+            // Expand the 8-bit mask to 32-bit lanes, and to 64-bit lanes per half.
+            let gt32 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(gt), c.bits), c.bits);
+            let gt64_lo = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(gt32)));
+            let gt64_hi = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(gt32)));
+            best.lo = _mm256_blendv_pd(best.lo, d_lo, gt64_lo);
+            best.hi = _mm256_blendv_pd(best.hi, d_hi, gt64_hi);
+            best.item = _mm256_blendv_epi8(best.item, item[k], gt32);
+        }
     }
 
     /// # Safety
@@ -437,45 +512,33 @@ mod x86 {
         chosen: &mut [i32; 8],
     ) {
         let items = flat.items.as_ptr();
-        let weights = flat.weights.as_ptr();
-        let ln = flat.ln.as_ptr();
         let off_v = _mm256_loadu_si256(off.as_ptr().cast());
-        let last_v = _mm256_loadu_si256(last.as_ptr().cast());
-        let xv = _mm256_loadu_si256(x.as_ptr().cast());
-        let rv = _mm256_loadu_si256(r.as_ptr().cast());
-        let low16 = _mm256_set1_epi32(0xffff);
-        let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-        let mut best_lo = _mm256_set1_pd(f64::NEG_INFINITY);
-        let mut best_hi = best_lo;
-        let mut best_item = _mm256_i32gather_epi32::<4>(items.cast(), off_v);
-        for j in 0..max_size {
-            let idx = _mm256_add_epi32(off_v, _mm256_set1_epi32(j as i32));
-            // idx <= last  <=>  min(idx, last) == idx (unsigned)
-            let clamped = _mm256_min_epu32(idx, last_v);
-            let valid = _mm256_cmpeq_epi32(clamped, idx);
-            let item = _mm256_i32gather_epi32::<4>(items.cast(), clamped);
-            let idx_lo = _mm256_castsi256_si128(clamped);
-            let idx_hi = _mm256_extracti128_si256::<1>(clamped);
-            let w_lo = _mm256_i32gather_pd::<8>(weights.cast(), idx_lo);
-            let w_hi = _mm256_i32gather_pd::<8>(weights.cast(), idx_hi);
-            let u = _mm256_and_si256(hash3_256(xv, item, rv), low16);
-            let ln_lo = _mm256_i32gather_pd::<8>(ln.cast(), _mm256_castsi256_si128(u));
-            let ln_hi = _mm256_i32gather_pd::<8>(ln.cast(), _mm256_extracti128_si256::<1>(u));
-            let d_lo = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_div_pd(ln_lo, w_lo));
-            let d_hi = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_div_pd(ln_hi, w_hi));
-            let gt_lo = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(d_lo, best_lo));
-            let gt_hi = _mm256_movemask_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(d_hi, best_hi));
-            let valid_bits = _mm256_movemask_ps(_mm256_castsi256_ps(valid));
-            let gt = (gt_lo | (gt_hi << 4)) & valid_bits;
-            // Expand the 8-bit mask to 32-bit lanes, and to 64-bit lanes per half.
-            let gt32 = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(gt), bits), bits);
-            let gt64_lo = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(gt32)));
-            let gt64_hi = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(gt32)));
-            best_lo = _mm256_blendv_pd(best_lo, d_lo, gt64_lo);
-            best_hi = _mm256_blendv_pd(best_hi, d_hi, gt64_hi);
-            best_item = _mm256_blendv_epi8(best_item, item, gt32);
+        let ctx = Ctx256 {
+            items,
+            weights: flat.weights.as_ptr(),
+            ln: flat.ln.as_ptr(),
+            off_v,
+            last_v: _mm256_loadu_si256(last.as_ptr().cast()),
+            xv: _mm256_loadu_si256(x.as_ptr().cast()),
+            rv: _mm256_loadu_si256(r.as_ptr().cast()),
+            low16: _mm256_set1_epi32(0xffff),
+            bits: _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128),
+        };
+        let mut best = Best256 {
+            lo: _mm256_set1_pd(f64::NEG_INFINITY),
+            hi: _mm256_set1_pd(f64::NEG_INFINITY),
+            item: _mm256_i32gather_epi32::<4>(items.cast(), off_v),
+        };
+        let mut j = 0u32;
+        // AVX2 has 16 vector registers: two interleaved chains fit, four spill.
+        while max_size - j >= 2 {
+            draw_positions_256::<2>(&ctx, j, &mut best);
+            j += 2;
         }
-        _mm256_storeu_si256(chosen.as_mut_ptr().cast(), best_item);
+        if max_size - j >= 1 {
+            draw_positions_256::<1>(&ctx, j, &mut best);
+        }
+        _mm256_storeu_si256(chosen.as_mut_ptr().cast(), best.item);
     }
 }
 
@@ -1035,7 +1098,7 @@ impl<'m> BatchMapper<'m> {
         if result_max == 0 {
             return;
         }
-        if !self.flat.any_fast {
+        if !self.flat.any_fast || self.kernel == Kernel::Scalar {
             self.scalar.map_batch(rule, xs, result_max, weights, lens, items);
             return;
         }
