@@ -207,6 +207,39 @@ fn straw2_lanes<const L: usize, const K: u8>(
     straw2_portable(flat, &off, &last, max_size, x, r, chosen);
 }
 
+/// Busy lanes at or below which a descent draws lane by lane: one vector
+/// pass costs about as much as three single-lane passes.
+const scalar_lanes_max: usize = 3;
+
+/// Straw2 for one lane, four independent hash chains at a time.
+#[inline(always)]
+fn straw2_one(flat: &Flat, slot: usize, x: u32, r: u32) -> i32 {
+    let off = flat.off[slot] as usize;
+    let size = flat.size[slot] as usize;
+    let items = &flat.items[off..off + size];
+    let weights = &flat.weights[off..off + size];
+    let ln = &flat.ln[..65536];
+    let mut best = f64::NEG_INFINITY;
+    let mut best_item = items[0];
+    let mut j = 0;
+    while j < size {
+        let n = (size - j).min(4);
+        let mut u = [0u32; 4];
+        for k in 0..n {
+            u[k] = hash32_3(x, items[j + k] as u32, r) & 0xffff;
+        }
+        for k in 0..n {
+            let draw = (ln[u[k] as usize] / weights[j + k]).trunc();
+            if draw > best {
+                best = draw;
+                best_item = items[j + k];
+            }
+        }
+        j += n;
+    }
+    best_item
+}
+
 /// Portable straw2 over lanes (also the reference for the SIMD kernels).
 #[inline(always)]
 fn straw2_portable<const L: usize>(
@@ -593,7 +626,18 @@ fn descend<const L: usize, const K: u8>(
     }
     for _ in 0..descent_depth_max {
         let mut items = [0i32; L];
-        straw2_lanes::<L, K>(flat, &slot, &chunk.x, r, &mut items);
+        let busy = done.iter().filter(|&&d| !d).count();
+        if busy <= scalar_lanes_max && L > 1 {
+            // A retry of one or two lanes: a full vector pass would pay for
+            // sixteen, so draw those lanes one by one.
+            for l in 0..L {
+                if !done[l] {
+                    items[l] = straw2_one(flat, slot[l], chunk.x[l], r[l]);
+                }
+            }
+        } else {
+            straw2_lanes::<L, K>(flat, &slot, &chunk.x, r, &mut items);
+        }
         let mut all_done = true;
         for l in 0..L {
             if done[l] {

@@ -679,11 +679,16 @@ impl CrushMap {
                 items.push(child);
                 weights.push(child_weight);
             }
-        }
-        // Ceph grows a uniform shadow with `crush_bucket_add_item`, which
-        // adds the (zero) item weight of an empty uniform bucket.
-        if orig.alg == BucketAlg::Uniform {
-            weights.iter_mut().for_each(|w| *w = 0);
+            // Ceph grows a uniform shadow item by item with
+            // `crush_bucket_add_item`, which refuses (-EINVAL) any weight but
+            // the empty copy's item weight, 0: the clone, and the whole
+            // populate_classes, stop right there (Pacific's crushtool then
+            // keeps the shadows built so far).
+            if orig.alg == BucketAlg::Uniform {
+                if let Some(&other) = weights.last().filter(|&&w| w != 0) {
+                    return Err(ModelError::UniformWeights { bucket: original, first: 0, other });
+                }
+            }
         }
         let id = match requested.get(&original).and_then(|m| m.get(&class)) {
             Some(&id) => id,
