@@ -25,6 +25,7 @@ mod ln_table;
 pub mod mapper;
 pub mod model;
 pub mod tester;
+pub mod wire;
 pub mod text;
 
 pub use mapper::{Mapper, Workspace};

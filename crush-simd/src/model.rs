@@ -445,6 +445,8 @@ pub struct CrushMap {
     pub device_classes: BTreeMap<i32, i32>,
     /// Bucket id → class id → shadow bucket id.
     pub class_buckets: BTreeMap<i32, BTreeMap<i32, i32>>,
+    /// Name → id for devices and buckets (the reverse of `item_names`).
+    name_index: BTreeMap<String, i32>,
 }
 
 impl CrushMap {
@@ -489,7 +491,7 @@ impl CrushMap {
     }
 
     pub fn item_id(&self, name: &str) -> Option<i32> {
-        self.item_names.iter().find(|(_, n)| n.as_str() == name).map(|(&id, _)| id)
+        self.name_index.get(name).copied()
     }
 
     pub fn type_id(&self, name: &str) -> Option<i32> {
@@ -531,12 +533,27 @@ impl CrushMap {
             return Err(ModelError::DuplicateName(name.to_string()));
         }
         self.item_names.insert(id, name.to_string());
+        self.name_index.insert(name.to_string(), id);
         self.max_devices = self.max_devices.max(id + 1);
         if let Some(class) = class {
             let class_id = self.class_id_or_create(class)?;
             self.device_classes.insert(id, class_id);
         }
         Ok(())
+    }
+
+    /// Names (or renames) item `id`, keeping the name index in step. Used
+    /// by the text parser, where a repeated device id renames the device.
+    pub fn set_item_name(&mut self, id: i32, name: &str) {
+        if let Some(old) = self.item_names.insert(id, name.to_string()) {
+            if self.name_index.get(&old) == Some(&id) {
+                self.name_index.remove(&old);
+            }
+        }
+        self.name_index.insert(name.to_string(), id);
+        if id >= 0 {
+            self.max_devices = self.max_devices.max(id + 1);
+        }
     }
 
     /// The id of a device class, creating it if new.
@@ -550,6 +567,22 @@ impl CrushMap {
         let id = self.class_names.keys().next_back().map_or(0, |&last| last + 1);
         self.class_names.insert(id, class.to_string());
         Ok(id)
+    }
+
+    /// Adds a device class with a given id (for maps decoded from the wire,
+    /// where ids are already assigned).
+    pub fn add_class(&mut self, id: i32, name: &str) -> Result<(), ModelError> {
+        if self.class_names.contains_key(&id) {
+            return Err(ModelError::DuplicateId(id));
+        }
+        if self.class_id(name).is_some() {
+            return Err(ModelError::DuplicateName(name.to_string()));
+        }
+        if self.class_names.len() >= limits::classes_max {
+            return Err(ModelError::TooManyClasses);
+        }
+        self.class_names.insert(id, name.to_string());
+        Ok(())
     }
 
     pub fn add_type(&mut self, id: i32, name: &str) -> Result<(), ModelError> {
@@ -591,6 +624,7 @@ impl CrushMap {
         }
         self.buckets[slot] = Some(bucket);
         self.item_names.insert(id, name.to_string());
+        self.name_index.insert(name.to_string(), id);
         Ok(())
     }
 

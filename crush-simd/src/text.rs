@@ -706,8 +706,7 @@ impl<'a> Compiler<'a> {
         if self.items.contains_key(name.s) {
             return Err(name.invalid("a new device name", "defined twice"));
         }
-        self.map.item_names.insert(v, name.s.to_string());
-        self.map.max_devices = self.map.max_devices.max(v + 1);
+        self.map.set_item_name(v, name.s);
         if let Some(c) = class {
             let cid = self.map.class_id_or_create(c.s).map_err(|e| c.invalid("a device class", e))?;
             self.map.device_classes.insert(v, cid);
@@ -904,8 +903,9 @@ impl<'a> Compiler<'a> {
             "erasure" => RULE_TYPE_ERASURE,
             _ => int_in(r.rule_type, "a rule type", 0, u8::MAX as i64)? as u8,
         };
-        let min_size = int_in(r.min_size, "a size", 0, i32::MAX as i64)? as i32;
-        let max_size = int_in(r.max_size, "a size", 0, i32::MAX as i64)? as i32;
+        // Ceph keeps the sizes in a byte: 99999 becomes 159.
+        let min_size = i32::from(int_in(r.min_size, "a size", 0, i32::MAX as i64)? as u8);
+        let max_size = i32::from(int_in(r.max_size, "a size", 0, i32::MAX as i64)? as u8);
         if r.steps.len() > limits::rule_steps_max {
             return Err(r.keyword.invalid(
                 format!("at most {} steps", limits::rule_steps_max),
