@@ -886,7 +886,7 @@ fn firstn_lanes<const L: usize, const K: u8>(
                     if ok[l] && item[l] < 0 {
                         inner_pending[l] = true;
                         inner_start[l] = item[l];
-                        sub_r[l] = if p.vary_r != 0 { r[l] >> (p.vary_r - 1) } else { 0 };
+                        sub_r[l] = if p.vary_r != 0 { r[l].wrapping_shr(p.vary_r - 1) } else { 0 };
                     }
                 }
                 let mut inner_ftotal = [0u32; L];

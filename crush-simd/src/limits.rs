@@ -7,9 +7,10 @@
 /// Device ids: Ceph's largest clusters have a few ten thousand OSDs; 1M
 /// keeps a weight vector at 4 MiB.
 pub const devices_max: usize = 1 << 20;
-/// Bucket ids (`-1 .. -buckets_max`): one bucket per host/rack/... plus the
-/// class shadows; 1M keeps the bucket table at a few MiB of pointers.
-pub const buckets_max: usize = 1 << 20;
+/// Bucket ids (`-1 .. -buckets_max`): one bucket per host/rack/row plus
+/// the class shadows. The bucket table has one slot (~100 bytes) per id down
+/// to the lowest, so 64k ids bound it to ~7 MB even for a hostile map.
+pub const buckets_max: usize = 1 << 16;
 /// Items in one bucket: the tree algorithm sizes arrays by the next power of
 /// two, so 64k items cost at most 512 KiB per bucket.
 pub const bucket_items_max: usize = 1 << 16;

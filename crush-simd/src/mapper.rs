@@ -515,7 +515,7 @@ impl<'m> Mapper<'m> {
                         let mut rej = false;
                         if !collide && recurse_to_leaf {
                             if item < 0 {
-                                let sub_r = if p.vary_r != 0 { r >> (p.vary_r - 1) } else { 0 };
+                                let sub_r = if p.vary_r != 0 { r.wrapping_shr(p.vary_r - 1) } else { 0 };
                                 let leaf_params = ChooseParams {
                                     tries: p.recurse_tries,
                                     recurse_tries: 0,

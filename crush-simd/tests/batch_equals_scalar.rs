@@ -197,3 +197,21 @@ fn the_generator_exercises_the_fast_path() {
     let straw2 = (0..200u64).filter(|&s| generate(s).map.buckets().all(|b| b.alg == BucketAlg::Straw2)).count();
     assert!(straw2 > 50, "only {straw2} of 200 random maps are all-straw2");
 }
+
+#[test]
+fn out_of_range_vary_r_neither_panics_nor_diverges() {
+    // A map may say `chooseleaf_vary_r 255`; C shifts by `vary_r - 1` and
+    // x86 masks the count, so must we (without a debug-build panic).
+    for seed in 0..20u64 {
+        let mut g = generate(seed);
+        g.map.tunables.chooseleaf_vary_r = 200 + seed as u32;
+        let xs: Vec<i32> = (0..40).collect();
+        let (mut want_lens, mut want_items) = (Vec::new(), Vec::new());
+        ScalarBatch::new(&g.map).map_batch(g.rule, &xs, g.result_max, &g.weights, &mut want_lens, &mut want_items);
+        for kernel in Kernel::available() {
+            let (mut lens, mut items) = (Vec::new(), Vec::new());
+            BatchMapper::with_kernel(&g.map, kernel).map_batch(g.rule, &xs, g.result_max, &g.weights, &mut lens, &mut items);
+            assert_eq!(lens, want_lens, "kernel {}", kernel.name());
+        }
+    }
+}
