@@ -1,27 +1,70 @@
 //! `sepia-bench`: Sepia's main job, the benchmark README.md runs first.
 //!
-//! What it measures today is the part of the data path that exists: CRUSH
-//! placement, the work every client does per op and every OSD does for every
-//! PG on each map change. On a 1000-OSD map (5 racks × 8 hosts × 25 OSDs,
-//! straw2) it maps inputs with the scalar mapper and the batched SIMD mapper
-//! and, in the same run, with Ceph's `crushtool` (the baseline), and prints
-//! mappings per second per core and the ratios.
+//! - `raw`: the raw-disk baseline, our own io_uring loop with O_DIRECT on a
+//!   file (4 KiB random O_DSYNC writes and reads at 1 and 32 in flight): the
+//!   denominator of every IOPS ratio Sepia reports.
+//! - `placement`: CRUSH placement on a 1000-OSD map (5 racks × 8 hosts × 25
+//!   OSDs, straw2), scalar and batched SIMD mappers against Ceph's
+//!   `crushtool` in the same run, in mappings per second per core.
+//! - no subcommand: both, briefly.
 //!
 //! The cluster IOPS benchmark (embedded monitors and OSDs on loopback, data
-//! in files under a temporary folder, raw io_uring on the same file as the
-//! baseline) becomes the default mode when the OSD and client land (#7).
+//! in files under a temporary folder, ratios against `raw`) becomes the
+//! default when the OSD and client land (issue #7).
 
+// Bounds are named `thing_unit_max`, like the `limits` modules.
+#![allow(non_upper_case_globals)]
+
+mod raw;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use crush_simd::batch::BatchMapper;
 use crush_simd::compare::{synthetic_map, time_crushtool, time_mapper};
 use crush_simd::tester::{weight_vector, ScalarBatch};
 use crush_simd::text;
 
 #[derive(Parser)]
-#[command(name = "sepia-bench", about = "Sepia benchmarks: placement today, cluster IOPS with #7")]
+#[command(name = "sepia-bench", about = "Sepia benchmarks: raw-disk baseline and CRUSH placement (cluster IOPS lands with #7)")]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Raw io_uring O_DIRECT baseline on a file.
+    Raw(RawArgs),
+    /// CRUSH placement throughput against crushtool.
+    Placement(PlacementArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct RawArgs {
+    /// Directory for the data file (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the data file in MiB.
+    #[arg(long, default_value_t = 1024)]
+    file_mib: u64,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct PlacementArgs {
     /// Inputs (PG seeds) mapped per case.
     #[arg(long, default_value_t = 1_000_000)]
     inputs: u32,
@@ -35,33 +78,87 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.inputs == 0 {
-        eprintln!("sepia-bench: --inputs must be positive");
-        return ExitCode::FAILURE;
+    let result = match cli.command {
+        Some(Command::Raw(args)) => cmd_raw(&args),
+        Some(Command::Placement(args)) => cmd_placement(&args),
+        None => {
+            let raw = RawArgs { dir: None, file_mib: 1024, seconds: 5, format: Format::Text };
+            let placement = PlacementArgs { inputs: 1_000_000, no_crushtool: false, batched_only: false };
+            cmd_raw(&raw).and_then(|()| cmd_placement(&placement)).map(|()| {
+                println!("cluster IOPS benchmark: not built yet (needs the OSD, monitor and client of issue #7)");
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("sepia-bench: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_raw(args: &RawArgs) -> Result<(), String> {
+    if args.file_mib == 0 || args.seconds == 0 {
+        return Err("--file-mib and --seconds must be positive".into());
+    }
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = raw::data_file(&dir);
+    let bytes = args.file_mib << 20;
+    raw::preallocate(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
+        let row = raw::run(&path, bytes, op, depth, Duration::from_secs(args.seconds))
+            .map_err(|e| format!("{} ({op:?} at depth {depth}): {e}", path.display()))?;
+        rows.push(row);
+    }
+    let _ = std::fs::remove_file(&path);
+    match args.format {
+        Format::Json => {
+            let out = serde_json::json!({ "file": path.display().to_string(), "file_bytes": bytes, "rows": rows });
+            println!("{out}");
+        }
+        Format::Text => {
+            println!("sepia-bench raw: io_uring O_DIRECT 4 KiB random I/O on {} ({} MiB), {} s per case", path.display(), args.file_mib, args.seconds);
+            println!("{:<16} {:>10} {:>9} {:>9} {:>9} {:>12}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "CPU us/IO");
+            for r in &rows {
+                println!(
+                    "{:<16} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12.2}",
+                    r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_placement(args: &PlacementArgs) -> Result<(), String> {
+    if args.inputs == 0 {
+        return Err("--inputs must be positive".into());
     }
     let map = synthetic_map(5, 8, 25);
     let weights = weight_vector(&map, &[]);
     let map_file = std::env::temp_dir().join(format!("sepia-bench-{}.txt", std::process::id()));
-    let crushtool = !cli.no_crushtool
+    let crushtool = !args.no_crushtool
         && std::fs::write(&map_file, text::print(&map)).is_ok()
         && std::process::Command::new("crushtool").arg("--help").output().is_ok();
-    println!("sepia-bench: CRUSH placement, 1000 OSDs (5 racks x 8 hosts x 25), {} inputs per case, one core", cli.inputs);
+    println!(
+        "sepia-bench placement: CRUSH on 1000 OSDs (5 racks x 8 hosts x 25), {} inputs per case, one core",
+        args.inputs
+    );
     println!("{:<28} {:>14} {:>14} {:>14} {:>9} {:>9}", "case", "crushtool/s", "scalar/s", "batched/s", "scalar x", "batch x");
-    let mut failed = false;
+    let mut mismatch = false;
     for (rule, num_rep, label) in [(0, 3, "replicated rep 3 (firstn)"), (1, 6, "erasure 4+2 (indep)")] {
         let mut batch = BatchMapper::new(&map);
-        let (batched, batch_sum) = time_mapper(&mut batch, rule, num_rep, cli.inputs, &weights);
-        let (scalar, scalar_sum) = if cli.batched_only {
+        let (batched, batch_sum) = time_mapper(&mut batch, rule, num_rep, args.inputs, &weights);
+        let (scalar, scalar_sum) = if args.batched_only {
             (f64::NAN, batch_sum)
         } else {
-            time_mapper(&mut ScalarBatch::new(&map), rule, num_rep, cli.inputs, &weights)
+            time_mapper(&mut ScalarBatch::new(&map), rule, num_rep, args.inputs, &weights)
         };
-        if scalar_sum != batch_sum {
-            eprintln!("sepia-bench: batched and scalar placements differ for rule {rule}: a bug");
-            failed = true;
-        }
+        mismatch |= scalar_sum != batch_sum;
         let base = if crushtool {
-            match time_crushtool(&map_file, rule, num_rep as i32, cli.inputs) {
+            match time_crushtool(&map_file, rule, num_rep as i32, args.inputs) {
                 Ok(rate) => Some(rate),
                 Err(e) => {
                     eprintln!("sepia-bench: crushtool baseline unavailable: {e}");
@@ -71,25 +168,23 @@ fn main() -> ExitCode {
         } else {
             None
         };
-        let fmt_ratio = |v: f64| base.map_or("-".to_string(), |b| format!("{:.2}", v / b));
+        let ratio = |v: f64| base.map_or("-".to_string(), |b| format!("{:.2}", v / b));
         println!(
             "{:<28} {:>14} {:>14.0} {:>14.0} {:>9} {:>9}",
             label,
             base.map_or("-".to_string(), |b| format!("{b:.0}")),
             scalar,
             batched,
-            fmt_ratio(scalar),
-            fmt_ratio(batched)
+            ratio(scalar),
+            ratio(batched)
         );
         if rule == 1 {
             println!("(batched kernel: {})", batch.kernel_name());
         }
     }
     let _ = std::fs::remove_file(&map_file);
-    println!("cluster IOPS benchmark: not built yet (needs the OSD, monitor and client of issue #7)");
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    if mismatch {
+        return Err("batched and scalar placements differ: this is a bug".into());
     }
+    Ok(())
 }
