@@ -140,8 +140,8 @@ pub fn run(path: &Path, file_bytes: u64, op: Op, depth: u32, duration: Duration)
     };
     let cpu_start = cpu_time();
     let wall_start = Instant::now();
-    for slot in 0..depth as usize {
-        started[slot] = Instant::now();
+    for (slot, start) in started.iter_mut().enumerate() {
+        *start = Instant::now();
         submit(&mut ring, slot, offsets.next())?;
     }
     let mut in_flight = depth as usize;

@@ -18,6 +18,9 @@
 //! below `|q| * 2^-53 < 2^-4 / w`, so `trunc(ln / w)` in `f64` equals the C
 //! integer division. Weight 0 gives `-inf`, which orders like Ceph's `S64_MIN`.
 
+// Lane loops index several parallel per-lane arrays at once.
+#![allow(clippy::needless_range_loop)]
+
 use crate::hash::{crush_ln, hash32_2, hash32_3};
 use crate::limits;
 use crate::model::{BucketAlg, CrushMap, Step, ITEM_NONE, ITEM_UNDEF, WEIGHT_ONE};

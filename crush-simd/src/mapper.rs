@@ -359,7 +359,7 @@ impl<'m> Mapper<'m> {
                     let recurse_to_leaf =
                         matches!(step, Step::ChooseLeafFirstN { .. } | Step::ChooseLeafIndep { .. });
                     let mut osize = 0usize;
-                    for i in 0..wsize {
+                    for &taken in w.iter().take(wsize) {
                         let mut numrep = n;
                         if numrep <= 0 {
                             numrep += result_max as i32;
@@ -367,7 +367,7 @@ impl<'m> Mapper<'m> {
                                 continue;
                             }
                         }
-                        let Some(bucket) = self.map.bucket(w[i]) else {
+                        let Some(bucket) = self.map.bucket(taken) else {
                             // Probably ITEM_NONE from an earlier indep step.
                             continue;
                         };
@@ -553,6 +553,9 @@ impl<'m> Mapper<'m> {
                     if reject || collide {
                         ftotal += 1;
                         flocal += 1;
+                        // Two distinct reasons to retry in the same bucket,
+                        // kept apart as in Ceph.
+                        #[allow(clippy::if_same_then_else)]
                         if collide && flocal <= p.local_retries {
                             retry_bucket = true;
                         } else if p.local_fallback_retries > 0
