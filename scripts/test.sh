@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
-cargo test --workspace --all-targets --locked "$@"
+# ec-simd/isal: the erasure-code tests also compare against ISA-L itself.
+cargo test --workspace --all-targets --locked --features ec-simd/isal "$@"
