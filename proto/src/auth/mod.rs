@@ -1,0 +1,1 @@
+//! Auth in cephx's shape (being written).
