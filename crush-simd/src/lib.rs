@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod compare;
+pub mod edit;
 pub mod hash;
 pub mod limits;
 mod ln_table;

@@ -446,7 +446,7 @@ pub struct CrushMap {
     /// Bucket id → class id → shadow bucket id.
     pub class_buckets: BTreeMap<i32, BTreeMap<i32, i32>>,
     /// Name → id for devices and buckets (the reverse of `item_names`).
-    name_index: BTreeMap<String, i32>,
+    pub(crate) name_index: BTreeMap<String, i32>,
 }
 
 impl CrushMap {
