@@ -1,0 +1,75 @@
+//! The config file (`ceph.conf`'s shape: `[global]` / `mon_host = a,b`) and
+//! the monitor addresses a tool should try.
+
+use std::collections::BTreeMap;
+
+use crate::limits;
+
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    /// section → key → value; keys are normalised (`mon host` = `mon_host`).
+    pub sections: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.len() > limits::config_bytes_max {
+            return Err("config file too large".into());
+        }
+        let mut cfg = Config::default();
+        let mut section = "global".to_string();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.split(['#', ';']).next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.trim().to_string();
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+            let key = k.trim().replace([' ', '-'], "_");
+            cfg.sections.entry(section.clone()).or_default().insert(key, v.trim().to_string());
+        }
+        Ok(cfg)
+    }
+
+    pub fn load(path: &str) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        Config::parse(&text).map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// `section` first, then `global`.
+    pub fn get(&self, section: &str, key: &str) -> Option<&str> {
+        let key = key.replace([' ', '-'], "_");
+        self.sections
+            .get(section)
+            .and_then(|s| s.get(&key))
+            .or_else(|| self.sections.get("global").and_then(|s| s.get(&key)))
+            .map(String::as_str)
+    }
+
+    /// Monitor addresses from `mon_host`.
+    pub fn mon_addrs(&self) -> Vec<String> {
+        self.get("global", "mon_host").map(split_addrs).unwrap_or_default()
+    }
+}
+
+/// `a:1,b:2` or `a:1 b:2` → addresses.
+pub fn split_addrs(s: &str) -> Vec<String> {
+    s.split([',', ' ']).map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ceph_shaped_files() {
+        let c = Config::parse("# hi\n[global]\nmon host = 127.0.0.1:3300, 127.0.0.1:3301\nfsid=abc ; trailing\n[osd.0]\nosd data = /x\n").unwrap();
+        assert_eq!(c.mon_addrs(), vec!["127.0.0.1:3300", "127.0.0.1:3301"]);
+        assert_eq!(c.get("osd.0", "osd_data"), Some("/x"));
+        assert_eq!(c.get("osd.0", "fsid"), Some("abc"));
+        assert!(Config::parse("garbage line").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! `sepia-client`: how programs talk to a Sepia cluster.
+//!
+//! - [`conn`] — one framed TCP connection (tokio): hello, then request /
+//!   reply frames; bounded, checked by `sepia_proto::frame`.
+//! - [`config`] — the `ceph.conf`-shaped config file and `-m` addresses.
+//! - [`monc`] — the monitor client: commands with leader redirects and
+//!   retries, map subscriptions.
+//!
+//! Invariant: nothing here trusts the network — every frame goes through
+//! the proto decoder and every body through rkyv validation before use.
+
+pub mod config;
+pub mod conn;
+pub mod limits;
+pub mod monc;

@@ -1,0 +1,15 @@
+//! Client-side bounds. Units last; each with its why.
+#![allow(non_upper_case_globals)]
+
+/// Bytes read from the socket per `read` call: a few frames' worth.
+pub const read_chunk_bytes: usize = 64 << 10;
+/// Frames decoded but not yet consumed on one connection.
+pub const frames_queued_max: usize = 1024;
+/// How long one connect attempt may take.
+pub const connect_timeout_ms: u64 = 3_000;
+/// How long a command waits for its reply before trying another monitor.
+pub const command_timeout_ms: u64 = 10_000;
+/// Redirects / retries of one command across monitors (leader changes).
+pub const command_attempts_max: usize = 20;
+/// Bytes of a config file.
+pub const config_bytes_max: usize = 1 << 20;

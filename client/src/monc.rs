@@ -1,0 +1,118 @@
+//! The monitor client: sends admin commands and OSD reports to the leader,
+//! following `-EAGAIN` redirects across leader changes, and fetches maps.
+//!
+//! Any monitor in the quorum answers reads; changes go to the leader. A
+//! monitor that is not the leader answers `-EAGAIN` with the leader's
+//! address; one outside the quorum answers `-EAGAIN` with none, and the
+//! client tries the next monitor.
+
+use std::time::Duration;
+
+use sepia_proto::errno::Errno;
+use sepia_proto::msg::{Body, Command, CommandReply};
+
+use crate::conn::{Conn, ConnError};
+use crate::limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonError {
+    #[error("no monitor addresses given (use -m ADDR or mon_host in the config)")]
+    NoMonitors,
+    #[error("no monitor answered: {0}")]
+    Unreachable(String),
+    #[error("gave up after {0} attempts: {1}")]
+    GaveUp(usize, String),
+}
+
+pub struct MonClient {
+    addrs: Vec<String>,
+    entity: String,
+    current: Option<(String, Conn)>,
+    next_index: usize,
+}
+
+impl MonClient {
+    pub fn new(addrs: Vec<String>, entity: &str) -> Result<MonClient, MonError> {
+        if addrs.is_empty() {
+            return Err(MonError::NoMonitors);
+        }
+        Ok(MonClient { addrs, entity: entity.to_string(), current: None, next_index: 0 })
+    }
+
+    async fn connect_to(&mut self, addr: &str) -> Result<(), ConnError> {
+        let conn = Conn::connect(addr, &self.entity, [0; 16]).await?;
+        self.current = Some((addr.to_string(), conn));
+        Ok(())
+    }
+
+    /// Connects to the next monitor in the list that answers.
+    async fn connect_any(&mut self) -> Result<(), MonError> {
+        let mut last = String::new();
+        for _ in 0..self.addrs.len() {
+            let addr = self.addrs[self.next_index % self.addrs.len()].clone();
+            self.next_index += 1;
+            match self.connect_to(&addr).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+        Err(MonError::Unreachable(last))
+    }
+
+    /// Sends a request body and waits for the `CommandReply` to it.
+    async fn round_trip(&mut self, body: &Body) -> Result<CommandReply, ConnError> {
+        let (_, conn) = self.current.as_mut().ok_or(ConnError::Closed)?;
+        let txid = conn.send(body, &[]).await?;
+        let timeout = Duration::from_millis(limits::command_timeout_ms);
+        loop {
+            let (t, reply) = tokio::time::timeout(timeout, conn.recv_body())
+                .await
+                .map_err(|_| ConnError::Timeout(limits::command_timeout_ms))??;
+            match reply {
+                Body::CommandReply(r) if t == txid => return Ok(r),
+                // Map deliveries and other unsolicited frames are skipped here.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Runs a request until a monitor that may answer it does.
+    pub async fn request(&mut self, body: &Body) -> Result<CommandReply, MonError> {
+        let mut last = String::new();
+        for attempt in 0..limits::command_attempts_max {
+            if self.current.is_none() {
+                if let Err(e) = self.connect_any().await {
+                    last = e.to_string();
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+            }
+            match self.round_trip(body).await {
+                Ok(r) if r.result == Errno::Again.result() => {
+                    last = r.status.clone();
+                    let leader = r.output.trim().to_string();
+                    self.current = None;
+                    if leader.is_empty() || self.connect_to(&leader).await.is_err() {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    last = e.to_string();
+                    self.current = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Err(MonError::GaveUp(limits::command_attempts_max, last))
+    }
+
+    /// An admin command (`["osd", "pool", "create", "rbd", "32"]`).
+    pub async fn command(&mut self, args: &[String], json: bool) -> Result<CommandReply, MonError> {
+        self.request(&Body::Command(Command { tid: 0, args: args.to_vec(), json })).await
+    }
+}
+
+fn backoff(attempt: usize) -> Duration {
+    Duration::from_millis((50u64 << attempt.min(5)).min(1_000))
+}
