@@ -5,10 +5,13 @@
 //! - [`config`] — the `ceph.conf`-shaped config file and `-m` addresses.
 //! - [`monc`] — the monitor client: commands with leader redirects and
 //!   retries, map subscriptions.
+//! - [`cluster`] — `sepia cluster up|down`: a local dev cluster of real
+//!   processes on loopback.
 //!
 //! Invariant: nothing here trusts the network — every frame goes through
 //! the proto decoder and every body through rkyv validation before use.
 
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod limits;

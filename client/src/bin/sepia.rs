@@ -29,8 +29,61 @@ struct Cli {
     words: Vec<String>,
 }
 
+/// `sepia cluster up|down|status --dir D [--mons N] [--osds N]`, run here
+/// rather than by the monitors.
+fn cluster_command(words: &[String]) -> ExitCode {
+    use sepia_client::cluster;
+    let mut dir = std::path::PathBuf::from("./sepia-cluster");
+    let (mut mons, mut osds, mut down_out) = (1usize, 0usize, 600u64);
+    let mut it = words.iter().skip(2);
+    while let Some(w) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_default();
+        match w.as_str() {
+            "--dir" => dir = value().into(),
+            "--mons" => mons = value().parse().unwrap_or(0),
+            "--osds" => osds = value().parse().unwrap_or(usize::MAX),
+            "--down-out-interval" => down_out = value().parse().unwrap_or(600),
+            other => {
+                eprintln!("sepia cluster: unknown option {other}");
+                return ExitCode::from(22);
+            }
+        }
+    }
+    let result = match words.get(1).map(String::as_str) {
+        Some("up") => cluster::up(&cluster::UpOptions { dir: dir.clone(), mons, osds, down_out_interval_s: down_out }).map(|addrs| {
+            println!("cluster up: {} monitor(s) at {}", addrs.len(), addrs.join(","));
+            println!("config: {}", dir.join("sepia.conf").display());
+            println!("try: sepia -c {} status", dir.join("sepia.conf").display());
+        }),
+        Some("down") => cluster::down(&dir).map(|n| println!("stopped {n} daemon(s)")),
+        Some("status") => cluster::wait_for_quorum(&dir, std::time::Duration::from_secs(5)).map(|()| println!("quorum is up")),
+        _ => Err("usage: sepia cluster up|down|status --dir DIR [--mons N] [--osds N]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sepia cluster: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `--format json` may come after the command words, as with `ceph`.
+    let mut words = Vec::with_capacity(cli.words.len());
+    let mut it = std::mem::take(&mut cli.words).into_iter();
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "--format" | "-f" => cli.format = it.next().unwrap_or_default(),
+            _ if w.starts_with("--format=") => cli.format = w["--format=".len()..].to_string(),
+            _ => words.push(w),
+        }
+    }
+    cli.words = words;
+    if cli.words.first().map(String::as_str) == Some("cluster") {
+        return cluster_command(&cli.words);
+    }
     let conf = match cli.conf.as_deref().map(Config::load).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => {

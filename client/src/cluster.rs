@@ -1,0 +1,178 @@
+//! `sepia cluster up|down|status`: a local development cluster on loopback,
+//! like Ceph's vstart — monitors (and later OSDs) as real processes with
+//! their data under one directory.
+//!
+//! Layout of `DIR`: `sepia.conf` (fsid, `mon_host`, names), `keyring`
+//! (client.admin), `mon.NAME/` (each monitor's store), `out/*.log`,
+//! `run/*.pid`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+
+/// Monitor names in rank order, as Ceph's vstart names them.
+const MON_NAMES: [&str; 7] = ["a", "b", "c", "d", "e", "f", "g"];
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub dir: PathBuf,
+    pub mons: usize,
+    pub osds: usize,
+    /// OSDs down for this long are marked out.
+    pub down_out_interval_s: u64,
+}
+
+/// A sibling binary of the running one (`sepia-mon` next to `sepia`), or
+/// the one `CARGO_BIN_EXE_<name>` names (tests).
+pub fn sibling_binary(name: &str) -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os(format!("CARGO_BIN_EXE_{name}")) {
+        return Ok(PathBuf::from(path));
+    }
+    let me = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let dir = me.parent().ok_or("binary has no directory")?;
+    // Tests run from target/debug/deps; the binaries sit one level up.
+    for candidate in [dir.join(name), dir.join("..").join(name)] {
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    Err(format!("{name} not found next to {} (build it: cargo build --bin {name})", me.display()))
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+/// A new secret in Ceph's keyring form (`AQ...`: type 1, created time,
+/// length 16, 16 random bytes).
+fn new_key() -> String {
+    use base64::Engine;
+    let mut raw = Vec::with_capacity(28);
+    raw.extend_from_slice(&1u16.to_le_bytes());
+    raw.extend_from_slice(&[0u8; 8]);
+    raw.extend_from_slice(&16u16.to_le_bytes());
+    raw.extend_from_slice(&sepia_proto::uuid::random());
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// Writes the config and admin keyring and starts the monitors; returns the
+/// monitor addresses once a quorum answers.
+pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
+    if opts.mons == 0 || opts.mons > MON_NAMES.len() || opts.mons % 2 == 0 {
+        return Err(format!("--mons must be 1, 3, 5 or 7 (got {})", opts.mons));
+    }
+    if opts.osds > 0 {
+        return Err("OSDs are not part of the dev cluster yet (the OSD daemon lands with issue #7); use --osds 0".into());
+    }
+    let dir = &opts.dir;
+    if dir.join("sepia.conf").exists() {
+        return Err(format!("{} already holds a cluster; `sepia cluster down --dir {0}` and remove it first", dir.display()));
+    }
+    for sub in ["out", "run"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut addrs = Vec::new();
+    for _ in 0..opts.mons {
+        addrs.push(format!("127.0.0.1:{}", free_port()?));
+    }
+    let names: Vec<&str> = MON_NAMES[..opts.mons].to_vec();
+    let keyring = dir.join("keyring");
+    let conf = format!(
+        "[global]\nfsid = {}\nmon_host = {}\nmon_initial_members = {}\nkeyring = {}\nosd_crush_chooseleaf_type = 0\nmon_osd_down_out_interval = {}\n",
+        sepia_proto::uuid::format(&sepia_proto::uuid::random()),
+        addrs.join(","),
+        names.join(","),
+        keyring.display(),
+        opts.down_out_interval_s,
+    );
+    std::fs::write(dir.join("sepia.conf"), conf).map_err(|e| e.to_string())?;
+    let admin = format!(
+        "[client.admin]\n\tkey = {}\n\tcaps mon = \"allow *\"\n\tcaps osd = \"allow *\"\n\tcaps mgr = \"allow *\"\n",
+        new_key()
+    );
+    std::fs::write(&keyring, admin).map_err(|e| e.to_string())?;
+    for name in &names {
+        start_mon(dir, name)?;
+    }
+    wait_for_quorum(dir, Duration::from_secs(30))?;
+    Ok(addrs)
+}
+
+/// Starts (or restarts) monitor `name` of the cluster in `dir`.
+pub fn start_mon(dir: &Path, name: &str) -> Result<u32, String> {
+    let bin = sibling_binary("sepia-mon")?;
+    let log = std::fs::File::create(dir.join("out").join(format!("mon.{name}.log"))).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("sepia.conf"))
+        .arg("-i")
+        .arg(name)
+        .arg("--data")
+        .arg(dir.join(format!("mon.{name}")))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start sepia-mon: {e}"))?;
+    let pid = child.id();
+    std::fs::write(dir.join("run").join(format!("mon.{name}.pid")), pid.to_string()).map_err(|e| e.to_string())?;
+    // The child is reaped by `down` (or by init when we exit first).
+    std::mem::forget(child);
+    Ok(pid)
+}
+
+/// Sends `signal` to the daemon `who` (`mon.a`); true if it was running.
+pub fn signal(dir: &Path, who: &str, signal: i32) -> bool {
+    let pid_file = dir.join("run").join(format!("{who}.pid"));
+    let Ok(text) = std::fs::read_to_string(&pid_file) else { return false };
+    let Ok(pid) = text.trim().parse::<i32>() else { return false };
+    let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if ok {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    ok
+}
+
+/// Stops every daemon of the cluster in `dir` (SIGTERM).
+pub fn down(dir: &Path) -> Result<usize, String> {
+    let run = dir.join("run");
+    let entries = std::fs::read_dir(&run).map_err(|e| format!("{}: {e}", run.display()))?;
+    let mut stopped = 0;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(who) = name.strip_suffix(".pid") {
+            if signal(dir, who, 15) {
+                stopped += 1;
+            }
+        }
+    }
+    Ok(stopped)
+}
+
+/// Waits until `status` answers through the monitors.
+pub fn wait_for_quorum(dir: &Path, timeout: Duration) -> Result<(), String> {
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
+    let addrs = conf.mon_addrs();
+    let start = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        let result = rt.block_on(async {
+            let mut monc = crate::monc::MonClient::new(addrs.clone(), "client.admin").map_err(|e| e.to_string())?;
+            tokio::time::timeout(Duration::from_secs(3), monc.command(&["quorum_status".to_string()], true))
+                .await
+                .map_err(|_| "timeout".to_string())?
+                .map_err(|e| e.to_string())
+        });
+        match result {
+            Ok(r) if r.result == 0 => return Ok(()),
+            Ok(r) => last = r.status,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("no quorum after {:?}: {last}", timeout))
+}

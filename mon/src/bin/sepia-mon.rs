@@ -1,0 +1,134 @@
+//! `sepia-mon -c CONF -i NAME --data DIR`: one monitor.
+//!
+//! The config names the cluster (`fsid`), the monitors (`mon_host`, with
+//! `mon_initial_members` giving their names in rank order), the admin
+//! keyring, and the failure-handling intervals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use sepia_client::config::Config;
+use sepia_mon::daemon::{self, DaemonConfig};
+use sepia_mon::services::service::{MonConfig, MonServices};
+use sepia_mon::services::state::{AuthEntry, ClusterState};
+use sepia_proto::monmap::MonMap;
+use sepia_proto::osdmap::OsdMap;
+
+#[derive(Parser)]
+#[command(name = "sepia-mon", about = "A Sepia monitor")]
+struct Cli {
+    /// Config file.
+    #[arg(short = 'c', long = "conf")]
+    conf: PathBuf,
+    /// This monitor's name (`a`).
+    #[arg(short = 'i', long = "id")]
+    id: String,
+    /// Where this monitor keeps its store.
+    #[arg(long = "data")]
+    data: PathBuf,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("sepia-mon: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Reads `[NAME]` / `key = ...` / `caps SERVICE = "..."` entries.
+fn read_keyring(path: &str) -> Result<Vec<(String, AuthEntry)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out: Vec<(String, AuthEntry)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            out.push((name.to_string(), AuthEntry { key: String::new(), caps: Default::default() }));
+        } else if let Some((k, v)) = line.split_once('=') {
+            let Some((_, entry)) = out.last_mut() else { continue };
+            let k = k.trim();
+            let v = v.trim().trim_matches('"').to_string();
+            if k == "key" {
+                entry.key = v;
+            } else if let Some(service) = k.strip_prefix("caps ") {
+                entry.caps.insert(service.trim().to_string(), v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let conf = match Config::load(&cli.conf.to_string_lossy()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let section = format!("mon.{}", cli.id);
+    let addrs = conf.mon_addrs();
+    let names: Vec<String> = conf
+        .get(&section, "mon_initial_members")
+        .map(|m| m.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    if names.len() != addrs.len() || addrs.is_empty() {
+        return fail("mon_host and mon_initial_members must list the same monitors");
+    }
+    let Some(rank) = names.iter().position(|n| *n == cli.id) else {
+        return fail(format!("mon.{} is not in mon_initial_members", cli.id));
+    };
+    let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
+        return fail("the config needs a valid fsid");
+    };
+    let num = |key: &str, default: u64| conf.get(&section, key).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let failure_domain = if num("osd_crush_chooseleaf_type", 1) == 0 { "osd" } else { "host" };
+    let mon_config = MonConfig {
+        beacon_grace_ms: num("mon_osd_beacon_grace", 10) * 1000,
+        down_out_interval_ms: num("mon_osd_down_out_interval", 600) * 1000,
+        min_down_reporters: num("mon_osd_min_down_reporters", 2) as usize,
+        failure_report_ttl_ms: 30_000,
+        crush_location_type: failure_domain.to_string(),
+    };
+    let monmap = match MonMap::new(fsid, &names.iter().cloned().zip(addrs.iter().cloned()).collect::<Vec<_>>(), 0) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let crush = match crush_simd::edit::default_map(failure_domain) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let osdmap = OsdMap::new(fsid, crush, 0);
+    let auth = match conf.get(&section, "keyring").map(read_keyring).transpose() {
+        Ok(a) => a.unwrap_or_default(),
+        Err(e) => return fail(e),
+    };
+    let mut services = MonServices::new(rank as u64 + 1, mon_config);
+    let bootstrap = services.bootstrap_entry(monmap, &osdmap, auth);
+    let mut state = ClusterState::new();
+    // The osdmap fsid must be the cluster's even before bootstrap commits.
+    state.osdmap.fsid = fsid;
+    let daemon_config = DaemonConfig {
+        name: cli.id.clone(),
+        rank: rank as u32,
+        public_addr: addrs[rank].clone(),
+        propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 50)),
+        tick_interval: Duration::from_millis(200),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let result = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&daemon_config.public_addr).await?;
+        eprintln!("mon.{} rank {} listening on {}", daemon_config.name, rank, daemon_config.public_addr);
+        if addrs.len() == 1 {
+            let log = sepia_mon::solo::SoloLog::open(&cli.data)?;
+            daemon::run(daemon_config, listener, log, state, services, Some(bootstrap)).await
+        } else {
+            let paxos = sepia_mon::consensus::open(&cli.data, rank as u32, &addrs).await?;
+            daemon::run(daemon_config, listener, paxos, state, services, Some(bootstrap)).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,347 @@
+//! The monitor daemon's shell: the public TCP listener (clients, OSDs),
+//! the consensus layer, the clock, and the map services, joined in one
+//! event loop. Everything that decides lives in `services` (sans-IO); this
+//! file only moves bytes and time.
+//!
+//! Invariants: every channel is bounded; a connection whose frames fail
+//! to decode is closed with a logged reason; no request is answered with
+//! a change that has not committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sepia_proto::hello;
+use sepia_proto::msg::{self, Body, CommandReply, SubscribeItem};
+use sepia_proto::osdmap::Epoch;
+use sepia_client::conn::Conn;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::services::service::{MonServices, QuorumInfo};
+use crate::services::state::{Batch, ClusterState};
+
+/// Bounds of the shell.
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Requests from all connections waiting for the event loop.
+    pub const requests_queued_max: usize = 4096;
+    /// Replies and map deliveries queued for one connection; a connection
+    /// that falls further behind is closed.
+    pub const replies_queued_max: usize = 256;
+    /// Open client/OSD connections.
+    pub const connections_max: usize = 4096;
+}
+
+/// What the consensus layer offers the daemon. The Paxos implementation
+/// (omnipaxos behind `crate::paxos`) and a single-monitor log both fit.
+pub trait Consensus: Send {
+    /// Queues an entry; only the leader accepts.
+    fn propose(&mut self, entry: Vec<u8>) -> Result<(), String>;
+    /// Entries decided since the last call, in log order.
+    fn take_committed(&mut self) -> Vec<Vec<u8>>;
+    /// Drives timers and the network; called every tick.
+    fn tick(&mut self);
+    fn have_quorum(&self) -> bool;
+    fn is_leader(&self) -> bool;
+    /// Rank of the leader, if one is known.
+    fn leader(&self) -> Option<u32>;
+    /// Ranks of the monitors the leader currently hears from (itself included).
+    fn quorum_members(&self) -> Vec<u32>;
+    fn election_epoch(&self) -> u64;
+    /// A state snapshot to persist alongside the decided index.
+    fn persist_state(&mut self, _index: u64, _snapshot: &[u8]) {}
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub name: String,
+    pub rank: u32,
+    pub public_addr: String,
+    /// How often pending changes become one log entry.
+    pub propose_interval: Duration,
+    pub tick_interval: Duration,
+}
+
+/// A request from a connection, with where to send the answer; `body`
+/// `None` means the connection closed.
+struct Request {
+    conn: u64,
+    txid: u64,
+    body: Option<Body>,
+}
+
+enum ToConn {
+    Frame { txid: u64, body: Body },
+}
+
+struct Subscriber {
+    tx: mpsc::Sender<ToConn>,
+    have: Epoch,
+    onetime: bool,
+}
+
+/// Runs the monitor until the listener fails. `consensus` is driven from
+/// this task only.
+pub async fn run<C: Consensus>(
+    config: DaemonConfig,
+    listener: TcpListener,
+    mut consensus: C,
+    mut state: ClusterState,
+    mut services: MonServices,
+    bootstrap: Option<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut bootstrap = bootstrap;
+    let (req_tx, mut req_rx) = mpsc::channel::<Request>(limits::requests_queued_max);
+    let mut conns: BTreeMap<u64, mpsc::Sender<ToConn>> = BTreeMap::new();
+    let mut subscribers: BTreeMap<u64, Subscriber> = BTreeMap::new();
+    // waiter id → (connection, txid)
+    let mut waiters: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let mut next_waiter = 1u64;
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(config.tick_interval);
+    let mut propose = tokio::time::interval(config.propose_interval);
+    let fsid = Arc::new(state.fsid());
+    let (new_conn_tx, mut new_conn_rx) = mpsc::channel::<(u64, mpsc::Sender<ToConn>)>(64);
+
+    // The acceptor: one task per connection, each with a bounded outbox.
+    {
+        let req_tx = req_tx.clone();
+        let name = config.name.clone();
+        tokio::spawn(async move {
+            let mut next_conn = 1u64;
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                let id = next_conn;
+                next_conn += 1;
+                let (out_tx, out_rx) = mpsc::channel::<ToConn>(limits::replies_queued_max);
+                if new_conn_tx.send((id, out_tx)).await.is_err() {
+                    return;
+                }
+                let req_tx = req_tx.clone();
+                let name = name.clone();
+                let fsid = *fsid;
+                tokio::spawn(async move {
+                    if let Err(e) = serve_conn(id, Conn::from_stream(stream), &name, fsid, req_tx, out_rx).await {
+                        eprintln!("mon.{name}: connection {peer}: {e}");
+                    }
+                });
+            }
+        });
+    }
+
+    let mut was_leader = false;
+    loop {
+        tokio::select! {
+            Some((id, tx)) = new_conn_rx.recv() => {
+                if conns.len() < limits::connections_max {
+                    conns.insert(id, tx);
+                }
+            }
+            Some(req) = req_rx.recv() => {
+                let Some(body) = &req.body else {
+                    conns.remove(&req.conn);
+                    subscribers.remove(&req.conn);
+                    continue;
+                };
+                let now = start.elapsed().as_millis() as u64;
+                let quorum = quorum_info(&consensus, &state, &config);
+                let answer = |conns: &BTreeMap<u64, mpsc::Sender<ToConn>>, r: CommandReply| {
+                    if let Some(tx) = conns.get(&req.conn) {
+                        let _ = tx.try_send(ToConn::Frame { txid: req.txid, body: Body::CommandReply(r) });
+                    }
+                };
+                match body {
+                    Body::Command(c) => {
+                        let w = next_waiter;
+                        next_waiter += 1;
+                        match services.handle_command(&state, &quorum, c, w, now) {
+                            Some(r) => answer(&conns, r),
+                            None => { waiters.insert(w, (req.conn, req.txid)); }
+                        }
+                    }
+                    Body::OsdBoot(b) => {
+                        let w = next_waiter;
+                        next_waiter += 1;
+                        match services.handle_boot(&state, &quorum, b, w, now) {
+                            Some(r) => answer(&conns, r),
+                            None => { waiters.insert(w, (req.conn, req.txid)); }
+                        }
+                    }
+                    Body::OsdBeacon(b) => {
+                        if services.is_leader() {
+                            services.handle_beacon(b, now);
+                        } else {
+                            answer(&conns, not_leader_reply(&consensus, &state));
+                        }
+                    }
+                    Body::OsdFailure(f) => services.handle_failure(&state, f, now),
+                    Body::OsdMarkMeDown(m) => {
+                        services.handle_mark_me_down(&state, m, now);
+                        answer(&conns, CommandReply { tid: 0, result: 0, status: String::new(), output: String::new() });
+                    }
+                    Body::Subscribe(s) => {
+                        if let Some(tx) = conns.get(&req.conn) {
+                            for SubscribeItem { what, start, onetime } in &s.items {
+                                match what {
+                                    msg::MapKind::OsdMap => {
+                                        let sub = Subscriber { tx: tx.clone(), have: start.saturating_sub(1), onetime: *onetime };
+                                        subscribers.insert(req.conn, sub);
+                                    }
+                                    msg::MapKind::MonMap => {
+                                        let _ = tx.try_send(ToConn::Frame { txid: req.txid, body: Body::MonMap(state.monmap.clone()) });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Body::Ping(p) if !p.reply => {
+                        if let Some(tx) = conns.get(&req.conn) {
+                            let mut back = p.clone();
+                            back.reply = true;
+                            let _ = tx.try_send(ToConn::Frame { txid: req.txid, body: Body::Ping(back) });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ = propose.tick() => {
+                let now = start.elapsed().as_millis() as u64;
+                if let Some(entry) = services.flush(&state, now) {
+                    if let Err(e) = consensus.propose(entry) {
+                        for (w, r) in services.lose_leadership() {
+                            send_waiter(&conns, &mut waiters, w, r);
+                        }
+                        eprintln!("mon.{}: proposal refused: {e}", config.name);
+                    }
+                }
+                for (w, r) in services.take_immediate() {
+                    send_waiter(&conns, &mut waiters, w, r);
+                }
+            }
+            _ = tick.tick() => {
+                let now = start.elapsed().as_millis() as u64;
+                consensus.tick();
+                let leader = consensus.is_leader() && consensus.have_quorum();
+                if leader && !was_leader {
+                    services.become_leader(&state, now);
+                } else if !leader && was_leader {
+                    for (w, r) in services.lose_leadership() {
+                        send_waiter(&conns, &mut waiters, w, r);
+                    }
+                }
+                was_leader = leader;
+                // A new cluster: the first leader proposes the initial maps
+                // (a second bootstrap entry, if any, is refused on apply).
+                if leader && !state.bootstrapped {
+                    if let Some(entry) = bootstrap.take() {
+                        if let Err(e) = consensus.propose(entry.clone()) {
+                            eprintln!("mon.{}: bootstrap proposal refused: {e}", config.name);
+                            bootstrap = Some(entry);
+                        }
+                    }
+                }
+                services.tick(&state, now);
+            }
+        }
+        // Apply whatever committed, answer its waiters, feed subscribers.
+        let committed = consensus.take_committed();
+        if !committed.is_empty() {
+            for entry in committed {
+                let result = state.apply_entry(&entry);
+                let batch = Batch::decode(&entry).ok();
+                let applied = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                if let Err(e) = &applied {
+                    eprintln!("mon.{}: log entry {} skipped: {e}", config.name, state.applied);
+                }
+                for (w, r) in services.on_committed(&state, batch.as_ref(), applied) {
+                    send_waiter(&conns, &mut waiters, w, r);
+                }
+            }
+            consensus.persist_state(state.applied, &state.snapshot());
+        }
+        if state.bootstrapped {
+            subscribers.retain(|_, s| {
+                if s.have >= state.osdmap.epoch {
+                    return true;
+                }
+                let delivery = state.osdmap_delivery(s.have);
+                s.have = state.osdmap.epoch;
+                let ok = s.tx.try_send(ToConn::Frame { txid: 0, body: Body::OsdMap(delivery) }).is_ok();
+                ok && !s.onetime
+            });
+        }
+    }
+}
+
+fn send_waiter(conns: &BTreeMap<u64, mpsc::Sender<ToConn>>, waiters: &mut BTreeMap<u64, (u64, u64)>, w: u64, r: CommandReply) {
+    if let Some((conn, txid)) = waiters.remove(&w) {
+        if let Some(tx) = conns.get(&conn) {
+            let _ = tx.try_send(ToConn::Frame { txid, body: Body::CommandReply(r) });
+        }
+    }
+}
+
+fn not_leader_reply<C: Consensus>(consensus: &C, state: &ClusterState) -> CommandReply {
+    let addr = consensus
+        .leader()
+        .and_then(|r| state.monmap.mons.get(r as usize))
+        .map(|m| m.addr.clone())
+        .unwrap_or_default();
+    CommandReply { tid: 0, result: sepia_proto::errno::Errno::Again.result(), status: "not the leader".into(), output: addr }
+}
+
+fn quorum_info<C: Consensus>(consensus: &C, state: &ClusterState, config: &DaemonConfig) -> QuorumInfo {
+    let name_of = |r: u32| state.monmap.mons.get(r as usize).map(|m| m.name.clone()).unwrap_or_else(|| r.to_string());
+    QuorumInfo {
+        have_quorum: consensus.have_quorum() && state.bootstrapped,
+        is_leader: consensus.is_leader(),
+        members: consensus.quorum_members().into_iter().map(name_of).collect(),
+        leader: consensus.leader().map(name_of),
+        election_epoch: consensus.election_epoch(),
+        me: config.name.clone(),
+    }
+}
+
+/// One connection: hello, then requests to the loop and answers back.
+async fn serve_conn(
+    id: u64,
+    mut conn: Conn,
+    name: &str,
+    fsid: [u8; 16],
+    req_tx: mpsc::Sender<Request>,
+    mut out_rx: mpsc::Receiver<ToConn>,
+) -> Result<(), String> {
+    let ours = hello::local_hello(&format!("mon.{name}"), fsid);
+    let first = tokio::time::timeout(Duration::from_secs(10), conn.recv_body()).await.map_err(|_| "no hello".to_string())?;
+    let (txid, body) = first.map_err(|e| e.to_string())?;
+    let Body::Hello(theirs) = body else { return Err("first frame is not a hello".into()) };
+    let (reply, negotiated) = hello::reply(&ours, &theirs);
+    conn.send_with_txid(&Body::HelloReply(reply), txid, &[]).await.map_err(|e| e.to_string())?;
+    negotiated.map_err(|e| e.to_string())?;
+    conn.peer_entity = theirs.entity.clone();
+    let result = loop {
+        tokio::select! {
+            incoming = conn.recv_body() => match incoming {
+                Ok((txid, body)) => {
+                    if req_tx.send(Request { conn: id, txid, body: Some(body) }).await.is_err() {
+                        break Ok(());
+                    }
+                }
+                Err(sepia_client::conn::ConnError::Closed) => break Ok(()),
+                Err(e) => break Err(e.to_string()),
+            },
+            out = out_rx.recv() => match out {
+                Some(ToConn::Frame { txid, body }) => {
+                    if let Err(e) = conn.send_with_txid(&body, txid, &[]).await {
+                        break Err(e.to_string());
+                    }
+                }
+                None => break Ok(()),
+            },
+        }
+    };
+    let _ = req_tx.send(Request { conn: id, txid: 0, body: None }).await;
+    result
+}

@@ -1,0 +1,246 @@
+//! The replicated state of the monitors and the log entries that change it.
+//!
+//! Every monitor applies the same committed [`Batch`]es in the same order,
+//! so every monitor holds the same [`ClusterState`]. A batch is one Paxos
+//! log entry: an atomic transaction over all maps (OSDMap incremental,
+//! MonMap, auth database).
+//!
+//! Invariants: applying is deterministic and all-or-nothing (a batch that
+//! fails validation changes nothing, on every monitor alike); the OSDMap's
+//! epoch grows by exactly one per OSDMap transaction; the incremental
+//! history is bounded (`limits::osdmap_history_max`), older subscribers get
+//! a full map.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rkyv::{Archive, Deserialize, Serialize};
+use sepia_proto::monmap::MonMap;
+use sepia_proto::msg::OsdMapDelivery;
+use sepia_proto::osdmap::{Epoch, OsdMap, OsdMapIncremental, OsdMapWire};
+
+use super::limits;
+
+/// One entity of the auth database: its secret (Ceph's base64 key form)
+/// and its capability strings per service (`mon` → `allow *`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AuthEntry {
+    pub key: String,
+    pub caps: BTreeMap<String, String>,
+}
+
+/// The first entry of a cluster's log.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub monmap: MonMap,
+    pub osdmap: OsdMapWire,
+    pub auth: Vec<(String, AuthEntry)>,
+}
+
+/// One change. Several make a [`Batch`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Tx {
+    Bootstrap(Bootstrap),
+    OsdMap(OsdMapIncremental),
+    MonMap(MonMap),
+    AuthSet { entity: String, entry: AuthEntry },
+    AuthRm { entity: String },
+}
+
+/// One Paxos log entry. `(proposer, seq)` lets the proposing leader match
+/// the commit to the requests waiting on it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub proposer: u64,
+    pub seq: u64,
+    pub txs: Vec<Tx>,
+}
+
+impl Batch {
+    pub fn encode(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(self).map(|b| b.to_vec()).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Batch, StateError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(bytes);
+        rkyv::from_bytes::<Batch, rkyv::rancor::Error>(&aligned).map_err(|e| StateError::Invalid(e.to_string()))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StateError {
+    #[error("log entry failed validation: {0}")]
+    Invalid(String),
+    #[error("the cluster is not bootstrapped yet")]
+    NotBootstrapped,
+    #[error("the cluster is already bootstrapped")]
+    AlreadyBootstrapped,
+    #[error("osdmap: {0}")]
+    Map(#[from] sepia_proto::osdmap::MapError),
+    #[error("monmap: {0}")]
+    MonMap(#[from] sepia_proto::monmap::MonMapError),
+}
+
+/// Everything the monitors agree on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterState {
+    pub bootstrapped: bool,
+    pub monmap: MonMap,
+    pub osdmap: OsdMap,
+    /// The incrementals that led to `osdmap`, oldest first, bounded.
+    pub history: VecDeque<OsdMapIncremental>,
+    pub auth: BTreeMap<String, AuthEntry>,
+    /// Log entries applied (the Paxos index the state reflects).
+    pub applied: u64,
+}
+
+/// The archived form of a [`ClusterState`] (the mon store's snapshot).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StateWire {
+    pub bootstrapped: bool,
+    pub monmap: MonMap,
+    pub osdmap: OsdMapWire,
+    pub history: Vec<OsdMapIncremental>,
+    pub auth: Vec<(String, AuthEntry)>,
+    pub applied: u64,
+}
+
+impl Default for ClusterState {
+    fn default() -> Self {
+        ClusterState::new()
+    }
+}
+
+impl ClusterState {
+    /// A monitor that has applied nothing yet.
+    pub fn new() -> ClusterState {
+        ClusterState {
+            bootstrapped: false,
+            monmap: MonMap { fsid: [0; 16], epoch: 0, created_ms: 0, modified_ms: 0, mons: Vec::new() },
+            osdmap: OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0),
+            history: VecDeque::new(),
+            auth: BTreeMap::new(),
+            applied: 0,
+        }
+    }
+
+    pub fn fsid(&self) -> [u8; 16] {
+        self.osdmap.fsid
+    }
+
+    /// Applies one committed log entry. An entry that fails validation is
+    /// skipped identically on every monitor (the error is for the log).
+    pub fn apply_entry(&mut self, bytes: &[u8]) -> Result<Batch, StateError> {
+        self.applied += 1;
+        let batch = Batch::decode(bytes)?;
+        let mut next = self.clone();
+        for tx in &batch.txs {
+            next.apply_tx(tx)?;
+        }
+        *self = next;
+        Ok(batch)
+    }
+
+    fn apply_tx(&mut self, tx: &Tx) -> Result<(), StateError> {
+        match tx {
+            Tx::Bootstrap(b) => {
+                if self.bootstrapped {
+                    return Err(StateError::AlreadyBootstrapped);
+                }
+                b.monmap.validate()?;
+                self.monmap = b.monmap.clone();
+                self.osdmap = OsdMap::from_wire(&b.osdmap)?;
+                self.auth = b.auth.iter().cloned().collect();
+                self.bootstrapped = true;
+            }
+            _ if !self.bootstrapped => return Err(StateError::NotBootstrapped),
+            Tx::OsdMap(inc) => {
+                self.osdmap.apply(inc)?;
+                self.history.push_back(inc.clone());
+                while self.history.len() > limits::osdmap_history_max {
+                    self.history.pop_front();
+                }
+            }
+            Tx::MonMap(m) => {
+                m.validate()?;
+                if m.epoch != self.monmap.epoch + 1 || m.fsid != self.monmap.fsid {
+                    return Err(StateError::Invalid(format!("monmap epoch {} after {}", m.epoch, self.monmap.epoch)));
+                }
+                self.monmap = m.clone();
+            }
+            Tx::AuthSet { entity, entry } => {
+                if self.auth.len() >= limits::auth_entities_max && !self.auth.contains_key(entity) {
+                    return Err(StateError::Invalid("auth database full".into()));
+                }
+                self.auth.insert(entity.clone(), entry.clone());
+            }
+            Tx::AuthRm { entity } => {
+                self.auth.remove(entity);
+            }
+        }
+        Ok(())
+    }
+
+    /// What a subscriber at `have` (0: nothing) needs to reach the newest
+    /// epoch: incrementals when the history reaches back far enough, else
+    /// the full map.
+    pub fn osdmap_delivery(&self, have: Epoch) -> OsdMapDelivery {
+        let newest = self.osdmap.epoch;
+        let oldest_inc = self.history.front().map(|i| i.epoch);
+        let incs_cover = have > 0 && oldest_inc.is_some_and(|first| first <= have + 1);
+        if have >= newest {
+            OsdMapDelivery { full: None, incrementals: Vec::new(), newest }
+        } else if incs_cover {
+            let incrementals = self.history.iter().filter(|i| i.epoch > have).cloned().collect();
+            OsdMapDelivery { full: None, incrementals, newest }
+        } else {
+            OsdMapDelivery { full: Some(self.osdmap.to_wire()), incrementals: Vec::new(), newest }
+        }
+    }
+
+    pub fn to_wire(&self) -> StateWire {
+        StateWire {
+            bootstrapped: self.bootstrapped,
+            monmap: self.monmap.clone(),
+            osdmap: self.osdmap.to_wire(),
+            history: self.history.iter().cloned().collect(),
+            auth: self.auth.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            applied: self.applied,
+        }
+    }
+
+    /// The snapshot bytes the mon store keeps (and sends to a wiped peer).
+    pub fn snapshot(&self) -> Vec<u8> {
+        rkyv::to_bytes::<rkyv::rancor::Error>(&self.to_wire()).map(|b| b.to_vec()).unwrap_or_default()
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<ClusterState, StateError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(bytes);
+        let w = rkyv::from_bytes::<StateWire, rkyv::rancor::Error>(&aligned).map_err(|e| StateError::Invalid(e.to_string()))?;
+        if w.history.len() > limits::osdmap_history_max || w.auth.len() > limits::auth_entities_max {
+            return Err(StateError::Invalid("snapshot exceeds limits".into()));
+        }
+        Ok(ClusterState {
+            bootstrapped: w.bootstrapped,
+            monmap: w.monmap,
+            osdmap: OsdMap::from_wire(&w.osdmap)?,
+            history: w.history.into(),
+            auth: w.auth.into_iter().collect(),
+            applied: w.applied,
+        })
+    }
+}
+
+/// True when an incremental changes nothing but the epoch and time.
+pub fn inc_is_empty(inc: &OsdMapIncremental) -> bool {
+    inc.new_flags.is_none()
+        && inc.new_pool_max.is_none()
+        && inc.new_pools.is_empty()
+        && inc.removed_pools.is_empty()
+        && inc.new_max_osd.is_none()
+        && inc.new_osds.is_empty()
+        && inc.new_crush.is_none()
+        && inc.new_pg_temp.is_empty()
+        && inc.new_primary_temp.is_empty()
+}

@@ -1,0 +1,263 @@
+//! The services driven as the shell would, with a log that commits at
+//! once: commands, boots, failures and the clock against one leader.
+
+use sepia_proto::monmap::MonMap;
+use sepia_proto::msg::{Command, OsdBeacon, OsdBoot, OsdFailure, OsdMarkMeDown};
+use sepia_proto::osdmap::OsdMap;
+
+use super::service::{Answer, MonConfig, MonServices, QuorumInfo};
+use super::state::{AuthEntry, Batch, ClusterState};
+
+struct Harness {
+    state: ClusterState,
+    svc: MonServices,
+    quorum: QuorumInfo,
+    now: u64,
+    next_waiter: u64,
+    answers: Vec<Answer>,
+    batches: usize,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let monmap = MonMap::new([5; 16], &[("a".into(), "127.0.0.1:3300".into())], 0).unwrap();
+        let crush = crush_simd::edit::default_map("osd").unwrap();
+        let osdmap = OsdMap::new([5; 16], crush, 0);
+        let config = MonConfig { crush_location_type: "osd".into(), min_down_reporters: 1, ..MonConfig::default() };
+        let mut svc = MonServices::new(1, config);
+        let admin = AuthEntry { key: super::caps_check::new_key(), caps: [("mon".to_string(), "allow *".to_string())].into() };
+        let entry = svc.bootstrap_entry(monmap, &osdmap, vec![("client.admin".into(), admin)]);
+        let mut state = ClusterState::new();
+        state.apply_entry(&entry).unwrap();
+        let quorum = QuorumInfo { have_quorum: true, is_leader: true, members: vec!["a".into()], leader: Some("a".into()), election_epoch: 1, me: "a".into() };
+        svc.become_leader(&state, 0);
+        Harness { state, svc, quorum, now: 0, next_waiter: 1, answers: Vec::new(), batches: 0 }
+    }
+
+    /// One propose interval: flush, commit, apply.
+    fn commit(&mut self) {
+        if let Some(bytes) = self.svc.flush(&self.state, self.now) {
+            self.batches += 1;
+            let applied = self.state.apply_entry(&bytes).map(|_| ()).map_err(|e| e.to_string());
+            let batch = Batch::decode(&bytes).ok();
+            self.answers.extend(self.svc.on_committed(&self.state, batch.as_ref(), applied));
+        }
+        self.answers.extend(self.svc.take_immediate());
+        self.svc.invariants(&self.state);
+    }
+
+    fn cmd(&mut self, line: &str) -> (i32, String, String) {
+        let args: Vec<String> = line.split_whitespace().map(|w| w.replace('~', " ")).collect();
+        let waiter = self.next_waiter;
+        self.next_waiter += 1;
+        let c = Command { tid: waiter, args, json: false };
+        if let Some(r) = self.svc.handle_command(&self.state, &self.quorum, &c, waiter, self.now) {
+            return (r.result, r.status, r.output);
+        }
+        self.commit();
+        let pos = self.answers.iter().position(|(w, _)| *w == waiter).expect("answered after commit");
+        let (_, r) = self.answers.remove(pos);
+        (r.result, r.status, r.output)
+    }
+
+    fn ok(&mut self, line: &str) -> String {
+        let (code, status, out) = self.cmd(line);
+        assert_eq!(code, 0, "{line}: {status}");
+        out
+    }
+
+    fn boot(&mut self, osd: i32) {
+        let boot = OsdBoot { osd, uuid: [osd as u8 + 1; 16], addrs: vec![format!("127.0.0.1:{}", 6800 + osd)], have_epoch: 0, hostname: "node".into() };
+        let w = self.next_waiter;
+        self.next_waiter += 1;
+        assert!(self.svc.handle_boot(&self.state, &self.quorum, &boot, w, self.now).is_none());
+        self.commit();
+    }
+}
+
+#[test]
+fn a_cluster_comes_up_and_serves_admin_commands() {
+    let mut h = Harness::new();
+    for i in 0..3 {
+        assert_eq!(h.new_osd(i), i.to_string());
+    }
+    for i in 0..3 {
+        h.boot(i);
+    }
+    assert!(h.state.osdmap.osds.iter().all(|o| o.up));
+    assert_eq!(h.ok("osd pool create rbd 32 --size 3"), "");
+    assert_eq!(h.cmd("osd pool create rbd 32").1, "pool 'rbd' already exists");
+    h.ok("osd pool create ecpool 16 --ec 2+1");
+    let pools = h.svc_read("osd pool ls", true);
+    assert_eq!(pools, r#"["rbd","ecpool"]"#);
+    let tree = h.svc_read("osd tree", false);
+    assert!(tree.contains("osd.2") && tree.contains("up"), "{tree}");
+    let map = h.svc_read("osd map rbd test-object-1", true);
+    let v: serde_json::Value = serde_json::from_str(&map).unwrap();
+    assert_eq!(v["up"].as_array().unwrap().len(), 3);
+    assert!(v["pgid"].as_str().unwrap().starts_with("1."));
+    assert!(h.svc_read("health", false).starts_with("HEALTH_OK"), "{}", h.svc_read("health detail", false));
+    let q: serde_json::Value = serde_json::from_str(&h.svc_read("quorum_status", true)).unwrap();
+    assert_eq!(q["quorum_leader_name"], "a");
+    assert_eq!(q["quorum_names"][0], "a");
+    // Pool edits and their refusals.
+    h.ok("osd pool set rbd size 2");
+    assert_eq!(h.state.osdmap.pool_by_name("rbd").unwrap().size, 2);
+    assert_ne!(h.cmd("osd pool set rbd min_size 5").0, 0);
+    assert_ne!(h.cmd("osd pool set ecpool size 4").0, 0);
+    assert_ne!(h.cmd("osd pool rm rbd").0, 0);
+    h.ok("osd pool rm rbd rbd --yes-i-really-really-mean-it");
+    assert!(h.state.osdmap.pool_by_name("rbd").is_none());
+    // Auth.
+    let keyring = h.ok("auth get-or-create client.bob mon allow~r");
+    assert!(keyring.contains("[client.bob]"), "{keyring}");
+    assert_eq!(h.ok("auth get-or-create client.bob"), keyring, "get-or-create is idempotent");
+    assert_ne!(h.cmd("auth get-or-create client.bob osd allow~*").0, 0, "different caps are refused");
+    assert_ne!(h.cmd("auth get-or-create nonsense").0, 0);
+    h.ok("auth rm client.bob");
+    assert!(!h.state.auth.contains_key("client.bob"));
+    // CRUSH edits.
+    h.ok("osd crush reweight osd.0 2.0");
+    assert_eq!(h.state.osdmap.crush.item_weight(0), 0x20000);
+    assert_ne!(h.cmd("osd crush rm default").0, 0);
+    // Unknown commands and bad numbers are errors, not panics.
+    for bad in ["osd pool create", "osd reweight 0 7", "osd reweight x 0.5", "osd in 99", "frobnicate", "osd pool set ecpool pg_num -1"] {
+        assert_ne!(h.cmd(bad).0, 0, "{bad}");
+    }
+}
+
+impl Harness {
+    /// `osd new` with the uuid `boot` presents.
+    fn new_osd(&mut self, i: i32) -> String {
+        let b = format!("{:02x}", i + 1);
+        let uuid = format!("{}-{}-{}-{}-{}", b.repeat(4), b.repeat(2), b.repeat(2), b.repeat(2), b.repeat(6));
+        self.ok(&format!("osd new {uuid}"))
+    }
+
+    fn svc_read(&mut self, line: &str, json: bool) -> String {
+        let args: Vec<String> = line.split_whitespace().map(|w| w.replace('~', " ")).collect();
+        let c = Command { tid: 0, args, json };
+        let r = self.svc.handle_command(&self.state, &self.quorum, &c, 0, self.now).expect("read-only");
+        assert_eq!(r.result, 0, "{line}: {}", r.status);
+        r.output
+    }
+}
+
+#[test]
+fn changes_are_batched_into_one_log_entry() {
+    let mut h = Harness::new();
+    let mut waiters = Vec::new();
+    for i in 0..50 {
+        let c = Command { tid: i, args: vec!["osd".into(), "new".into()], json: false };
+        assert!(h.svc.handle_command(&h.state, &h.quorum, &c, 100 + i, 0).is_none());
+        waiters.push(100 + i);
+    }
+    let before = h.state.osdmap.epoch;
+    h.commit();
+    assert_eq!(h.batches, 1);
+    assert_eq!(h.state.osdmap.epoch, before + 1, "fifty changes, one epoch");
+    assert_eq!(h.state.osdmap.osds.iter().filter(|o| o.exists).count(), 50);
+    assert_eq!(h.answers.len(), 50);
+}
+
+#[test]
+fn failures_beacons_and_down_out() {
+    let mut h = Harness::new();
+    h.svc.config.min_down_reporters = 2;
+    for i in 0..4 {
+        h.new_osd(i);
+        h.boot(i);
+    }
+    // Two distinct reporters mark osd.3 down.
+    let report = |reporter| OsdFailure { reporter, target: 3, epoch: 1, failed_for_ms: 6000, still_failed: true };
+    h.svc.handle_failure(&h.state, &report(0), h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(3), "one reporter is not enough");
+    h.svc.handle_failure(&h.state, &report(0), h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(3), "the same reporter twice is still one");
+    h.svc.handle_failure(&h.state, &report(1), h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(3));
+    // Silence: osd.2 stops beaconing; others keep going.
+    for step in 1..=12 {
+        h.now = step * 1000;
+        for osd in [0, 1] {
+            h.svc.handle_beacon(&OsdBeacon { osd, epoch: h.state.osdmap.epoch, stat: Default::default() }, h.now);
+        }
+        h.svc.tick(&h.state, h.now);
+        h.commit();
+    }
+    assert!(!h.state.osdmap.is_up(2), "no beacon for 12 s > 10 s grace");
+    assert!(h.state.osdmap.is_up(0) && h.state.osdmap.is_up(1));
+    // A clean goodbye.
+    h.svc.handle_mark_me_down(&h.state, &OsdMarkMeDown { osd: 1, epoch: 0 }, h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(1));
+    // Down long enough → out; boots again → in.
+    h.now += 700_000;
+    h.svc.handle_beacon(&OsdBeacon { osd: 0, epoch: 0, stat: Default::default() }, h.now);
+    h.svc.tick(&h.state, h.now);
+    h.commit();
+    assert_eq!(h.state.osdmap.osds[3].weight, 0);
+    h.boot(3);
+    assert!(h.state.osdmap.is_up(3));
+    assert_eq!(h.state.osdmap.osds[3].weight, 0x10000, "auto-out OSDs come back in");
+}
+
+#[test]
+fn non_leaders_and_minorities_refuse_changes() {
+    let mut h = Harness::new();
+    h.quorum.is_leader = false;
+    h.svc.lose_leadership();
+    let (code, status, _) = h.cmd("osd new");
+    assert_eq!(code, -11);
+    assert!(status.contains("leader is mon.a"), "{status}");
+    // Reads still work in the quorum.
+    assert!(h.svc_read("osd dump", false).contains("epoch"));
+    h.quorum.have_quorum = false;
+    let (code, status, _) = h.cmd("osd dump");
+    assert_eq!(code, -11, "no quorum: not even reads ({status})");
+}
+
+#[test]
+fn leadership_loss_fails_waiters() {
+    let mut h = Harness::new();
+    let c = Command { tid: 9, args: vec!["osd".into(), "new".into()], json: false };
+    assert!(h.svc.handle_command(&h.state, &h.quorum, &c, 77, 0).is_none());
+    let proposed = h.svc.flush(&h.state, 0);
+    assert!(proposed.is_some());
+    let failed = h.svc.lose_leadership();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, 77);
+    assert_eq!(failed[0].1.result, -11);
+}
+
+#[test]
+fn subscribers_get_incrementals_or_a_full_map() {
+    let mut h = Harness::new();
+    let mut subscriber = h.state.osdmap.clone();
+    for i in 0..5 {
+        h.new_osd(i);
+    }
+    h.boot(2);
+    let newest = h.state.osdmap.epoch;
+    let d = h.state.osdmap_delivery(newest - 2);
+    assert!(d.full.is_none());
+    assert_eq!(d.incrementals.len(), 2);
+    // A subscriber at epoch 1 catches up through every incremental.
+    let d = h.state.osdmap_delivery(subscriber.epoch);
+    assert!(d.full.is_none());
+    for inc in &d.incrementals {
+        subscriber.apply(inc).unwrap();
+    }
+    assert_eq!(subscriber, h.state.osdmap);
+    // One with nothing gets the full map.
+    let d0 = h.state.osdmap_delivery(0);
+    assert_eq!(OsdMap::from_wire(d0.full.as_ref().unwrap()).unwrap(), h.state.osdmap);
+    assert!(h.state.osdmap_delivery(newest).incrementals.is_empty());
+    // Snapshots restore the same state.
+    let snap = h.state.snapshot();
+    assert_eq!(ClusterState::restore(&snap).unwrap(), h.state);
+    assert!(ClusterState::restore(&snap[..snap.len() / 2]).is_err());
+}
