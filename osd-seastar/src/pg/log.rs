@@ -1,0 +1,166 @@
+//! The PG log: the ordered record of the last writes to a placement group,
+//! by which members of the acting set find out what each other lacks
+//! (log-based recovery) and by which a resent request is recognised.
+//!
+//! Invariants: versions strictly increase from `tail` (exclusive) to
+//! `head` (inclusive); the log holds at most `entries_max` entries; every
+//! entry's `reqid` is in the dup index exactly while the entry is kept.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use sepia_proto::msg::{EVersion, ObjectId, ReqId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogOp {
+    /// The object was created or changed.
+    Modify,
+    /// The object was removed.
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub version: EVersion,
+    pub reqid: ReqId,
+    pub object: ObjectId,
+    pub op: LogOp,
+}
+
+/// What a member knows about its copy of the PG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PgInfo {
+    /// Newest entry in the log.
+    pub last_update: EVersion,
+    /// Every entry up to here is applied to every object (nothing missing).
+    pub last_complete: EVersion,
+    /// Entries at or before this have been trimmed.
+    pub log_tail: EVersion,
+}
+
+#[derive(Debug, Clone)]
+pub struct PgLog {
+    entries: VecDeque<LogEntry>,
+    tail: EVersion,
+    dups: HashMap<ReqId, EVersion>,
+    entries_max: usize,
+}
+
+impl PgLog {
+    pub fn new(entries_max: usize) -> PgLog {
+        assert!(entries_max > 0);
+        PgLog { entries: VecDeque::new(), tail: EVersion::default(), dups: HashMap::new(), entries_max }
+    }
+
+    pub fn head(&self) -> EVersion {
+        self.entries.back().map_or(self.tail, |e| e.version)
+    }
+
+    pub fn tail(&self) -> EVersion {
+        self.tail
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &LogEntry> {
+        self.entries.iter()
+    }
+
+    /// The version a request already got, if it is still in the log.
+    pub fn dup(&self, reqid: &ReqId) -> Option<EVersion> {
+        self.dups.get(reqid).copied()
+    }
+
+    /// Appends an entry newer than `head`, trimming the oldest beyond the
+    /// bound.
+    pub fn append(&mut self, entry: LogEntry) {
+        assert!(entry.version > self.head(), "log versions must increase");
+        self.dups.insert(entry.reqid, entry.version);
+        self.entries.push_back(entry);
+        while self.entries.len() > self.entries_max {
+            let old = self.entries.pop_front().expect("non-empty");
+            if self.dups.get(&old.reqid) == Some(&old.version) {
+                self.dups.remove(&old.reqid);
+            }
+            self.tail = old.version;
+        }
+    }
+
+    /// Entries newer than `v`, oldest first (`None` if `v` is older than
+    /// the tail: the caller needs a backfill, not a log).
+    pub fn since(&self, v: EVersion) -> Option<Vec<LogEntry>> {
+        if v < self.tail {
+            return None;
+        }
+        Some(self.entries.iter().filter(|e| e.version > v).cloned().collect())
+    }
+
+    /// Drops entries newer than `v` (divergent after a primary change) and
+    /// returns them, newest first.
+    pub fn rewind_to(&mut self, v: EVersion) -> Vec<LogEntry> {
+        let mut dropped = Vec::new();
+        while self.entries.back().is_some_and(|e| e.version > v) {
+            let e = self.entries.pop_back().expect("checked");
+            if self.dups.get(&e.reqid) == Some(&e.version) {
+                self.dups.remove(&e.reqid);
+            }
+            dropped.push(e);
+        }
+        dropped
+    }
+
+    /// The newest version of each object among entries newer than `v`.
+    pub fn objects_since(&self, v: EVersion) -> BTreeMap<ObjectId, (EVersion, LogOp)> {
+        let mut out = BTreeMap::new();
+        for e in self.entries.iter().filter(|e| e.version > v) {
+            out.insert(e.object.clone(), (e.version, e.op.clone()));
+        }
+        out
+    }
+
+    /// Our own invariants.
+    pub fn invariants(&self) {
+        let mut prev = self.tail;
+        for e in &self.entries {
+            assert!(e.version > prev, "log out of order");
+            prev = e.version;
+        }
+        assert!(self.entries.len() <= self.entries_max);
+        for (r, v) in &self.dups {
+            assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(epoch: u32, v: u64, tid: u64) -> LogEntry {
+        LogEntry { version: EVersion { epoch, version: v }, reqid: ReqId { client: 1, tid }, object: ObjectId::new(format!("o{v}")), op: LogOp::Modify }
+    }
+
+    #[test]
+    fn append_trim_since_rewind() {
+        let mut log = PgLog::new(3);
+        for v in 1..=5 {
+            log.append(entry(1, v, v));
+            log.invariants();
+        }
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.tail(), EVersion { epoch: 1, version: 2 });
+        assert!(log.since(EVersion { epoch: 1, version: 1 }).is_none(), "before the tail: backfill");
+        assert_eq!(log.since(EVersion { epoch: 1, version: 3 }).unwrap().len(), 2);
+        assert_eq!(log.dup(&ReqId { client: 1, tid: 5 }), Some(EVersion { epoch: 1, version: 5 }));
+        assert_eq!(log.dup(&ReqId { client: 1, tid: 1 }), None, "trimmed entries leave the dup index");
+        let dropped = log.rewind_to(EVersion { epoch: 1, version: 3 });
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(log.head(), EVersion { epoch: 1, version: 3 });
+        log.invariants();
+    }
+}

@@ -1,0 +1,451 @@
+//! A seeded, deterministic simulation of one replicated PG on a few OSDs:
+//! clients write while OSDs crash (losing whatever was not yet durable) and
+//! come back; the "monitor" publishes a new map on every change. After every
+//! step the PGs' invariants hold and every read the primary would serve
+//! shows an acknowledged write or a newer one; at the end, once everyone is
+//! back and recovery finished, all copies are identical.
+//!
+//! A failing seed is printed; `SEPIA_PG_SEED=N` replays exactly that one,
+//! `SEPIA_PG_SEEDS=N` runs more.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sepia_proto::msg::{ObjectId, ReqId};
+use sepia_proto::osdmap::{Epoch, OsdId, PgId};
+
+use super::log::{LogEntry, LogOp, PgInfo};
+use super::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
+
+/// The write payload: the value the object takes (0 = delete).
+type W = u64;
+
+#[derive(Default, Clone)]
+struct Disk {
+    objects: BTreeMap<ObjectId, u64>,
+    log: Vec<LogEntry>,
+    info: PgInfo,
+    les: Epoch,
+    missing: Vec<(ObjectId, Missing)>,
+}
+
+struct Osd {
+    disk: Disk,
+    /// Applied in memory, not yet durable: lost on a crash.
+    pending: VecDeque<(LogEntry, Txn<W>)>,
+    pg: Option<Pg<W>>,
+}
+
+struct Sim {
+    rng: StdRng,
+    osds: Vec<Osd>,
+    up: Vec<bool>,
+    epoch: Epoch,
+    /// Per (from, to) FIFO, like a TCP connection; cleared when either dies.
+    net: BTreeMap<(OsdId, OsdId), VecDeque<PeerMsg<W>>>,
+    /// Writes issued: reqid → (object, value).
+    issued: BTreeMap<ReqId, (ObjectId, u64)>,
+    /// Outstanding (unacknowledged) writes, resent after map changes.
+    outstanding: BTreeMap<ReqId, ClientWrite<W>>,
+    /// Per object: the order writes were acknowledged in and the floor.
+    acked_floor: BTreeMap<ObjectId, u64>,
+    /// Per object, every value ever written, in issue order.
+    history: BTreeMap<ObjectId, Vec<u64>>,
+    next_tid: u64,
+    pgid: PgId,
+}
+
+const OSDS: usize = 3;
+const OBJECTS: u64 = 6;
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let pgid = PgId { pool: 1, seed: 0 };
+        let osds = (0..OSDS)
+            .map(|i| Osd { disk: Disk::default(), pending: VecDeque::new(), pg: Some(Pg::new(pgid, i as OsdId, params(), PgDurable::default())) })
+            .collect();
+        let mut sim = Sim {
+            rng: StdRng::seed_from_u64(seed),
+            osds,
+            up: vec![true; OSDS],
+            epoch: 0,
+            net: BTreeMap::new(),
+            issued: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
+            acked_floor: BTreeMap::new(),
+            history: BTreeMap::new(),
+            next_tid: 1,
+            pgid,
+        };
+        sim.publish_map();
+        sim
+    }
+
+    /// The monitor: acting = the up OSDs, primary rotating with the epoch
+    /// so primaries change often.
+    fn acting(&self) -> (Vec<OsdId>, Option<OsdId>) {
+        let acting: Vec<OsdId> = (0..OSDS as OsdId).filter(|&o| self.up[o as usize]).collect();
+        let primary = if acting.is_empty() { None } else { Some(acting[(self.epoch as usize / 3) % acting.len()]) };
+        (acting, primary)
+    }
+
+    fn publish_map(&mut self) {
+        self.epoch += 1;
+        let (acting, primary) = self.acting();
+        if std::env::var("SEPIA_PG_TRACE").is_ok() {
+            eprintln!("epoch {} acting {acting:?} primary {primary:?}", self.epoch);
+        }
+        for o in 0..OSDS {
+            if self.up[o] {
+                let mut out = Vec::new();
+                if let Some(pg) = self.osds[o].pg.as_mut() {
+                    pg.map_change(self.epoch, acting.clone(), primary, &mut out);
+                }
+                self.run_effects(o as OsdId, out);
+            }
+        }
+        // Clients resend everything outstanding to the new primary.
+        let resend: Vec<ClientWrite<W>> = self.outstanding.values().cloned().collect();
+        for w in resend {
+            self.send_client(w);
+        }
+    }
+
+    fn primary(&self) -> Option<OsdId> {
+        self.acting().1
+    }
+
+    fn send_client(&mut self, w: ClientWrite<W>) {
+        let Some(p) = self.primary() else { return };
+        let mut out = Vec::new();
+        if let Some(pg) = self.osds[p as usize].pg.as_mut() {
+            pg.client_write(w, &mut out);
+        }
+        self.run_effects(p, out);
+    }
+
+    fn run_effects(&mut self, at: OsdId, effects: Vec<Effect<W>>) {
+        let trace = std::env::var("SEPIA_PG_TRACE").is_ok();
+        for e in effects {
+            if trace {
+                match &e {
+                    Effect::Persist { missing, rewound_to, appended, .. } => eprintln!(
+                        "  osd.{at} persist missing {:?} rewound_to {rewound_to:?} appended {:?}",
+                        missing.iter().map(|(o, v)| format!("{}@{}.{}", o.name, v.need.epoch, v.need.version)).collect::<Vec<_>>(),
+                        appended.iter().map(|e| format!("{}.{}", e.version.epoch, e.version.version)).collect::<Vec<_>>()
+                    ),
+                    Effect::Send { to, msg: PeerMsg::Activate { rewind_to, append, missing, .. } } => eprintln!(
+                        "  osd.{at} -> osd.{to} activate rewind {rewind_to:?} append {} missing {:?}",
+                        append.len(),
+                        missing.iter().map(|(o, v)| format!("{}@{}.{}", o.name, v.need.epoch, v.need.version)).collect::<Vec<_>>()
+                    ),
+                    Effect::Send { to, msg: PeerMsg::Push { object, .. } } => eprintln!("  osd.{at} -> osd.{to} push {}", object.name),
+                    Effect::Apply { entry, txn } => eprintln!("  osd.{at} apply {} {}.{} {:?}", entry.object.name, entry.version.epoch, entry.version.version, match txn { Txn::Write(v) => Some(*v), Txn::Replace(c) => c.as_ref().map(|c| u64::from_le_bytes(c.data[..8].try_into().unwrap())) }),
+                    _ => {}
+                }
+            }
+            match e {
+                Effect::Apply { entry, txn } => self.osds[at as usize].pending.push_back((entry, txn)),
+                Effect::Send { to, msg } => {
+                    if self.up[to as usize] {
+                        self.net.entry((at, to)).or_default().push_back(msg);
+                    }
+                }
+                Effect::Reply { reqid, result, .. } => {
+                    if result == 0 {
+                        if let Some(w) = self.outstanding.remove(&reqid) {
+                            let (obj, value) = self.issued[&reqid].clone();
+                            let _ = w;
+                            // The acknowledged value's position in the history.
+                            let idx = self.history[&obj].iter().position(|v| *v == value).expect("issued") as u64;
+                            let floor = self.acked_floor.entry(obj).or_insert(0);
+                            *floor = (*floor).max(idx + 1);
+                        }
+                    }
+                }
+                Effect::Read { object } => {
+                    let value = self.osds[at as usize].disk.objects.get(&object).copied();
+                    // Reads see durable state plus pending applies, like a
+                    // store that serves its in-memory metadata.
+                    let value = self.osds[at as usize]
+                        .pending
+                        .iter()
+                        .filter(|(e, _)| e.object == object)
+                        .fold(value, |_, (_, t)| match t {
+                            Txn::Write(0) => None,
+                            Txn::Write(x) => Some(*x),
+                            Txn::Replace(c) => c.as_ref().map(|c| u64::from_le_bytes(c.data[..8].try_into().unwrap())),
+                        });
+                    let content = value.map(|v| ObjectContent { data: v.to_le_bytes().to_vec(), xattrs: Default::default(), omap: Default::default(), omap_header: vec![] });
+                    let mut out = Vec::new();
+                    if let Some(pg) = self.osds[at as usize].pg.as_mut() {
+                        pg.content(object, content, &mut out);
+                    }
+                    self.run_effects(at, out);
+                }
+                Effect::Persist { info, les, missing, rewound_to, appended } => {
+                    // Metadata is written through the journal like data:
+                    // durable in order with the applies before it.
+                    let pending: Vec<(LogEntry, Txn<W>)> = self.osds[at as usize].pending.drain(..).collect();
+                    for (entry, txn) in pending {
+                        let d = &mut self.osds[at as usize];
+                        apply_durable(&mut d.disk, &entry, &txn);
+                        let mut out = Vec::new();
+                        if let Some(pg) = d.pg.as_mut() {
+                            pg.committed(entry.version, &mut out);
+                        }
+                        self.run_effects(at, out);
+                    }
+                    let d = &mut self.osds[at as usize];
+                    if let Some(v) = rewound_to {
+                        d.disk.log.retain(|e| e.version <= v);
+                    }
+                    d.disk.log.extend(appended);
+                    d.disk.info = info;
+                    d.disk.les = les;
+                    d.disk.missing = missing;
+                }
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let roll = self.rng.gen_range(0..100);
+        match roll {
+            0..=34 => self.deliver(),
+            35..=59 => self.commit_one(),
+            60..=79 => self.client_write(),
+            80..=82 => self.crash(),
+            83..=88 => self.restart(),
+            _ => self.retry(),
+        }
+        self.check();
+    }
+
+    fn deliver(&mut self) {
+        let keys: Vec<(OsdId, OsdId)> = self.net.iter().filter(|(_, q)| !q.is_empty()).map(|(k, _)| *k).collect();
+        if keys.is_empty() {
+            return;
+        }
+        let (from, to) = keys[self.rng.gen_range(0..keys.len())];
+        let msg = self.net.get_mut(&(from, to)).and_then(|q| q.pop_front()).expect("non-empty");
+        if !self.up[to as usize] {
+            return;
+        }
+        let mut out = Vec::new();
+        if let Some(pg) = self.osds[to as usize].pg.as_mut() {
+            pg.peer(from, msg, &mut out);
+        }
+        self.run_effects(to, out);
+    }
+
+    fn commit_one(&mut self) {
+        let live: Vec<usize> = (0..OSDS).filter(|&o| self.up[o] && !self.osds[o].pending.is_empty()).collect();
+        if live.is_empty() {
+            return;
+        }
+        let o = live[self.rng.gen_range(0..live.len())];
+        let (entry, txn) = self.osds[o].pending.pop_front().expect("non-empty");
+        apply_durable(&mut self.osds[o].disk, &entry, &txn);
+        let mut out = Vec::new();
+        if let Some(pg) = self.osds[o].pg.as_mut() {
+            pg.committed(entry.version, &mut out);
+        }
+        self.run_effects(o as OsdId, out);
+    }
+
+    fn client_write(&mut self) {
+        if self.outstanding.len() >= 8 {
+            return;
+        }
+        let object = ObjectId::new(format!("obj{}", self.rng.gen_range(0..OBJECTS)));
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        let reqid = ReqId { client: 1, tid };
+        // Unique values; 0 is a delete.
+        let value = if self.rng.gen_range(0..10) == 0 { 0 } else { tid };
+        self.history.entry(object.clone()).or_default().push(value);
+        self.issued.insert(reqid, (object.clone(), value));
+        let w = ClientWrite { client: 1, reqid, object, delete: value == 0, write: value };
+        self.outstanding.insert(reqid, w.clone());
+        self.send_client(w);
+    }
+
+    fn crash(&mut self) {
+        let up: Vec<usize> = (0..OSDS).filter(|&o| self.up[o]).collect();
+        // Keep a majority up most of the time; sometimes go below min_size.
+        if up.len() <= 1 {
+            return;
+        }
+        let o = up[self.rng.gen_range(0..up.len())];
+        self.up[o] = false;
+        self.osds[o].pending.clear();
+        self.osds[o].pg = None;
+        self.net.retain(|(a, b), _| *a as usize != o && *b as usize != o);
+        self.publish_map();
+    }
+
+    fn restart(&mut self) {
+        let down: Vec<usize> = (0..OSDS).filter(|&o| !self.up[o]).collect();
+        if down.is_empty() {
+            return;
+        }
+        let o = down[self.rng.gen_range(0..down.len())];
+        let d = &self.osds[o].disk;
+        let durable = PgDurable { info: d.info, les: d.les, log: d.log.clone(), missing: d.missing.clone() };
+        self.osds[o].pg = Some(Pg::new(self.pgid, o as OsdId, params(), durable));
+        self.up[o] = true;
+        self.publish_map();
+    }
+
+    fn retry(&mut self) {
+        for o in 0..OSDS {
+            if self.up[o] {
+                let mut out = Vec::new();
+                if let Some(pg) = self.osds[o].pg.as_mut() {
+                    pg.retry(&mut out);
+                }
+                self.run_effects(o as OsdId, out);
+            }
+        }
+    }
+
+    /// Values the object may show: the acknowledged floor or anything later.
+    fn allowed(&self, object: &ObjectId, value: Option<u64>) -> bool {
+        let Some(hist) = self.history.get(object) else { return value.is_none() };
+        let floor = self.acked_floor.get(object).copied().unwrap_or(0) as usize;
+        let v = value.unwrap_or(0);
+        if floor == 0 && value.is_none() {
+            return true;
+        }
+        hist[floor.saturating_sub(1)..].contains(&v)
+    }
+
+    fn check(&self) {
+        for o in 0..OSDS {
+            if let (true, Some(pg)) = (self.up[o], self.osds[o].pg.as_ref()) {
+                pg.invariants();
+                for i in 0..OBJECTS {
+                    let obj = ObjectId::new(format!("obj{i}"));
+                    if pg.can_read(&obj) {
+                        let value = self.osds[o]
+                            .pending
+                            .iter()
+                            .filter(|(e, _)| e.object == obj)
+                            .fold(self.osds[o].disk.objects.get(&obj).copied(), |_, (_, t)| match t {
+                                Txn::Write(0) => None,
+                                Txn::Write(x) => Some(*x),
+                                Txn::Replace(c) => c.as_ref().map(|c| u64::from_le_bytes(c.data[..8].try_into().unwrap())),
+                            });
+                        assert!(self.allowed(&obj, value), "primary osd.{o} would serve {obj:?} = {value:?}, below an acknowledged write");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everyone back, no more faults: run until quiet and compare copies.
+    fn heal_and_check(&mut self) {
+        while self.up.iter().any(|u| !u) {
+            self.restart();
+        }
+        for _ in 0..20_000 {
+            let busy = self.net.values().any(|q| !q.is_empty()) || self.osds.iter().any(|o| !o.pending.is_empty());
+            if !busy {
+                self.retry();
+                let quiet = !self.net.values().any(|q| !q.is_empty()) && self.osds.iter().all(|o| o.pending.is_empty());
+                if quiet {
+                    break;
+                }
+            }
+            if self.rng.gen_bool(0.5) {
+                self.deliver();
+            } else {
+                self.commit_one();
+            }
+            self.check();
+        }
+        let p = self.primary().expect("all up") as usize;
+        let pg = self.osds[p].pg.as_ref().expect("up");
+        assert_eq!(pg.state(), PgState::Active, "PG active after healing");
+        if !pg.is_clean() {
+            for o in 0..OSDS {
+                let d = &self.osds[o].disk;
+                eprintln!("osd.{o}: objects {:?} info {:?} missing {:?} log {:?}", d.objects, d.info, d.missing, d.log.iter().map(|e| (e.version.epoch, e.version.version, e.object.name.clone(), e.reqid.tid)).collect::<Vec<_>>());
+                eprintln!("   pg: {}", self.osds[o].pg.as_ref().map(|p| p.recovery_debug()).unwrap_or_default());
+            }
+        }
+        assert!(pg.is_clean(), "recovery finished: missing {:?}", pg.missing());
+        assert!(self.outstanding.is_empty(), "every write eventually acknowledged: {:?}", self.outstanding.keys().collect::<Vec<_>>());
+        for o in 0..OSDS {
+            assert_eq!(self.osds[o].disk.objects, self.osds[p].disk.objects, "osd.{o} differs from the primary osd.{p}");
+        }
+        for (obj, hist) in &self.history {
+            // Everything was acknowledged, so the last write wins.
+            let last = *hist.last().expect("non-empty");
+            let have = self.osds[p].disk.objects.get(obj).copied();
+            assert_eq!(have.unwrap_or(0), last, "{obj:?}");
+        }
+    }
+}
+
+fn params() -> PgParams {
+    // Long enough that log-based recovery always suffices (no backfill yet).
+    PgParams { size: OSDS, min_size: 2, log_entries_max: 4096, ..PgParams::default() }
+}
+
+fn apply_durable(disk: &mut Disk, entry: &LogEntry, txn: &Txn<W>) {
+    match txn {
+        Txn::Write(0) => {
+            disk.objects.remove(&entry.object);
+        }
+        Txn::Write(v) => {
+            disk.objects.insert(entry.object.clone(), *v);
+        }
+        Txn::Replace(Some(c)) => {
+            disk.objects.insert(entry.object.clone(), u64::from_le_bytes(c.data[..8].try_into().unwrap()));
+        }
+        Txn::Replace(None) => {
+            disk.objects.remove(&entry.object);
+        }
+    }
+    if let Txn::Write(_) = txn {
+        disk.log.push(entry.clone());
+        let excess = disk.log.len().saturating_sub(params().log_entries_max);
+        if let Some(last_trimmed) = disk.log.drain(..excess).last() {
+            disk.info.log_tail = last_trimmed.version;
+        }
+        disk.info.last_update = entry.version;
+        if disk.missing.is_empty() {
+            disk.info.last_complete = entry.version;
+        }
+    }
+    let _ = LogOp::Modify;
+}
+
+fn run_seed(seed: u64, steps: usize) {
+    let result = std::panic::catch_unwind(|| {
+        let mut sim = Sim::new(seed);
+        for _ in 0..steps {
+            sim.step();
+        }
+        sim.heal_and_check();
+    });
+    if let Err(e) = result {
+        eprintln!("PG simulation failed with seed {seed}; replay with SEPIA_PG_SEED={seed}");
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn replicated_pg_survives_crashes_and_recovers() {
+    if let Ok(seed) = std::env::var("SEPIA_PG_SEED") {
+        run_seed(seed.parse().expect("SEPIA_PG_SEED is a number"), 3000);
+        return;
+    }
+    let seeds: u64 = std::env::var("SEPIA_PG_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    for seed in 0..seeds {
+        run_seed(seed, 3000);
+    }
+}
