@@ -5,6 +5,9 @@
 //! - [`config`] — the `ceph.conf`-shaped config file and `-m` addresses.
 //! - [`monc`] — the monitor client: commands with leader redirects and
 //!   retries, map subscriptions.
+//! - [`rados`] — the librados-style object client (`Rados`, `IoCtx`):
+//!   placement computed locally, one connection per OSD shard, resend on
+//!   map change.
 //! - [`cluster`] — `sepia cluster up|down`: a local dev cluster of real
 //!   processes on loopback.
 //!
@@ -16,3 +19,4 @@ pub mod config;
 pub mod conn;
 pub mod limits;
 pub mod monc;
+pub mod rados;

@@ -68,3 +68,33 @@ fn one_monitor_keeps_committed_changes_across_kill_9() {
     let (code, status, _) = run(&c.dir, "osd pool create bad 0", false);
     assert_ne!(code, 0, "{status}");
 }
+
+#[test]
+fn clients_follow_the_osdmap_through_a_subscription() {
+    let c = up("subscribe", 1);
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let rados = sepia_client::rados::Rados::connect_conf(&conf, "client.admin").await.expect("connect");
+        let first = rados.osdmap().epoch;
+        assert!(first >= 1);
+        assert!(rados.ioctx("rbd").is_err(), "no pool yet");
+        let args: Vec<String> = "osd pool create rbd 8".split(' ').map(String::from).collect();
+        assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
+        for _ in 0..20 {
+            let new: Vec<String> = "osd new".split(' ').map(String::from).collect();
+            assert_eq!(rados.command(&new, false).await.unwrap().result, 0);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let map = rados.osdmap();
+            if map.pool_by_name("rbd").is_some() && map.osds.iter().filter(|o| o.exists).count() == 20 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "map never caught up: epoch {}", map.epoch);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(rados.ioctx("rbd").is_ok());
+        assert!(rados.osdmap().epoch > first);
+    });
+}

@@ -1,0 +1,391 @@
+//! The librados-style client: [`Rados`] (a cluster handle: monitor client,
+//! map watcher, OSD connections) and [`IoCtx`] (object I/O in one pool).
+//!
+//! Placement is computed here — object → PG → acting primary → the shard
+//! of that OSD that owns the PG — and every op goes straight to that
+//! shard's socket. An op that reaches an OSD with a different map, a
+//! non-primary, or a dead connection is resent (same request id, so the
+//! OSD's PG log recognises a write it already applied) once the map has
+//! moved on, until the op's deadline.
+//!
+//! Invariants: in-flight ops are bounded (`limits::ops_in_flight_max`);
+//! every wait has a timeout; a reply is matched to its request by
+//! transaction id on its own connection, never trusted beyond that.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sepia_proto::errno::Errno;
+use sepia_proto::msg::{Body, MapKind, ObjectId, OsdOp, OsdOpReply, ReqId, SubOp, SubOpOut, SubOpValue, Subscribe, SubscribeItem};
+use sepia_proto::osdmap::{OsdMap, PoolId};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, Semaphore};
+
+use crate::config::Config;
+use crate::conn::{Conn, ConnError};
+use crate::monc::{MonClient, MonError};
+
+/// Client-side bounds (ops).
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Ops in flight per cluster handle: back-pressure beyond this.
+    pub const ops_in_flight_max: usize = 1024;
+    /// Requests queued per OSD connection.
+    pub const conn_queue_max: usize = 1024;
+    /// How long one op may take, resends included.
+    pub const op_timeout_ms: u64 = 30_000;
+    /// How long one attempt waits for its reply.
+    pub const attempt_timeout_ms: u64 = 10_000;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RadosError {
+    #[error("monitor: {0}")]
+    Mon(#[from] MonError),
+    #[error("pool '{0}' does not exist")]
+    NoPool(String),
+    #[error("{0}")]
+    Errno(Errno),
+    #[error("OSD returned unknown error {0}")]
+    Unknown(i32),
+    #[error("timed out after {0} ms")]
+    TimedOut(u64),
+    #[error("bad reply: {0}")]
+    BadReply(String),
+}
+
+impl RadosError {
+    fn from_result(code: i32) -> RadosError {
+        match Errno::from_code(code) {
+            Some(e) => RadosError::Errno(e),
+            None => RadosError::Unknown(code),
+        }
+    }
+}
+
+type Pending = oneshot::Sender<Result<(OsdOpReply, Vec<u8>), ConnError>>;
+
+struct ConnRequest {
+    body: Body,
+    data: Vec<u8>,
+    reply: Pending,
+}
+
+/// One OSD shard connection, owned by a task.
+#[derive(Clone)]
+struct OsdConn {
+    tx: mpsc::Sender<ConnRequest>,
+}
+
+impl OsdConn {
+    async fn open(addr: &str, entity: &str) -> Result<OsdConn, ConnError> {
+        let conn = Conn::connect(addr, entity, [0; 16]).await?;
+        let (tx, rx) = mpsc::channel(limits::conn_queue_max);
+        tokio::spawn(conn_task(conn, rx));
+        Ok(OsdConn { tx })
+    }
+}
+
+async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
+    let mut waiting: HashMap<u64, Pending> = HashMap::new();
+    let fail_all = |waiting: &mut HashMap<u64, Pending>, e: &str| {
+        for (_, w) in waiting.drain() {
+            let _ = w.send(Err(ConnError::Unexpected(if e.is_empty() { "closed" } else { "connection failed" })));
+        }
+    };
+    loop {
+        tokio::select! {
+            req = rx.recv() => match req {
+                Some(r) => {
+                    let txid = conn.next_txid();
+                    if let Err(e) = conn.send_with_txid(&r.body, txid, &r.data).await {
+                        let _ = r.reply.send(Err(e));
+                        fail_all(&mut waiting, "x");
+                        return;
+                    }
+                    waiting.insert(txid, r.reply);
+                }
+                None => return,
+            },
+            frame = conn.recv() => match frame {
+                Ok(f) => {
+                    let txid = f.header.txid;
+                    let data = f.data().to_vec();
+                    match sepia_proto::msg::decode(&f) {
+                        Ok(Body::OsdOpReply(r)) => {
+                            if let Some(w) = waiting.remove(&txid) {
+                                let _ = w.send(Ok((r, data)));
+                            }
+                        }
+                        // Other messages (pings, notifies) are not ours here.
+                        Ok(_) => {}
+                        Err(_) => {
+                            fail_all(&mut waiting, "x");
+                            return;
+                        }
+                    }
+                }
+                Err(_) => {
+                    fail_all(&mut waiting, "x");
+                    return;
+                }
+            },
+        }
+    }
+}
+
+/// Keeps the newest OSDMap, fed by a monitor subscription.
+async fn map_watcher(addrs: Vec<String>, entity: String, tx: watch::Sender<Arc<OsdMap>>) {
+    let mut index = 0usize;
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let addr = addrs[index % addrs.len()].clone();
+        index += 1;
+        let Ok(mut conn) = Conn::connect(&addr, &entity, [0; 16]).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let have = tx.borrow().epoch;
+        let sub = Body::Subscribe(Subscribe { items: vec![SubscribeItem { what: MapKind::OsdMap, start: have + 1, onetime: false }] });
+        if conn.send(&sub, &[]).await.is_err() {
+            continue;
+        }
+        while let Ok((_, body)) = conn.recv_body().await {
+            let Body::OsdMap(d) = body else { continue };
+            let mut map = (**tx.borrow()).clone();
+            let mut ok = true;
+            if let Some(full) = &d.full {
+                match OsdMap::from_wire(full) {
+                    Ok(m) => map = m,
+                    Err(_) => ok = false,
+                }
+            }
+            for inc in &d.incrementals {
+                if inc.epoch <= map.epoch {
+                    continue;
+                }
+                if map.apply(inc).is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            if !ok {
+                // A gap: ask again from what we have (a full map comes back).
+                break;
+            }
+            if map.epoch > tx.borrow().epoch {
+                let _ = tx.send(Arc::new(map));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A connected cluster handle.
+pub struct Rados {
+    monc: Mutex<MonClient>,
+    map: watch::Receiver<Arc<OsdMap>>,
+    conns: Mutex<HashMap<String, OsdConn>>,
+    entity: String,
+    client_id: u64,
+    next_tid: AtomicU64,
+    in_flight: Semaphore,
+}
+
+impl Rados {
+    /// Connects to the monitors named in `conf` (or `mon_addrs`) and waits
+    /// for the first OSDMap.
+    pub async fn connect(mon_addrs: Vec<String>, entity: &str) -> Result<Arc<Rados>, RadosError> {
+        let monc = MonClient::new(mon_addrs.clone(), entity)?;
+        let empty = OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0);
+        let (tx, rx) = watch::channel(Arc::new(OsdMap { epoch: 0, ..empty }));
+        tokio::spawn(map_watcher(mon_addrs, entity.to_string(), tx));
+        let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
+        let rados = Arc::new(Rados {
+            monc: Mutex::new(monc),
+            map: rx,
+            conns: Mutex::new(HashMap::new()),
+            entity: entity.to_string(),
+            client_id,
+            next_tid: AtomicU64::new(1),
+            in_flight: Semaphore::new(limits::ops_in_flight_max),
+        });
+        rados.wait_for_epoch(1, Duration::from_millis(limits::op_timeout_ms)).await?;
+        Ok(rados)
+    }
+
+    pub async fn connect_conf(conf: &Config, entity: &str) -> Result<Arc<Rados>, RadosError> {
+        Rados::connect(conf.mon_addrs(), entity).await
+    }
+
+    pub fn osdmap(&self) -> Arc<OsdMap> {
+        self.map.borrow().clone()
+    }
+
+    async fn wait_for_epoch(&self, epoch: u32, timeout: Duration) -> Result<(), RadosError> {
+        let mut rx = self.map.clone();
+        let deadline = Instant::now() + timeout;
+        while rx.borrow().epoch < epoch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, rx.changed()).await.is_err() {
+                return Err(RadosError::TimedOut(timeout.as_millis() as u64));
+            }
+        }
+        Ok(())
+    }
+
+    /// An admin command through the monitors.
+    pub async fn command(&self, args: &[String], json: bool) -> Result<sepia_proto::msg::CommandReply, RadosError> {
+        Ok(self.monc.lock().await.command(args, json).await?)
+    }
+
+    pub fn ioctx(self: &Arc<Self>, pool: &str) -> Result<IoCtx, RadosError> {
+        let map = self.osdmap();
+        let p = map.pool_by_name(pool).ok_or_else(|| RadosError::NoPool(pool.to_string()))?;
+        Ok(IoCtx { rados: self.clone(), pool: p.id, namespace: String::new() })
+    }
+
+    async fn conn(&self, addr: &str) -> Result<OsdConn, ConnError> {
+        if let Some(c) = self.conns.lock().await.get(addr) {
+            if !c.tx.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = OsdConn::open(addr, &self.entity).await?;
+        self.conns.lock().await.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs one compound op on `object` until it succeeds, fails for good,
+    /// or its deadline passes. Returns the reply and its data segment.
+    pub async fn operate(&self, pool: PoolId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>) -> Result<(OsdOpReply, Vec<u8>), RadosError> {
+        let _permit = self.in_flight.acquire().await.map_err(|_| RadosError::TimedOut(0))?;
+        let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
+        let deadline = Instant::now() + Duration::from_millis(limits::op_timeout_ms);
+        let mut last = String::from("no attempt");
+        while Instant::now() < deadline {
+            let map = self.osdmap();
+            let pool_info = map.pools.get(&pool).ok_or_else(|| RadosError::NoPool(pool.to_string()))?;
+            let locator = if object.locator.is_empty() { None } else { Some(object.locator.as_str()) };
+            let pg = pool_info.object_pg(&object.name, locator, &object.namespace);
+            let target = map
+                .pg_placement(pg)
+                .ok()
+                .and_then(|p| p.acting_primary)
+                .and_then(|osd| Some((osd, map.pg_shard(pg, osd)?)))
+                .and_then(|(osd, shard)| map.osd(osd).and_then(|o| o.addrs.get(shard as usize).cloned()));
+            let Some(addr) = target else {
+                last = format!("pg {pg} has no primary at epoch {}", map.epoch);
+                let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
+                continue;
+            };
+            let op = OsdOp { reqid, pg, epoch: map.epoch, object: object.clone(), subops: subops.clone() };
+            let attempt = async {
+                let conn = self.conn(&addr).await?;
+                let (tx, rx) = oneshot::channel();
+                conn.tx.send(ConnRequest { body: Body::OsdOp(op), data: data.clone(), reply: tx }).await.map_err(|_| ConnError::Closed)?;
+                rx.await.map_err(|_| ConnError::Closed)?
+            };
+            match tokio::time::timeout(Duration::from_millis(limits::attempt_timeout_ms), attempt).await {
+                Ok(Ok((reply, rdata))) if reply.result == Errno::Again.result() => {
+                    last = format!("osd at {addr} answered EAGAIN at epoch {}", reply.epoch);
+                    let want = reply.epoch.max(map.epoch + 1);
+                    let _ = self.wait_for_epoch(want, Duration::from_millis(1000)).await;
+                    let _ = rdata;
+                }
+                Ok(Ok((reply, rdata))) => return Ok((reply, rdata)),
+                Ok(Err(e)) => {
+                    last = format!("{addr}: {e}");
+                    self.conns.lock().await.remove(&addr);
+                    let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
+                }
+                Err(_) => {
+                    last = format!("{addr}: no reply in {} ms", limits::attempt_timeout_ms);
+                    self.conns.lock().await.remove(&addr);
+                }
+            }
+        }
+        Err(RadosError::BadReply(format!("op timed out: {last}")))
+    }
+}
+
+/// Object I/O in one pool (and namespace).
+#[derive(Clone)]
+pub struct IoCtx {
+    rados: Arc<Rados>,
+    pool: PoolId,
+    namespace: String,
+}
+
+/// What `stat` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStat {
+    pub size: u64,
+    pub mtime_ms: u64,
+}
+
+impl IoCtx {
+    pub fn set_namespace(&mut self, ns: &str) {
+        self.namespace = ns.to_string();
+    }
+
+    fn oid(&self, name: &str) -> ObjectId {
+        ObjectId { name: name.to_string(), locator: String::new(), namespace: self.namespace.clone() }
+    }
+
+    /// A compound op; fails with the op's errno if it failed.
+    pub async fn operate(&self, name: &str, subops: Vec<SubOp>, data: Vec<u8>) -> Result<(Vec<SubOpOut>, Vec<u8>), RadosError> {
+        let (reply, rdata) = self.rados.operate(self.pool, self.oid(name), subops, data).await?;
+        if reply.result != 0 {
+            return Err(RadosError::from_result(reply.result));
+        }
+        Ok((reply.outs, rdata))
+    }
+
+    pub async fn write(&self, name: &str, offset: u64, data: &[u8]) -> Result<(), RadosError> {
+        let len = u32::try_from(data.len()).map_err(|_| RadosError::Errno(Errno::FBig))?;
+        self.operate(name, vec![SubOp::Write { offset, data_offset: 0, len }], data.to_vec()).await.map(|_| ())
+    }
+
+    pub async fn write_full(&self, name: &str, data: &[u8]) -> Result<(), RadosError> {
+        let len = u32::try_from(data.len()).map_err(|_| RadosError::Errno(Errno::FBig))?;
+        self.operate(name, vec![SubOp::WriteFull { data_offset: 0, len }], data.to_vec()).await.map(|_| ())
+    }
+
+    pub async fn append(&self, name: &str, data: &[u8]) -> Result<(), RadosError> {
+        let len = u32::try_from(data.len()).map_err(|_| RadosError::Errno(Errno::FBig))?;
+        self.operate(name, vec![SubOp::Append { data_offset: 0, len }], data.to_vec()).await.map(|_| ())
+    }
+
+    pub async fn truncate(&self, name: &str, size: u64) -> Result<(), RadosError> {
+        self.operate(name, vec![SubOp::Truncate { size }], Vec::new()).await.map(|_| ())
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), RadosError> {
+        self.operate(name, vec![SubOp::Remove], Vec::new()).await.map(|_| ())
+    }
+
+    /// Reads `len` bytes at `offset` (`len == 0`: to the end).
+    pub async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, RadosError> {
+        let (outs, data) = self.operate(name, vec![SubOp::Read { offset, len }], Vec::new()).await?;
+        match outs.first().map(|o| &o.value) {
+            Some(SubOpValue::Data { data_offset, len }) => {
+                let start = *data_offset as usize;
+                let end = start.checked_add(*len as usize).filter(|&e| e <= data.len()).ok_or_else(|| RadosError::BadReply("read reply outside its data".into()))?;
+                Ok(data[start..end].to_vec())
+            }
+            _ => Err(RadosError::BadReply("read reply without data".into())),
+        }
+    }
+
+    pub async fn stat(&self, name: &str) -> Result<ObjectStat, RadosError> {
+        let (outs, _) = self.operate(name, vec![SubOp::Stat], Vec::new()).await?;
+        match outs.first().map(|o| &o.value) {
+            Some(SubOpValue::Stat { size, mtime_ms }) => Ok(ObjectStat { size: *size, mtime_ms: *mtime_ms }),
+            _ => Err(RadosError::BadReply("stat reply without stat".into())),
+        }
+    }
+}
