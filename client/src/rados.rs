@@ -135,6 +135,16 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
     }
 }
 
+/// Starts a task (on the current tokio runtime) that keeps the newest
+/// OSDMap from a monitor subscription; returns its receiving end, which
+/// any executor can await (tokio's sync types need no tokio runtime).
+pub fn watch_osdmap(mon_addrs: Vec<String>, entity: &str) -> watch::Receiver<Arc<OsdMap>> {
+    let empty = OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0);
+    let (tx, rx) = watch::channel(Arc::new(OsdMap { epoch: 0, ..empty }));
+    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), tx));
+    rx
+}
+
 /// Keeps the newest OSDMap, fed by a monitor subscription.
 async fn map_watcher(addrs: Vec<String>, entity: String, tx: watch::Sender<Arc<OsdMap>>) {
     let mut index = 0usize;
@@ -200,9 +210,7 @@ impl Rados {
     /// for the first OSDMap.
     pub async fn connect(mon_addrs: Vec<String>, entity: &str) -> Result<Arc<Rados>, RadosError> {
         let monc = MonClient::new(mon_addrs.clone(), entity)?;
-        let empty = OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0);
-        let (tx, rx) = watch::channel(Arc::new(OsdMap { epoch: 0, ..empty }));
-        tokio::spawn(map_watcher(mon_addrs, entity.to_string(), tx));
+        let rx = watch_osdmap(mon_addrs, entity);
         let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
         let rados = Arc::new(Rados {
             monc: Mutex::new(monc),

@@ -172,14 +172,26 @@ pub async fn run<C: Consensus>(
                     Body::OsdBeacon(b) => {
                         if services.is_leader() {
                             services.handle_beacon(b, now);
+                            answer(&conns, ok_reply());
                         } else {
                             answer(&conns, not_leader_reply(&consensus, &state));
                         }
                     }
-                    Body::OsdFailure(f) => services.handle_failure(&state, f, now),
+                    Body::OsdFailure(f) => {
+                        if services.is_leader() {
+                            services.handle_failure(&state, f, now);
+                            answer(&conns, ok_reply());
+                        } else {
+                            answer(&conns, not_leader_reply(&consensus, &state));
+                        }
+                    }
                     Body::OsdMarkMeDown(m) => {
-                        services.handle_mark_me_down(&state, m, now);
-                        answer(&conns, CommandReply { tid: 0, result: 0, status: String::new(), output: String::new() });
+                        if services.is_leader() {
+                            services.handle_mark_me_down(&state, m, now);
+                            answer(&conns, ok_reply());
+                        } else {
+                            answer(&conns, not_leader_reply(&consensus, &state));
+                        }
                     }
                     Body::Subscribe(s) => {
                         if let Some(tx) = conns.get(&req.conn) {
@@ -281,6 +293,10 @@ fn send_waiter(conns: &BTreeMap<u64, mpsc::Sender<ToConn>>, waiters: &mut BTreeM
             let _ = tx.try_send(ToConn::Frame { txid, body: Body::CommandReply(r) });
         }
     }
+}
+
+fn ok_reply() -> CommandReply {
+    CommandReply { tid: 0, result: 0, status: String::new(), output: String::new() }
 }
 
 fn not_leader_reply<C: Consensus>(consensus: &C, state: &ClusterState) -> CommandReply {

@@ -1,5 +1,7 @@
 //! `sepia-osd`: the object storage daemon, one shard per core.
 //!
+//! - [`monlink`] — boot, beacons, failure reports and the map
+//!   subscription, on a control thread of its own.
 //! - [`pg`] — placement groups: the PG log and the replicated PG state
 //!   machine (peering, log-based recovery), sans-IO, with a deterministic
 //!   simulator.
@@ -10,4 +12,5 @@
 //! Invariant: the data path never crosses cores — a PG belongs to exactly
 //! one shard of its OSD, and everything it touches is that shard's.
 
+pub mod monlink;
 pub mod pg;

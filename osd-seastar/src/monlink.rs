@@ -1,0 +1,137 @@
+//! The OSD's link to the monitors: boot (with one address per shard),
+//! beacons, failure reports and the OSDMap subscription. Control path
+//! only, so it runs on a small tokio runtime in a thread of its own; the
+//! shards read the newest map from a `watch` channel (tokio's sync types
+//! work under glommio too) and send reports through a bounded channel.
+//!
+//! Invariant: the link never blocks a shard — shards only `try_send`
+//! reports and read maps; a full report queue drops the oldest reason to
+//! report, never a data-path operation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sepia_client::monc::MonClient;
+use sepia_client::rados::watch_osdmap;
+use sepia_proto::msg::{Body, OsdBeacon, OsdBoot, OsdFailure, OsdMarkMeDown, OsdStat};
+use sepia_proto::osdmap::{OsdId, OsdMap};
+use tokio::sync::{mpsc, watch};
+
+/// Bounds of the link.
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Reports (failures, stats) queued from the shards to the monitors.
+    pub const reports_queued_max: usize = 256;
+}
+
+#[derive(Debug, Clone)]
+pub struct MonLinkConfig {
+    pub mon_addrs: Vec<String>,
+    pub osd: OsdId,
+    pub uuid: [u8; 16],
+    /// One `ip:port` per shard, in shard order.
+    pub shard_addrs: Vec<String>,
+    pub hostname: String,
+    pub beacon_interval: Duration,
+}
+
+/// What shards tell the monitors.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Failure { target: OsdId, failed_for_ms: u64, still_failed: bool },
+    Stat(OsdStat),
+    /// Clean shutdown: ask to be marked down now.
+    Goodbye,
+}
+
+pub struct MonLink {
+    pub maps: watch::Receiver<Arc<OsdMap>>,
+    pub reports: mpsc::Sender<Report>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MonLink {
+    /// Starts the link thread; returns once the thread runs (boot happens
+    /// in the background and is retried until a monitor accepts it).
+    pub fn start(cfg: MonLinkConfig) -> std::io::Result<MonLink> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (report_tx, report_rx) = mpsc::channel(limits::reports_queued_max);
+        let (map_tx, map_rx) = std::sync::mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new().name(format!("osd.{}-monlink", cfg.osd)).spawn(move || {
+            rt.block_on(async move {
+                let entity = format!("osd.{}", cfg.osd);
+                let maps = watch_osdmap(cfg.mon_addrs.clone(), &entity);
+                let _ = map_tx.send(maps.clone());
+                run(cfg, maps, report_rx).await;
+            })
+        })?;
+        let maps = map_rx.recv().map_err(|_| std::io::Error::other("monitor link thread died"))?;
+        Ok(MonLink { maps, reports: report_tx, thread: Some(thread) })
+    }
+
+    /// Says goodbye (marked down now) and stops the link.
+    pub fn shutdown(mut self) {
+        let _ = self.reports.try_send(Report::Goodbye);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn run(cfg: MonLinkConfig, mut maps: watch::Receiver<Arc<OsdMap>>, mut reports: mpsc::Receiver<Report>) {
+    let entity = format!("osd.{}", cfg.osd);
+    let Ok(mut monc) = MonClient::new(cfg.mon_addrs.clone(), &entity) else { return };
+    let boot = |have_epoch| {
+        Body::OsdBoot(OsdBoot {
+            osd: cfg.osd,
+            uuid: cfg.uuid,
+            addrs: cfg.shard_addrs.clone(),
+            have_epoch,
+            hostname: cfg.hostname.clone(),
+        })
+    };
+    let mut booted_at: Option<u32> = None;
+    let mut beacon = tokio::time::interval(cfg.beacon_interval);
+    loop {
+        tokio::select! {
+            _ = beacon.tick() => {
+                let map = maps.borrow().clone();
+                let me = map.osd(cfg.osd);
+                let up_in_map = me.is_some_and(|o| o.up && o.addrs == cfg.shard_addrs);
+                if !up_in_map {
+                    // Not (or no longer) up in the map: (re)boot. A wrongly
+                    // marked-down OSD comes back the same way.
+                    if booted_at.is_none_or(|e| map.epoch > e) {
+                        match monc.request(&boot(map.epoch)).await {
+                            Ok(r) if r.result == 0 => booted_at = Some(map.epoch),
+                            Ok(r) => eprintln!("osd.{}: boot refused: {} ({})", cfg.osd, r.status, r.result),
+                            Err(e) => eprintln!("osd.{}: boot: {e}", cfg.osd),
+                        }
+                    }
+                } else {
+                    let _ = monc.request(&Body::OsdBeacon(OsdBeacon { osd: cfg.osd, epoch: map.epoch, stat: OsdStat::default() })).await;
+                }
+            }
+            report = reports.recv() => match report {
+                Some(Report::Failure { target, failed_for_ms, still_failed }) => {
+                    let epoch = maps.borrow().epoch;
+                    let f = OsdFailure { reporter: cfg.osd, target, epoch, failed_for_ms, still_failed };
+                    let _ = monc.request(&Body::OsdFailure(f)).await;
+                }
+                Some(Report::Stat(stat)) => {
+                    let epoch = maps.borrow().epoch;
+                    let _ = monc.request(&Body::OsdBeacon(OsdBeacon { osd: cfg.osd, epoch, stat })).await;
+                }
+                Some(Report::Goodbye) | None => {
+                    let epoch = maps.borrow().epoch;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        monc.request(&Body::OsdMarkMeDown(OsdMarkMeDown { osd: cfg.osd, epoch })),
+                    ).await;
+                    return;
+                }
+            },
+            _ = maps.changed() => {}
+        }
+    }
+}
