@@ -1,5 +1,6 @@
 //! `sepia-osd`: the object storage daemon, one shard per core.
 //!
+//! - [`heartbeat`] — pings between OSDs and failure reports, sans-IO.
 //! - [`monlink`] — boot, beacons, failure reports and the map
 //!   subscription, on a control thread of its own.
 //! - [`pg`] — placement groups: the PG log and the replicated PG state
@@ -12,5 +13,6 @@
 //! Invariant: the data path never crosses cores — a PG belongs to exactly
 //! one shard of its OSD, and everything it touches is that shard's.
 
+pub mod heartbeat;
 pub mod monlink;
 pub mod pg;

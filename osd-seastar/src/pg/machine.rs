@@ -437,6 +437,8 @@ impl<W: Clone> Pg<W> {
                 let have = need.get(&e.object).map_or_else(|| at_common(&e.object), |m| m.have);
                 need.insert(e.object.clone(), Missing { need: e.version, have });
             }
+            // A copy already at the needed version lacks nothing.
+            need.retain(|_, m| m.need != m.have);
             let rewind = (!divergent.is_empty()).then_some(common);
             plans.insert(o, (rewind, append, need));
         }
