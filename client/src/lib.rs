@@ -8,6 +8,7 @@
 //! - [`rados`] — the librados-style object client (`Rados`, `IoCtx`):
 //!   placement computed locally, one connection per OSD shard, resend on
 //!   map change.
+//! - [`tools`] — `sepia` data commands (`put`, `get`, `bench`, ...).
 //! - [`cluster`] — `sepia cluster up|down`: a local dev cluster of real
 //!   processes on loopback.
 //!
@@ -20,3 +21,4 @@ pub mod conn;
 pub mod limits;
 pub mod monc;
 pub mod rados;
+pub mod tools;

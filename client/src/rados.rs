@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sepia_proto::errno::Errno;
-use sepia_proto::msg::{Body, MapKind, ObjectId, OsdOp, OsdOpReply, ReqId, SubOp, SubOpOut, SubOpValue, Subscribe, SubscribeItem};
-use sepia_proto::osdmap::{OsdMap, PoolId};
+use sepia_proto::msg::{Body, MapKind, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, ReqId, SubOp, SubOpOut, SubOpValue, Subscribe, SubscribeItem};
+use sepia_proto::osdmap::{OsdMap, PgId, PoolId};
 use tokio::sync::{mpsc, oneshot, watch, Mutex, Semaphore};
 
 use crate::config::Config;
@@ -64,7 +64,7 @@ impl RadosError {
     }
 }
 
-type Pending = oneshot::Sender<Result<(OsdOpReply, Vec<u8>), ConnError>>;
+type Pending = oneshot::Sender<Result<(Body, Vec<u8>), ConnError>>;
 
 struct ConnRequest {
     body: Body,
@@ -113,13 +113,13 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
                     let txid = f.header.txid;
                     let data = f.data().to_vec();
                     match sepia_proto::msg::decode(&f) {
-                        Ok(Body::OsdOpReply(r)) => {
+                        // A reply goes to whoever waits on its txid; anything
+                        // else (pings, notifies) is not ours here.
+                        Ok(body) => {
                             if let Some(w) = waiting.remove(&txid) {
-                                let _ = w.send(Ok((r, data)));
+                                let _ = w.send(Ok((body, data)));
                             }
                         }
-                        // Other messages (pings, notifies) are not ours here.
-                        Ok(_) => {}
                         Err(_) => {
                             fail_all(&mut waiting, "x");
                             return;
@@ -267,44 +267,48 @@ impl Rados {
         Ok(c)
     }
 
-    /// Runs one compound op on `object` until it succeeds, fails for good,
-    /// or its deadline passes. Returns the reply and its data segment.
-    pub async fn operate(&self, pool: PoolId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>) -> Result<(OsdOpReply, Vec<u8>), RadosError> {
+    /// Where a PG's primary shard listens, at the current map.
+    fn primary_addr(map: &OsdMap, pg: PgId) -> Option<String> {
+        let osd = map.pg_placement(pg).ok()?.acting_primary?;
+        let shard = map.pg_shard(pg, osd)?;
+        map.osd(osd)?.addrs.get(shard as usize).cloned()
+    }
+
+    /// Sends `make(epoch)` to the primary of `pg` until it answers with
+    /// something other than `-EAGAIN`, resending after map changes and
+    /// connection failures, within the op deadline.
+    async fn to_primary(&self, pg_of: impl Fn(&OsdMap) -> Result<PgId, RadosError>, make: impl Fn(u32, PgId) -> Body, data: &[u8]) -> Result<(Body, Vec<u8>), RadosError> {
         let _permit = self.in_flight.acquire().await.map_err(|_| RadosError::TimedOut(0))?;
-        let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
         let deadline = Instant::now() + Duration::from_millis(limits::op_timeout_ms);
         let mut last = String::from("no attempt");
         while Instant::now() < deadline {
             let map = self.osdmap();
-            let pool_info = map.pools.get(&pool).ok_or_else(|| RadosError::NoPool(pool.to_string()))?;
-            let locator = if object.locator.is_empty() { None } else { Some(object.locator.as_str()) };
-            let pg = pool_info.object_pg(&object.name, locator, &object.namespace);
-            let target = map
-                .pg_placement(pg)
-                .ok()
-                .and_then(|p| p.acting_primary)
-                .and_then(|osd| Some((osd, map.pg_shard(pg, osd)?)))
-                .and_then(|(osd, shard)| map.osd(osd).and_then(|o| o.addrs.get(shard as usize).cloned()));
-            let Some(addr) = target else {
+            let pg = pg_of(&map)?;
+            let Some(addr) = Self::primary_addr(&map, pg) else {
                 last = format!("pg {pg} has no primary at epoch {}", map.epoch);
                 let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
                 continue;
             };
-            let op = OsdOp { reqid, pg, epoch: map.epoch, object: object.clone(), subops: subops.clone() };
+            let body = make(map.epoch, pg);
             let attempt = async {
                 let conn = self.conn(&addr).await?;
                 let (tx, rx) = oneshot::channel();
-                conn.tx.send(ConnRequest { body: Body::OsdOp(op), data: data.clone(), reply: tx }).await.map_err(|_| ConnError::Closed)?;
+                conn.tx.send(ConnRequest { body, data: data.to_vec(), reply: tx }).await.map_err(|_| ConnError::Closed)?;
                 rx.await.map_err(|_| ConnError::Closed)?
             };
             match tokio::time::timeout(Duration::from_millis(limits::attempt_timeout_ms), attempt).await {
-                Ok(Ok((reply, rdata))) if reply.result == Errno::Again.result() => {
-                    last = format!("osd at {addr} answered EAGAIN at epoch {}", reply.epoch);
-                    let want = reply.epoch.max(map.epoch + 1);
-                    let _ = self.wait_for_epoch(want, Duration::from_millis(1000)).await;
-                    let _ = rdata;
+                Ok(Ok((body, rdata))) => {
+                    let (result, epoch) = match &body {
+                        Body::OsdOpReply(r) => (r.result, r.epoch),
+                        Body::PgListReply(r) => (r.result, r.epoch),
+                        other => return Err(RadosError::BadReply(format!("unexpected {}", sepia_proto::msg::type_name(other.msg_type())))),
+                    };
+                    if result != Errno::Again.result() {
+                        return Ok((body, rdata));
+                    }
+                    last = format!("osd at {addr} answered EAGAIN at epoch {epoch}");
+                    let _ = self.wait_for_epoch(epoch.max(map.epoch + 1), Duration::from_millis(1000)).await;
                 }
-                Ok(Ok((reply, rdata))) => return Ok((reply, rdata)),
                 Ok(Err(e)) => {
                     last = format!("{addr}: {e}");
                     self.conns.lock().await.remove(&addr);
@@ -317,6 +321,33 @@ impl Rados {
             }
         }
         Err(RadosError::BadReply(format!("op timed out: {last}")))
+    }
+
+    /// Runs one compound op on `object`; resent (same request id, so the
+    /// PG log recognises a write it already applied) until it is answered.
+    pub async fn operate(&self, pool: PoolId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>) -> Result<(OsdOpReply, Vec<u8>), RadosError> {
+        let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
+        let pg_of = |map: &OsdMap| {
+            let p = map.pools.get(&pool).ok_or_else(|| RadosError::NoPool(pool.to_string()))?;
+            let locator = if object.locator.is_empty() { None } else { Some(object.locator.as_str()) };
+            Ok(p.object_pg(&object.name, locator, &object.namespace))
+        };
+        let make = |epoch, pg| Body::OsdOp(OsdOp { reqid, pg, epoch, object: object.clone(), subops: subops.clone() });
+        match self.to_primary(pg_of, make, &data).await? {
+            (Body::OsdOpReply(r), d) => Ok((r, d)),
+            _ => Err(RadosError::BadReply("not an op reply".into())),
+        }
+    }
+
+    /// Lists the objects of one PG (a page from `after`).
+    pub async fn pg_list(&self, pg: PgId, namespace: &str, after: &str, max: u32) -> Result<PgListReply, RadosError> {
+        let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
+        let make = |epoch, pg| Body::PgList(PgList { reqid, pg, epoch, namespace: namespace.to_string(), after: after.to_string(), max });
+        match self.to_primary(|_| Ok(pg), make, &[]).await? {
+            (Body::PgListReply(r), _) if r.result == 0 => Ok(r),
+            (Body::PgListReply(r), _) => Err(RadosError::from_result(r.result)),
+            _ => Err(RadosError::BadReply("not a list reply".into())),
+        }
     }
 }
 
@@ -387,6 +418,26 @@ impl IoCtx {
             }
             _ => Err(RadosError::BadReply("read reply without data".into())),
         }
+    }
+
+    /// Every object name in the pool (namespace), PG by PG.
+    pub async fn list(&self) -> Result<Vec<String>, RadosError> {
+        let map = self.rados.osdmap();
+        let pg_num = map.pools.get(&self.pool).ok_or_else(|| RadosError::NoPool(self.pool.to_string()))?.pg_num;
+        let mut names = Vec::new();
+        for seed in 0..pg_num {
+            let pg = PgId { pool: self.pool, seed };
+            let mut after = String::new();
+            loop {
+                let page = self.rados.pg_list(pg, &self.namespace, &after, 1024).await?;
+                after = page.objects.last().cloned().unwrap_or_default();
+                names.extend(page.objects);
+                if !page.more {
+                    break;
+                }
+            }
+        }
+        Ok(names)
     }
 
     pub async fn stat(&self, name: &str) -> Result<ObjectStat, RadosError> {

@@ -153,6 +153,29 @@ pub struct OsdOpReply {
     pub outs: Vec<SubOpOut>,
 }
 
+/// List the objects of one PG (the primary answers), in stable order from
+/// `after` (exclusive; empty = from the start).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PgList {
+    pub reqid: ReqId,
+    pub pg: PgId,
+    pub epoch: Epoch,
+    pub namespace: String,
+    pub after: String,
+    pub max: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PgListReply {
+    pub reqid: ReqId,
+    /// 0, `-EAGAIN` (not the primary at `epoch`), or another `-errno`.
+    pub result: i32,
+    pub epoch: Epoch,
+    pub objects: Vec<String>,
+    /// More objects follow the last one returned.
+    pub more: bool,
+}
+
 /// The primary's write, forwarded to a replica's owning shard.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RepOp {
@@ -405,6 +428,8 @@ messages! {
     CommandReply(CommandReply) = 41,
     OsdOp(OsdOp) = 50,
     OsdOpReply(OsdOpReply) = 51,
+    PgList(PgList) = 52,
+    PgListReply(PgListReply) = 53,
     RepOp(RepOp) = 60,
     RepOpReply(RepOpReply) = 61,
     Ping(Ping) = 70,

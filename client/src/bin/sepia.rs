@@ -24,6 +24,9 @@ struct Cli {
     /// Who we are.
     #[arg(short = 'n', long = "name", default_value = "client.admin")]
     name: String,
+    /// Pool for the data commands (`-p rbd put OBJ FILE`).
+    #[arg(short = 'p', long = "pool")]
+    pool: Option<String>,
     /// The command words (`osd pool ls`).
     #[arg(required = true, allow_hyphen_values = true)]
     words: Vec<String>,
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
     if cli.words.first().map(String::as_str) == Some("cluster") {
         return cluster_command(&cli.words);
     }
+    let data_command = matches!(cli.words.first().map(String::as_str), Some("put" | "get" | "rm" | "stat" | "ls" | "bench"));
     let conf = match cli.conf.as_deref().map(Config::load).transpose() {
         Ok(c) => c.unwrap_or_default(),
         Err(e) => {
@@ -103,6 +107,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if data_command {
+        return rt.block_on(data(addrs, &cli.name, cli.pool.clone(), &cli.words, json));
+    }
     rt.block_on(async move {
         let mut monc = match MonClient::new(addrs, &cli.name) {
             Ok(m) => m,
@@ -131,4 +138,89 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `sepia -p POOL put|get|rm|stat|ls ...` and `sepia bench POOL SECONDS write|read [-t N] [-b BYTES] [--no-cleanup]`.
+async fn data(addrs: Vec<String>, name: &str, pool: Option<String>, words: &[String], json: bool) -> ExitCode {
+    use sepia_client::rados::Rados;
+    use sepia_client::tools;
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (pool, rest): (String, Vec<&str>) = match (w.as_slice(), pool) {
+        (["bench", p, rest @ ..], _) => (p.to_string(), rest.to_vec()),
+        ([_, rest @ ..], Some(p)) => (p, rest.to_vec()),
+        _ => {
+            eprintln!("sepia: give a pool with -p POOL");
+            return ExitCode::from(22);
+        }
+    };
+    let rados = match Rados::connect(addrs, name).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sepia: {e}");
+            return ExitCode::from(110);
+        }
+    };
+    let io = match rados.ioctx(&pool) {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("sepia: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match (w[0], rest.as_slice()) {
+        ("put", [obj, file]) => tools::put(&io, obj, file).await,
+        ("get", [obj, file]) => tools::get(&io, obj, file).await,
+        ("rm", objs) if !objs.is_empty() => {
+            let mut r = Ok(String::new());
+            for o in objs {
+                if let Err(e) = io.remove(o).await {
+                    r = Err(format!("{o}: {e}"));
+                    break;
+                }
+            }
+            r
+        }
+        ("stat", [obj]) => tools::stat(&io, &pool, obj, json).await,
+        ("ls", []) => io.list().await.map(|mut names| {
+            names.sort();
+            if json {
+                serde_json::json!(names).to_string()
+            } else {
+                names.join("\n")
+            }
+        }).map_err(|e| e.to_string()),
+        ("bench", [secs, mode, flags @ ..]) => {
+            let mut opts = tools::BenchOptions { seconds: secs.parse().unwrap_or(10), write: *mode == "write", threads: 16, block_bytes: 4096, cleanup: true };
+            let mut it = flags.iter();
+            let mut bad = None;
+            while let Some(f) = it.next() {
+                match *f {
+                    "-t" => opts.threads = it.next().and_then(|v| v.parse().ok()).unwrap_or(16),
+                    "-b" => opts.block_bytes = it.next().and_then(|v| v.parse().ok()).unwrap_or(4096),
+                    "--no-cleanup" => opts.cleanup = false,
+                    other => bad = Some(other.to_string()),
+                }
+            }
+            match (bad, *mode) {
+                (Some(b), _) => Err(format!("unknown bench option {b}")),
+                (None, "write" | "read" | "rand" | "seq") => tools::bench(&io, &opts).await.map(|r| {
+                    if json { serde_json::to_string_pretty(&r).unwrap_or_default() } else { tools::bench_text(&r) }
+                }),
+                (None, m) => Err(format!("bench mode {m}: use write or read")),
+            }
+        }
+        _ => Err("usage: sepia -p POOL put OBJ FILE | get OBJ FILE | rm OBJ... | stat OBJ | ls; sepia bench POOL SECONDS write|read [-t N] [-b BYTES] [--no-cleanup]".into()),
+    };
+    match result {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sepia: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
