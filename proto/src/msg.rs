@@ -200,6 +200,56 @@ pub struct RepOpReply {
     pub result: i32,
 }
 
+/// One PG log entry on the wire.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WireLogEntry {
+    pub version: EVersion,
+    pub reqid: ReqId,
+    pub object: ObjectId,
+    pub delete: bool,
+}
+
+/// An object a PG member lacks: needed version and the version it holds.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WireMissing {
+    pub object: ObjectId,
+    pub need: EVersion,
+    pub have: EVersion,
+}
+
+/// A whole object moved by recovery.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WireObject {
+    pub data_len: u64,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub omap: Vec<(String, Vec<u8>)>,
+    pub omap_header: Vec<u8>,
+}
+
+/// Peering and recovery between the shards that hold one PG. Object data
+/// (a push's content) travels in the frame's data segment.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum PeerOp {
+    Query,
+    Notify { last_update: EVersion, last_complete: EVersion, log_tail: EVersion, les: Epoch, log: Vec<WireLogEntry>, missing: Vec<WireMissing> },
+    Activate { rewind_to: Option<EVersion>, append: Vec<WireLogEntry>, missing: Vec<WireMissing> },
+    ActivateAck,
+    Activated,
+    RepOpAck { version: EVersion },
+    Pull { object: ObjectId },
+    /// `content: None` = the object does not exist (remove it).
+    Push { object: ObjectId, version: EVersion, content: Option<WireObject> },
+    PushAck { object: ObjectId },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PgPeer {
+    pub pg: PgId,
+    pub epoch: Epoch,
+    pub from: OsdId,
+    pub op: PeerOp,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapKind {
     MonMap,
@@ -432,6 +482,7 @@ messages! {
     PgListReply(PgListReply) = 53,
     RepOp(RepOp) = 60,
     RepOpReply(RepOpReply) = 61,
+    PgPeer(PgPeer) = 62,
     Ping(Ping) = 70,
     Watch(Watch) = 80,
     Notify(Notify) = 81,
