@@ -261,3 +261,35 @@ fn subscribers_get_incrementals_or_a_full_map() {
     assert_eq!(ClusterState::restore(&snap).unwrap(), h.state);
     assert!(ClusterState::restore(&snap[..snap.len() / 2]).is_err());
 }
+
+use proptest::strategy::Strategy;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// Any words, from anyone: an answer or a refusal, never a panic, and
+    /// the invariants hold afterwards.
+    #[test]
+    fn arbitrary_commands_never_panic(words in proptest::collection::vec(
+        proptest::prop_oneof![
+            proptest::sample::select(vec!["osd", "pool", "create", "rm", "set", "get", "crush", "add", "move", "reweight",
+                "auth", "get-or-create", "caps", "mon", "new", "in", "out", "down", "tree", "dump", "ls", "map", "rbd",
+                "size", "min_size", "pg_num", "pgp_num", "crush_rule", "--size", "--ec", "--min-size", "host=a", "root=default",
+                "osd.0", "osd.1", "client.x", "allow *", "0", "1", "3", "-1", "2+1", "0.5", "99999999999", "set-quota", "max_bytes",
+                "noout", "setcrushmap", "--yes-i-really-really-mean-it", "health", "status", "quorum_status", "add-bucket", "rack"])
+                .prop_map(String::from),
+            "[ -~]{0,12}",
+        ], 0..7)) {
+        let mut h = Harness::new();
+        h.new_osd(0);
+        h.boot(0);
+        for json in [false, true] {
+            let c = Command { tid: 1, args: words.clone(), json };
+            let w = h.next_waiter;
+            h.next_waiter += 1;
+            let _ = h.svc.handle_command(&h.state, &h.quorum, &c, w, h.now);
+            h.commit();
+            h.state.osdmap.crush.invariants();
+        }
+    }
+}
