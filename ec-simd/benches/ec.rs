@@ -1,7 +1,8 @@
 //! Criterion benches of ec-simd: encode and decode (m data chunks lost,
 //! decode tables cached and not) for the headline cases 4+2 @ 4 KiB,
 //! 8+3 @ 64 KiB and 10+4 @ 1 MiB, beside ISA-L when built with
-//! `--features isal`. `EC_BENCH_FULL=1` runs the whole grid
+//! `--features isal`, and beside the `reed-solomon-erasure` (GF(2^8),
+//! galois_8) and `reed-solomon-simd` (GF(2^16) FFT) crates. `EC_BENCH_FULL=1` runs the whole grid
 //! (2+1, 4+2, 6+3, 8+3, 10+4, 12+4) x (4 KiB, 64 KiB, 1 MiB).
 //! Throughput is data bytes (k x chunk) per call.
 //!
@@ -46,6 +47,25 @@ fn bench_encode(c: &mut Criterion) {
             BenchmarkId::new(format!("sepia-{}", codec.kernel()), &id),
             |b| b.iter(|| codec.encode(&d, &mut p).unwrap()),
         );
+        {
+            let rse = reed_solomon_erasure::galois_8::ReedSolomon::new(k, m).unwrap();
+            let mut s3 = Stripe::new(k, m, cs);
+            let (d3, mut p3) = s3.split(k);
+            g.bench_function(BenchmarkId::new("reed-solomon-erasure", &id), |b| {
+                b.iter(|| rse.encode_sep(&d3, &mut p3).unwrap())
+            });
+            let mut enc = reed_solomon_simd::ReedSolomonEncoder::new(k, m, cs).unwrap();
+            let s4 = Stripe::new(k, m, cs);
+            g.bench_function(BenchmarkId::new("reed-solomon-simd", &id), |b| {
+                b.iter(|| {
+                    for chunk in &s4.chunks[..k] {
+                        enc.add_original_shard(chunk.as_slice()).unwrap();
+                    }
+                    let result = enc.encode().unwrap();
+                    result.recovery_iter().map(|r| r[0]).fold(0u8, |a, x| a ^ x)
+                })
+            });
+        }
         #[cfg(feature = "isal")]
         {
             let gen = codec.generator().as_bytes();
