@@ -7,12 +7,15 @@
 //!   machine (peering, log-based recovery), sans-IO, with a deterministic
 //!   simulator.
 //!
-//! (The object store — `store` — and the shard runtime join here as their
-//! issues land.)
+//! - [`objstore`] — the per-shard object store on O_DIRECT io_uring I/O:
+//!   transactions, group commit, checkpoints, replay, crc per block.
+//!
+//! (The shard runtime joins here with issue #7.)
 //!
 //! Invariant: the data path never crosses cores — a PG belongs to exactly
 //! one shard of its OSD, and everything it touches is that shard's.
 
 pub mod heartbeat;
 pub mod monlink;
+pub mod objstore;
 pub mod pg;

@@ -1,0 +1,269 @@
+//! Block devices the store runs on: [`DmaDevice`] (a file or block device
+//! through glommio's O_DIRECT io_uring files) and [`SimDevice`] (memory, for
+//! tests: it remembers what was made durable and can lose, tear, fail and
+//! rot the rest).
+//!
+//! Invariant: offsets and lengths are multiples of [`BLOCK`]; a write is
+//! durable only after a later `sync` returned Ok.
+
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+
+/// The store's block: the unit of allocation, checksumming and I/O.
+pub const BLOCK: usize = 4096;
+
+#[allow(async_fn_in_trait)]
+pub trait Device {
+    /// Writes `data` (a multiple of BLOCK) at `offset` (block aligned).
+    async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Reads `len` bytes (a multiple of BLOCK) at `offset`.
+    async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// Makes every completed write durable (fdatasync).
+    async fn sync(&self) -> io::Result<()>;
+    fn len(&self) -> u64;
+}
+
+fn check_aligned(offset: u64, len: usize, dev_len: u64) -> io::Result<()> {
+    if offset % BLOCK as u64 != 0 || len % BLOCK != 0 || offset.checked_add(len as u64).is_none_or(|end| end > dev_len) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unaligned or out-of-range I/O at {offset}+{len}")));
+    }
+    Ok(())
+}
+
+fn gerr(e: glommio::GlommioError<()>) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// A file or block device through glommio DMA (O_DIRECT, io_uring).
+pub struct DmaDevice {
+    file: glommio::io::DmaFile,
+    len: u64,
+}
+
+impl DmaDevice {
+    /// Opens an existing file or device. For a file, create it with
+    /// [`DmaDevice::preallocate`] first: glommio probes a new DMA file by
+    /// reading it, and on an empty file that probe misleads it.
+    pub async fn open(path: &std::path::Path) -> io::Result<DmaDevice> {
+        let file = glommio::io::DmaFile::open(path).await.map_err(gerr)?;
+        let len = file.file_size().await.map_err(gerr)?;
+        Ok(DmaDevice { file, len: len / BLOCK as u64 * BLOCK as u64 })
+    }
+
+    /// Creates (or extends) a regular file of `len` bytes filled with real
+    /// zeros, with ordinary writes, so it can then be opened for DMA.
+    pub fn preallocate(path: &std::path::Path, len: u64) -> io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(path)?;
+        let have = f.metadata()?.len();
+        if have >= len {
+            return Ok(());
+        }
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(have))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = len - have;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    }
+}
+
+impl Device for DmaDevice {
+    async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        check_aligned(offset, data.len(), self.len)?;
+        let mut buf = self.file.alloc_dma_buffer(data.len());
+        buf.as_bytes_mut().copy_from_slice(data);
+        let n = self.file.write_at(buf, offset).await.map_err(gerr)?;
+        if n != data.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {}", data.len())));
+        }
+        Ok(())
+    }
+
+    async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        check_aligned(offset, len, self.len)?;
+        let r = self.file.read_at_aligned(offset, len).await.map_err(gerr)?;
+        if r.len() != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short read {} of {len}", r.len())));
+        }
+        Ok(r.to_vec())
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        self.file.fdatasync().await.map_err(gerr)
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// What a simulated crash does to writes that were not synced.
+#[derive(Debug, Clone, Copy)]
+pub struct CrashPlan {
+    pub seed: u64,
+}
+
+struct SimState {
+    durable: Vec<u8>,
+    /// Completed but unsynced writes, oldest first.
+    pending: Vec<(u64, Vec<u8>)>,
+    /// Device operations left before the device "loses power": later
+    /// writes vanish and syncs fail.
+    ops_left: Option<u64>,
+    dead: bool,
+    eio_ranges: Vec<(u64, u64)>,
+}
+
+/// An in-memory device for tests. Clones share the same medium.
+#[derive(Clone)]
+pub struct SimDevice {
+    state: Rc<RefCell<SimState>>,
+    len: u64,
+}
+
+impl SimDevice {
+    pub fn new(len: u64) -> SimDevice {
+        let len = len / BLOCK as u64 * BLOCK as u64;
+        SimDevice {
+            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            len,
+        }
+    }
+
+    /// The medium's size in bytes.
+    pub fn len_bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// After `n` more writes or syncs the power goes out.
+    pub fn fail_after(&self, n: u64) {
+        self.state.borrow_mut().ops_left = Some(n);
+    }
+
+    /// Reads and writes touching `[start, end)` fail with EIO.
+    pub fn inject_eio(&self, start: u64, end: u64) {
+        self.state.borrow_mut().eio_ranges.push((start, end));
+    }
+
+    /// Flips one bit of the durable medium.
+    pub fn flip_bit(&self, offset: u64, bit: u8) {
+        let mut s = self.state.borrow_mut();
+        s.durable[offset as usize] ^= 1 << (bit % 8);
+    }
+
+    /// Power loss: each unsynced write survives or not at random, the last
+    /// surviving one may be torn at a 512-byte boundary. Returns a device
+    /// holding what the medium holds afterwards.
+    pub fn crash(&self, plan: CrashPlan) -> SimDevice {
+        let mut s = self.state.borrow_mut();
+        let mut x = plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pending = std::mem::take(&mut s.pending);
+        let n = pending.len();
+        let mut medium = s.durable.clone();
+        for (i, (off, data)) in pending.into_iter().enumerate() {
+            if next() % 2 == 0 {
+                continue;
+            }
+            let keep = if i + 1 == n && next() % 2 == 0 { (next() as usize % (data.len() / 512 + 1)) * 512 } else { data.len() };
+            medium[off as usize..off as usize + keep].copy_from_slice(&data[..keep]);
+        }
+        SimDevice {
+            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            len: self.len,
+        }
+    }
+
+    fn spend(s: &mut SimState) -> bool {
+        if s.dead {
+            return false;
+        }
+        if let Some(left) = s.ops_left.as_mut() {
+            if *left == 0 {
+                s.dead = true;
+                return false;
+            }
+            *left -= 1;
+        }
+        true
+    }
+
+    fn eio(s: &SimState, offset: u64, len: usize) -> bool {
+        s.eio_ranges.iter().any(|&(a, b)| offset < b && offset + len as u64 > a)
+    }
+}
+
+/// Lets other tasks run, as a real device's I/O would (so concurrent
+/// submits meet in one group commit in tests too).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+impl Device for SimDevice {
+    async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        check_aligned(offset, data.len(), self.len)?;
+        yield_once().await;
+        let mut s = self.state.borrow_mut();
+        if Self::eio(&s, offset, data.len()) {
+            return Err(io::Error::other("injected EIO"));
+        }
+        if Self::spend(&mut s) {
+            s.pending.push((offset, data.to_vec()));
+        }
+        Ok(())
+    }
+
+    async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        check_aligned(offset, len, self.len)?;
+        let s = self.state.borrow();
+        if Self::eio(&s, offset, len) {
+            return Err(io::Error::other("injected EIO"));
+        }
+        let mut out = s.durable[offset as usize..offset as usize + len].to_vec();
+        for (o, d) in &s.pending {
+            let (a, b) = (*o.max(&offset), (*o + d.len() as u64).min(offset + len as u64));
+            if a < b {
+                out[(a - offset) as usize..(b - offset) as usize].copy_from_slice(&d[(a - o) as usize..(b - o) as usize]);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        yield_once().await;
+        let mut s = self.state.borrow_mut();
+        if !Self::spend(&mut s) {
+            return Err(io::Error::other("device lost power"));
+        }
+        let pending = std::mem::take(&mut s.pending);
+        for (o, d) in pending {
+            s.durable[o as usize..o as usize + d.len()].copy_from_slice(&d);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+}

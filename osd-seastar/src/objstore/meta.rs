@@ -1,0 +1,209 @@
+//! The store's metadata, held in memory: collections, objects (onodes)
+//! with their block maps and per-block crc32, xattrs and omap; the
+//! physical operations journal records carry; the checkpoint form.
+//!
+//! Invariants: `apply` is deterministic (replay after a crash rebuilds the
+//! same metadata); every block index of an onode is below
+//! `ceil(size / BLOCK)`; a device block belongs to at most one onode.
+
+use std::collections::BTreeMap;
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::device::BLOCK;
+use super::txn::CollId;
+
+/// Where one 4 KiB block of an object lives, and its crc32.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    /// Device block number (offset / BLOCK) from the start of the region.
+    pub dev: u64,
+    pub crc: u32,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Onode {
+    pub size: u64,
+    pub mtime_ms: u64,
+    /// Object block index → device block. Missing indexes are holes (zeros).
+    pub blocks: BTreeMap<u64, BlockRef>,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    pub omap: BTreeMap<String, Vec<u8>>,
+    pub omap_header: Vec<u8>,
+}
+
+/// Bytes of RAM an onode costs, approximately (for reporting and bounds).
+pub fn onode_bytes(name: &str, o: &Onode) -> usize {
+    // BTreeMap entries cost their key and value plus ~40 bytes of node
+    // overhead amortised; strings and vectors their heap length.
+    const ENTRY: usize = 40;
+    std::mem::size_of::<Onode>()
+        + name.len()
+        + ENTRY
+        + o.blocks.len() * (8 + std::mem::size_of::<BlockRef>() + ENTRY)
+        + o.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48 + ENTRY).sum::<usize>()
+        + o.omap.iter().map(|(k, v)| k.len() + v.len() + 48 + ENTRY).sum::<usize>()
+        + o.omap_header.len()
+}
+
+/// One physical change, as journal records and replay apply it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum PhysOp {
+    CreateColl(CollId),
+    RemoveColl(CollId),
+    Touch { coll: CollId, obj: String, mtime_ms: u64 },
+    Remove { coll: CollId, obj: String },
+    /// Points block indexes at newly written device blocks.
+    SetBlocks { coll: CollId, obj: String, blocks: Vec<(u64, BlockRef)> },
+    /// Makes block indexes `[from, to)` holes.
+    DropBlocks { coll: CollId, obj: String, from: u64, to: u64 },
+    SetSize { coll: CollId, obj: String, size: u64 },
+    SetAttr { coll: CollId, obj: String, name: String, value: Vec<u8> },
+    RmAttr { coll: CollId, obj: String, name: String },
+    OmapSet { coll: CollId, obj: String, entries: Vec<(String, Vec<u8>)> },
+    OmapRm { coll: CollId, obj: String, keys: Vec<String> },
+    OmapRmRange { coll: CollId, obj: String, start: String, end: String },
+    OmapHeader { coll: CollId, obj: String, value: Vec<u8> },
+    OmapClear { coll: CollId, obj: String },
+}
+
+/// A journal record's body: the physical ops of a group of transactions.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RecordBody {
+    pub txns: Vec<Vec<PhysOp>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    pub colls: BTreeMap<CollId, BTreeMap<String, Onode>>,
+}
+
+/// The checkpoint form of [`Meta`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaWire {
+    pub colls: Vec<(CollId, Vec<(String, Onode)>)>,
+}
+
+impl Meta {
+    pub fn to_wire(&self) -> MetaWire {
+        MetaWire {
+            colls: self
+                .colls
+                .iter()
+                .map(|(c, objs)| (*c, objs.iter().map(|(n, o)| (n.clone(), o.clone())).collect()))
+                .collect(),
+        }
+    }
+
+    pub fn from_wire(w: MetaWire) -> Meta {
+        Meta { colls: w.colls.into_iter().map(|(c, objs)| (c, objs.into_iter().collect())).collect() }
+    }
+
+    pub fn onode(&self, coll: &CollId, obj: &str) -> Option<&Onode> {
+        self.colls.get(coll)?.get(obj)
+    }
+
+    /// Applies one physical op; device blocks it releases go to `freed`.
+    /// Ops come from our own validated transactions or from checked
+    /// records, so a missing collection here is skipped, not a panic.
+    pub fn apply(&mut self, op: &PhysOp, freed: &mut Vec<u64>) {
+        match op {
+            PhysOp::CreateColl(c) => {
+                self.colls.entry(*c).or_default();
+            }
+            PhysOp::RemoveColl(c) => {
+                if let Some(objs) = self.colls.remove(c) {
+                    for o in objs.values() {
+                        freed.extend(o.blocks.values().map(|b| b.dev));
+                    }
+                }
+            }
+            PhysOp::Touch { coll, obj, mtime_ms } => {
+                if let Some(objs) = self.colls.get_mut(coll) {
+                    objs.entry(obj.clone()).or_default().mtime_ms = *mtime_ms;
+                }
+            }
+            PhysOp::Remove { coll, obj } => {
+                if let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.remove(obj)) {
+                    freed.extend(o.blocks.values().map(|b| b.dev));
+                }
+            }
+            _ => {
+                let (coll, obj) = match op {
+                    PhysOp::SetBlocks { coll, obj, .. }
+                    | PhysOp::DropBlocks { coll, obj, .. }
+                    | PhysOp::SetSize { coll, obj, .. }
+                    | PhysOp::SetAttr { coll, obj, .. }
+                    | PhysOp::RmAttr { coll, obj, .. }
+                    | PhysOp::OmapSet { coll, obj, .. }
+                    | PhysOp::OmapRm { coll, obj, .. }
+                    | PhysOp::OmapRmRange { coll, obj, .. }
+                    | PhysOp::OmapHeader { coll, obj, .. }
+                    | PhysOp::OmapClear { coll, obj } => (coll, obj),
+                    _ => unreachable!("handled above"),
+                };
+                let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.get_mut(obj)) else { return };
+                match op {
+                    PhysOp::SetBlocks { blocks, .. } => {
+                        for (idx, b) in blocks {
+                            if let Some(old) = o.blocks.insert(*idx, *b) {
+                                freed.push(old.dev);
+                            }
+                        }
+                    }
+                    PhysOp::DropBlocks { from, to, .. } => {
+                        let doomed: Vec<u64> = o.blocks.range(*from..*to).map(|(i, _)| *i).collect();
+                        for i in doomed {
+                            if let Some(old) = o.blocks.remove(&i) {
+                                freed.push(old.dev);
+                            }
+                        }
+                    }
+                    PhysOp::SetSize { size, .. } => o.size = *size,
+                    PhysOp::SetAttr { name, value, .. } => {
+                        o.xattrs.insert(name.clone(), value.clone());
+                    }
+                    PhysOp::RmAttr { name, .. } => {
+                        o.xattrs.remove(name);
+                    }
+                    PhysOp::OmapSet { entries, .. } => {
+                        for (k, v) in entries {
+                            o.omap.insert(k.clone(), v.clone());
+                        }
+                    }
+                    PhysOp::OmapRm { keys, .. } => {
+                        for k in keys {
+                            o.omap.remove(k);
+                        }
+                    }
+                    PhysOp::OmapRmRange { start, end, .. } => {
+                        let doomed: Vec<String> = o.omap.range(start.clone()..).take_while(|(k, _)| *k < end).map(|(k, _)| k.clone()).collect();
+                        for k in doomed {
+                            o.omap.remove(&k);
+                        }
+                    }
+                    PhysOp::OmapHeader { value, .. } => o.omap_header = value.clone(),
+                    PhysOp::OmapClear { .. } => {
+                        o.omap.clear();
+                        o.omap_header.clear();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Our invariants (the tests call this).
+    pub fn invariants(&self) {
+        let mut seen = std::collections::HashSet::new();
+        for objs in self.colls.values() {
+            for o in objs.values() {
+                let nblocks = o.size.div_ceil(BLOCK as u64);
+                for (&i, b) in &o.blocks {
+                    assert!(i < nblocks, "block index {i} past size {}", o.size);
+                    assert!(seen.insert(b.dev), "device block {} used twice", b.dev);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The object store of one OSD shard: a region of a block device or file,
+//! reached only through O_DIRECT io_uring I/O (glommio), with no page
+//! cache and no locks (one store per shard, `!Send`).
+//!
+//! - [`device`] — the `Device` trait, glommio's DMA file, and a simulated
+//!   device that loses, tears, fails and rots writes for tests.
+//! - [`layout`] — superblock, regions, checkpoint and record headers.
+//! - [`txn`] — transactions in Ceph's ObjectStore shape; errors.
+//! - [`meta`] — in-memory metadata, physical ops, checkpoint form.
+//! - [`store`] — planning, group commit, checkpoints, replay, reads,
+//!   deep scrub, statfs.
+//!
+//! Invariants: an acknowledged transaction is durable (its data and its
+//! journal record were synced); no acknowledged byte is overwritten in
+//! place (writes go to new blocks; old ones are freed only once the record
+//! that freed them is durable); every data block carries a crc32 that
+//! every read checks, so a bad block is an error, never data.
+
+pub mod device;
+pub mod layout;
+pub mod meta;
+pub mod store;
+pub mod txn;
+
+pub use device::{Device, DmaDevice, SimDevice, BLOCK};
+pub use store::{Expect, MkfsOptions, StatFs, Store};
+pub use txn::{CollId, Op, StoreError, Transaction};
+
+/// Bounds of the store. Units last; each with its why.
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Operations per transaction: a compound client op is a few dozen.
+    pub const txn_ops_max: usize = 1024;
+    /// Bytes one write op carries (a client write is split above this).
+    pub const write_bytes_max: usize = 64 << 20;
+    /// Bytes one read returns.
+    pub const read_bytes_max: usize = 64 << 20;
+    /// Largest object (RADOS objects are usually 4 MiB; 1 TiB is plenty).
+    pub const object_bytes_max: u64 = 1 << 40;
+    /// An object name inside the store (the OSD's key: namespace + name).
+    pub const object_name_bytes_max: usize = 4096;
+    /// An xattr or omap key.
+    pub const attr_name_bytes_max: usize = 1024;
+    /// An xattr or omap value.
+    pub const attr_value_bytes_max: usize = 1 << 20;
+    /// Omap keys set by one op.
+    pub const omap_keys_per_op_max: usize = 65_536;
+    /// One journal record's body (a group of transactions).
+    pub const record_body_bytes_max: usize = 64 << 20;
+    /// Blocks written with one I/O when a group's blocks are neighbours.
+    pub const write_run_blocks_max: usize = 256;
+}
+
+#[cfg(test)]
+mod tests;

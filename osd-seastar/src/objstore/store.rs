@@ -1,0 +1,1062 @@
+//! The store of one shard's region: transactions planned against the
+//! metadata, group-committed to the journal, checkpointed, replayed.
+//!
+//! Write path: `submit` plans a transaction under the plan lock — every
+//! written 4 KiB block goes to a newly allocated device block (a partial
+//! block is merged with its old content first), so nothing durable is ever
+//! overwritten in place — applies it to the in-memory metadata and queues
+//! it. The first waiter that finds no commit running becomes the
+//! committer: it takes every queued transaction, writes their data blocks
+//! (coalesced into runs) and one journal record, issues one fdatasync, and
+//! only then releases the blocks those transactions freed and answers
+//! them. When the journal is half full the committer, holding the plan
+//! lock so the metadata matches what is durable, writes a checkpoint of
+//! the whole metadata into the other slot and starts the journal over.
+//!
+//! Mount: the newest valid checkpoint, then every journal record with the
+//! next sequence number and a valid crc; the data blocks of the last record
+//! are verified too (an earlier record was followed by a later one, which
+//! is only written after the earlier one's sync), so a record whose data
+//! never reached the medium is never applied.
+//!
+//! Memory: metadata lives in RAM. An object costs about 250 bytes plus
+//! 80 per 4 KiB block, and an omap key or xattr about 130 bytes plus its
+//! key and value (`meta::onode_bytes`; `memory_usage` reports the total).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use super::device::{Device, BLOCK};
+use super::layout::{CkptHeader, RecordHeader, RegionHeader, Superblock, RECORD_HEADER_BYTES};
+use super::limits;
+use super::meta::{onode_bytes, BlockRef, Meta, MetaWire, Onode, PhysOp, RecordBody};
+use super::txn::{CollId, Op, StoreError, Transaction};
+
+/// What mkfs needs to know.
+#[derive(Debug, Clone)]
+pub struct MkfsOptions {
+    pub fsid: [u8; 16],
+    pub osd: i32,
+    pub shards: u32,
+    /// Forced journal size per region (default: 1/16 of it, 4 MiB..1 GiB).
+    pub journal_bytes: Option<u64>,
+    /// Forced checkpoint slot size (default: 1/32 of the region).
+    pub checkpoint_bytes: Option<u64>,
+}
+
+/// Who must own a device for `mount` to accept it.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    pub fsid: Option<[u8; 16]>,
+    pub osd: i32,
+    pub shards: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub commits: u64,
+    pub txns: u64,
+    pub checkpoints: u64,
+    pub checksum_errors: u64,
+    pub replayed_records: u64,
+}
+
+/// Bitmap allocator over the data blocks, next-fit from a cursor so that a
+/// group's blocks land next to each other.
+struct Alloc {
+    used: Vec<u64>,
+    blocks: u64,
+    free: u64,
+    cursor: u64,
+}
+
+impl Alloc {
+    fn new(blocks: u64) -> Alloc {
+        Alloc { used: vec![0; blocks.div_ceil(64) as usize], blocks, free: blocks, cursor: 0 }
+    }
+    fn is_used(&self, b: u64) -> bool {
+        self.used[(b / 64) as usize] & (1 << (b % 64)) != 0
+    }
+    fn mark(&mut self, b: u64) {
+        if b < self.blocks && !self.is_used(b) {
+            self.used[(b / 64) as usize] |= 1 << (b % 64);
+            self.free -= 1;
+        }
+    }
+    fn release(&mut self, b: u64) {
+        if b < self.blocks && self.is_used(b) {
+            self.used[(b / 64) as usize] &= !(1 << (b % 64));
+            self.free += 1;
+        }
+    }
+    fn alloc(&mut self) -> Option<u64> {
+        if self.free == 0 {
+            return None;
+        }
+        for _ in 0..self.blocks {
+            let b = self.cursor;
+            self.cursor = (self.cursor + 1) % self.blocks;
+            // Skip whole used words quickly.
+            if b % 64 == 0 && self.used[(b / 64) as usize] == u64::MAX && self.blocks - b >= 64 {
+                self.cursor = (b + 64) % self.blocks;
+                continue;
+            }
+            if !self.is_used(b) {
+                self.mark(b);
+                return Some(b);
+            }
+        }
+        None
+    }
+}
+
+struct Queued {
+    ops: Vec<PhysOp>,
+    /// (data block number, content)
+    data: Vec<(u64, Rc<Vec<u8>>)>,
+    freed: Vec<u64>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+struct Inner {
+    meta: Meta,
+    alloc: Alloc,
+    /// Next record offset inside the journal and its sequence number.
+    journal_head: u64,
+    journal_seq: u64,
+    ckpt_seq: u64,
+    queue: Vec<Queued>,
+    /// Blocks written by queued or committing groups, not yet on the device.
+    unwritten: HashMap<u64, Rc<Vec<u8>>>,
+    failed: Option<String>,
+    counters: Counters,
+}
+
+pub struct Store<D: Device> {
+    dev: D,
+    base: u64,
+    header: RegionHeader,
+    inner: RefCell<Inner>,
+    committing: Cell<bool>,
+    plan_lock: async_lock::Mutex<()>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn block_crc(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
+}
+
+impl<D: Device> Store<D> {
+    /// Formats `dev` for `opts.shards` shards.
+    pub async fn mkfs(dev: &D, opts: &MkfsOptions) -> Result<(), StoreError> {
+        if opts.shards == 0 || opts.shards > super::layout::SHARDS_MAX {
+            return Err(StoreError::Invalid(format!("shard count {} out of range", opts.shards)));
+        }
+        let sb = Superblock { fsid: opts.fsid, osd: opts.osd, shards: opts.shards, device_bytes: dev.len() };
+        for shard in 0..opts.shards {
+            let (start, len) = sb.region(shard);
+            let instance = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
+            let h = RegionHeader::plan(shard, instance, len, opts.journal_bytes, opts.checkpoint_bytes).map_err(StoreError::Invalid)?;
+            dev.write(start, &h.encode(&opts.fsid, opts.osd)).await?;
+            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&Meta::default().to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            // Checkpoint seq goes to slot seq % 2, so the next checkpoint
+            // (seq 2) never overwrites this, the only valid one.
+            Self::write_ckpt(dev, start, &h, 1, 1, 1, &body).await?;
+            dev.write(start + h.ckpt_offset(0), &vec![0; BLOCK]).await?;
+            dev.write(start + h.journal_offset(), &vec![0; BLOCK]).await?;
+        }
+        dev.write(0, &sb.encode()).await?;
+        dev.sync().await?;
+        Ok(())
+    }
+
+    async fn write_ckpt(dev: &D, base: u64, h: &RegionHeader, slot: usize, seq: u64, journal_seq: u64, body: &[u8]) -> Result<(), StoreError> {
+        let total = BLOCK + body.len().div_ceil(BLOCK) * BLOCK;
+        if total as u64 > h.ckpt_bytes {
+            return Err(StoreError::MetadataFull(format!("checkpoint of {} bytes exceeds its {}-byte slot", total, h.ckpt_bytes)));
+        }
+        let header = CkptHeader { instance: h.instance, seq, journal_seq, body_len: body.len() as u64, body_crc: crc32fast::hash(body) };
+        let mut buf = header.encode();
+        buf.extend_from_slice(body);
+        buf.resize(total, 0);
+        dev.write(base + h.ckpt_offset(slot), &buf).await?;
+        Ok(())
+    }
+
+    /// Mounts shard `shard` of `dev`, refusing a device of another OSD,
+    /// cluster or shard count; replays the journal.
+    pub async fn mount(dev: D, shard: u32, expect: Expect) -> Result<Store<D>, StoreError> {
+        let sb = Superblock::decode(&dev.read(0, BLOCK).await?).map_err(StoreError::WrongDevice)?;
+        if sb.osd != expect.osd {
+            return Err(StoreError::WrongDevice(format!("device belongs to osd.{}, not osd.{}", sb.osd, expect.osd)));
+        }
+        if sb.shards != expect.shards {
+            return Err(StoreError::WrongDevice(format!("device was made for {} shards, not {}", sb.shards, expect.shards)));
+        }
+        if expect.fsid.is_some_and(|f| f != sb.fsid) {
+            return Err(StoreError::WrongDevice("device belongs to another cluster".into()));
+        }
+        if sb.device_bytes > dev.len() {
+            return Err(StoreError::WrongDevice("device is smaller than when it was formatted".into()));
+        }
+        if shard >= sb.shards {
+            return Err(StoreError::Invalid(format!("shard {shard} of {}", sb.shards)));
+        }
+        let (base, _) = sb.region(shard);
+        let header = RegionHeader::decode(&dev.read(base, BLOCK).await?, &sb.fsid, sb.osd).map_err(StoreError::WrongDevice)?;
+        if header.shard != shard {
+            return Err(StoreError::WrongDevice(format!("region {shard} says it is shard {}", header.shard)));
+        }
+        // The newest valid checkpoint.
+        let mut best: Option<(CkptHeader, Vec<u8>)> = None;
+        for slot in 0..2 {
+            let off = base + header.ckpt_offset(slot);
+            let Some(h) = CkptHeader::decode(&dev.read(off, BLOCK).await?, header.instance) else { continue };
+            if BLOCK as u64 + h.body_len > header.ckpt_bytes {
+                continue;
+            }
+            let body_blocks = (h.body_len as usize).div_ceil(BLOCK) * BLOCK;
+            let body = if body_blocks == 0 { Vec::new() } else { dev.read(off + BLOCK as u64, body_blocks).await? };
+            if crc32fast::hash(&body[..h.body_len as usize]) != h.body_crc {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(b, _)| h.seq > b.seq) {
+                best = Some((h, body[..h.body_len as usize].to_vec()));
+            }
+        }
+        let (ckpt, body) = best.ok_or_else(|| StoreError::WrongDevice("no valid checkpoint".into()))?;
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(&body);
+        let wire = rkyv::from_bytes::<MetaWire, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint: {e}")))?;
+        let mut meta = Meta::from_wire(wire);
+        // Replay.
+        let mut seq = ckpt.journal_seq;
+        let mut pos = 0u64;
+        let mut last_blocks: Vec<(u64, u32)> = Vec::new();
+        let mut records: Vec<(u64, RecordBody)> = Vec::new();
+        loop {
+            if pos + BLOCK as u64 > header.journal_bytes {
+                break;
+            }
+            let first = dev.read(base + header.journal_offset() + pos, BLOCK).await?;
+            let Some(h) = RecordHeader::decode(&first, header.instance) else { break };
+            let len = RecordHeader::padded_len(h.body_len as usize);
+            if h.seq != seq || pos + len as u64 > header.journal_bytes || h.body_len as usize > limits::record_body_bytes_max {
+                break;
+            }
+            let whole = if len > BLOCK { dev.read(base + header.journal_offset() + pos, len).await? } else { first };
+            let body = &whole[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + h.body_len as usize];
+            if crc32fast::hash(body) != h.body_crc {
+                break;
+            }
+            let mut aligned = rkyv::util::AlignedVec::<16>::new();
+            aligned.extend_from_slice(body);
+            let Ok(rec) = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned) else { break };
+            records.push((seq, rec));
+            seq += 1;
+            pos += len as u64;
+        }
+        // Only the last record's data may be missing: verify it.
+        if let Some((_, rec)) = records.last() {
+            for op in rec.txns.iter().flatten() {
+                if let PhysOp::SetBlocks { blocks, .. } = op {
+                    last_blocks.extend(blocks.iter().map(|(_, b)| (b.dev, b.crc)));
+                }
+            }
+            let mut intact = true;
+            for (b, crc) in &last_blocks {
+                if *b >= header.data_blocks {
+                    intact = false;
+                    break;
+                }
+                let data = dev.read(base + header.data_offset() + b * BLOCK as u64, BLOCK).await?;
+                if block_crc(&data) != *crc {
+                    intact = false;
+                    break;
+                }
+            }
+            if !intact {
+                records.pop();
+                seq -= 1;
+                pos = 0;
+                // Recompute where the journal head is (records are contiguous).
+                for (_, rec) in &records {
+                    let body = rkyv::to_bytes::<rkyv::rancor::Error>(rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    pos += RecordHeader::padded_len(body.len()) as u64;
+                }
+            }
+        }
+        let replayed = records.len() as u64;
+        for (_, rec) in &records {
+            let mut freed = Vec::new();
+            for op in rec.txns.iter().flatten() {
+                meta.apply(op, &mut freed);
+            }
+        }
+        let mut alloc = Alloc::new(header.data_blocks);
+        for objs in meta.colls.values() {
+            for o in objs.values() {
+                for b in o.blocks.values() {
+                    alloc.mark(b.dev);
+                }
+            }
+        }
+        let store = Store {
+            dev,
+            base,
+            header,
+            inner: RefCell::new(Inner {
+                meta,
+                alloc,
+                journal_head: pos,
+                journal_seq: seq,
+                ckpt_seq: ckpt.seq,
+                queue: Vec::new(),
+                unwritten: HashMap::new(),
+                failed: None,
+                counters: Counters { replayed_records: replayed, ..Counters::default() },
+            }),
+            committing: Cell::new(false),
+            plan_lock: async_lock::Mutex::new(()),
+        };
+        // A fresh checkpoint makes the replayed state the new base, so the
+        // journal restarts clean (stale records after a torn one are gone).
+        if replayed > 0 || pos > 0 {
+            let _guard = store.plan_lock.lock().await;
+            store.checkpoint().await?;
+        }
+        Ok(store)
+    }
+
+    /// Flushes everything queued and writes a final checkpoint.
+    pub async fn umount(self) -> Result<(), StoreError> {
+        let _guard = self.plan_lock.lock().await;
+        self.commit_all_locked(true).await;
+        if let Some(f) = &self.inner.borrow().failed {
+            return Err(StoreError::Failed(f.clone()));
+        }
+        self.checkpoint().await
+    }
+
+    fn data_offset(&self, block: u64) -> u64 {
+        self.base + self.header.data_offset() + block * BLOCK as u64
+    }
+
+    /// The content of a data block, from the not-yet-written cache or the
+    /// device, checked against its crc.
+    async fn read_block(&self, coll: &CollId, obj: &str, idx: u64, b: BlockRef) -> Result<Vec<u8>, StoreError> {
+        if let Some(d) = self.inner.borrow().unwritten.get(&b.dev) {
+            return Ok(d.as_ref().clone());
+        }
+        let data = self.dev.read(self.data_offset(b.dev), BLOCK).await?;
+        if block_crc(&data) != b.crc {
+            self.inner.borrow_mut().counters.checksum_errors += 1;
+            return Err(StoreError::Checksum { coll: *coll, obj: obj.to_string(), block: idx });
+        }
+        Ok(data)
+    }
+
+    /// Applies `txn` atomically; returns once it is durable.
+    pub async fn submit(&self, txn: Transaction) -> Result<(), StoreError> {
+        if txn.ops.len() > limits::txn_ops_max {
+            return Err(StoreError::Invalid(format!("{} ops exceed {}", txn.ops.len(), limits::txn_ops_max)));
+        }
+        let rx = {
+            let _guard = self.plan_lock.lock().await;
+            if let Some(f) = &self.inner.borrow().failed {
+                return Err(StoreError::Failed(f.clone()));
+            }
+            let (phys, data) = self.plan(&txn).await?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let mut inner = self.inner.borrow_mut();
+            let mut txn_freed = Vec::new();
+            for op in &phys {
+                inner.meta.apply(op, &mut txn_freed);
+            }
+            for (b, d) in &data {
+                inner.unwritten.insert(*b, d.clone());
+            }
+            inner.queue.push(Queued { ops: phys, data, freed: txn_freed, done: tx });
+            rx
+        };
+        if !self.committing.get() {
+            self.committing.set(true);
+            self.commit_all().await;
+            self.committing.set(false);
+        }
+        rx.await.unwrap_or_else(|_| Err(StoreError::Failed("commit abandoned".into())))
+    }
+
+    /// Plans a transaction against the metadata: validates every op in
+    /// order and produces the physical ops and the new data blocks. Nothing
+    /// changes unless it all succeeds (allocations are undone on error).
+    async fn plan(&self, txn: &Transaction) -> Result<(Vec<PhysOp>, Vec<(u64, Rc<Vec<u8>>)>), StoreError> {
+        let mut view = View::default();
+        let mut phys = Vec::new();
+        let mut data: Vec<(u64, Rc<Vec<u8>>)> = Vec::new();
+        let result = self.plan_ops(txn, &mut view, &mut phys, &mut data).await;
+        if let Err(e) = result {
+            let mut inner = self.inner.borrow_mut();
+            for (b, _) in &data {
+                inner.alloc.release(*b);
+            }
+            return Err(e);
+        }
+        Ok((phys, data))
+    }
+
+    async fn plan_ops(&self, txn: &Transaction, view: &mut View, phys: &mut Vec<PhysOp>, data: &mut Vec<(u64, Rc<Vec<u8>>)>) -> Result<(), StoreError> {
+        let now = now_ms();
+        for op in &txn.ops {
+            match op {
+                Op::CreateCollection(c) => {
+                    if view.coll_exists(&self.inner.borrow().meta, c) {
+                        return Err(StoreError::CollectionExists(*c));
+                    }
+                    self.emit(view, phys, PhysOp::CreateColl(*c));
+                }
+                Op::RemoveCollection(c) => {
+                    let inner = self.inner.borrow();
+                    if !view.coll_exists(&inner.meta, c) {
+                        return Err(StoreError::NoCollection(*c));
+                    }
+                    if !view.coll_empty(&inner.meta, c) {
+                        return Err(StoreError::CollectionNotEmpty(*c));
+                    }
+                    drop(inner);
+                    self.emit(view, phys, PhysOp::RemoveColl(*c));
+                }
+                Op::Touch { coll, obj } => {
+                    self.need_coll(view, coll)?;
+                    check_name(obj)?;
+                    self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                }
+                Op::Write { coll, obj, offset, data: bytes } => {
+                    self.need_coll(view, coll)?;
+                    check_name(obj)?;
+                    if bytes.len() > limits::write_bytes_max || offset.checked_add(bytes.len() as u64).is_none_or(|e| e > limits::object_bytes_max) {
+                        return Err(StoreError::Invalid(format!("write of {} bytes at {offset} is out of bounds", bytes.len())));
+                    }
+                    if !view.exists(&self.inner.borrow().meta, coll, obj) {
+                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    }
+                    self.write_range(view, phys, data, coll, obj, *offset, Some(bytes)).await?;
+                    let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
+                    let end = offset + bytes.len() as u64;
+                    if end > size {
+                        self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
+                    }
+                    self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                }
+                Op::Zero { coll, obj, offset, len } => {
+                    self.need_obj(view, coll, obj)?;
+                    let end = offset.checked_add(*len).filter(|e| *e <= limits::object_bytes_max).ok_or_else(|| StoreError::Invalid("zero range out of bounds".into()))?;
+                    self.zero_range(view, phys, data, coll, obj, *offset, end).await?;
+                    let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
+                    if end > size {
+                        self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
+                    }
+                }
+                Op::Truncate { coll, obj, size } => {
+                    self.need_obj(view, coll, obj)?;
+                    if *size > limits::object_bytes_max {
+                        return Err(StoreError::Invalid("truncate past the object size limit".into()));
+                    }
+                    let b = BLOCK as u64;
+                    // Blocks wholly past the new end go; the block the end
+                    // falls in keeps only the bytes before it.
+                    self.emit(view, phys, PhysOp::DropBlocks { coll: *coll, obj: obj.clone(), from: size.div_ceil(b), to: u64::MAX });
+                    let has_tail = size % b != 0
+                        && view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.blocks.contains_key(&(size / b)));
+                    if has_tail {
+                        let zeros = vec![0u8; (b - size % b) as usize];
+                        self.write_range(view, phys, data, coll, obj, *size, Some(&zeros)).await?;
+                    }
+                    self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: *size });
+                }
+                Op::Remove { coll, obj } => {
+                    self.need_obj(view, coll, obj)?;
+                    self.emit(view, phys, PhysOp::Remove { coll: *coll, obj: obj.clone() });
+                }
+                Op::CloneRange { coll, src, dst, src_off, len, dst_off } => {
+                    self.need_obj(view, coll, src)?;
+                    check_name(dst)?;
+                    if *len as usize > limits::write_bytes_max {
+                        return Err(StoreError::Invalid("clone range too long".into()));
+                    }
+                    let bytes = self.read_view(view, coll, src, *src_off, *len).await?;
+                    let mut padded = bytes;
+                    padded.resize(*len as usize, 0);
+                    let write = Transaction { ops: vec![Op::Write { coll: *coll, obj: dst.clone(), offset: *dst_off, data: padded }] };
+                    Box::pin(self.plan_ops(&write, view, phys, data)).await?;
+                }
+                Op::SetAttr { coll, obj, name, value } => {
+                    self.need_coll(view, coll)?;
+                    check_name(obj)?;
+                    if name.len() > limits::attr_name_bytes_max || value.len() > limits::attr_value_bytes_max {
+                        return Err(StoreError::Invalid("xattr too large".into()));
+                    }
+                    if !view.exists(&self.inner.borrow().meta, coll, obj) {
+                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    }
+                    self.emit(view, phys, PhysOp::SetAttr { coll: *coll, obj: obj.clone(), name: name.clone(), value: value.clone() });
+                }
+                Op::RmAttr { coll, obj, name } => {
+                    self.need_obj(view, coll, obj)?;
+                    if !view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.xattrs.contains_key(name)) {
+                        return Err(StoreError::NoAttr(name.clone()));
+                    }
+                    self.emit(view, phys, PhysOp::RmAttr { coll: *coll, obj: obj.clone(), name: name.clone() });
+                }
+                Op::OmapSetKeys { coll, obj, entries } => {
+                    self.need_coll(view, coll)?;
+                    check_name(obj)?;
+                    if entries.len() > limits::omap_keys_per_op_max
+                        || entries.iter().any(|(k, v)| k.len() > limits::attr_name_bytes_max || v.len() > limits::attr_value_bytes_max)
+                    {
+                        return Err(StoreError::Invalid("omap entries too large".into()));
+                    }
+                    if !view.exists(&self.inner.borrow().meta, coll, obj) {
+                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    }
+                    let entries = entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    self.emit(view, phys, PhysOp::OmapSet { coll: *coll, obj: obj.clone(), entries });
+                }
+                Op::OmapRmKeys { coll, obj, keys } => {
+                    self.need_obj(view, coll, obj)?;
+                    self.emit(view, phys, PhysOp::OmapRm { coll: *coll, obj: obj.clone(), keys: keys.clone() });
+                }
+                Op::OmapRmRange { coll, obj, start, end } => {
+                    self.need_obj(view, coll, obj)?;
+                    self.emit(view, phys, PhysOp::OmapRmRange { coll: *coll, obj: obj.clone(), start: start.clone(), end: end.clone() });
+                }
+                Op::OmapSetHeader { coll, obj, value } => {
+                    self.need_coll(view, coll)?;
+                    check_name(obj)?;
+                    if value.len() > limits::attr_value_bytes_max {
+                        return Err(StoreError::Invalid("omap header too large".into()));
+                    }
+                    if !view.exists(&self.inner.borrow().meta, coll, obj) {
+                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    }
+                    self.emit(view, phys, PhysOp::OmapHeader { coll: *coll, obj: obj.clone(), value: value.clone() });
+                }
+                Op::OmapClear { coll, obj } => {
+                    self.need_obj(view, coll, obj)?;
+                    self.emit(view, phys, PhysOp::OmapClear { coll: *coll, obj: obj.clone() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&self, view: &mut View, phys: &mut Vec<PhysOp>, op: PhysOp) {
+        view.apply(&self.inner.borrow().meta, &op);
+        phys.push(op);
+    }
+
+    fn need_coll(&self, view: &View, c: &CollId) -> Result<(), StoreError> {
+        if !view.coll_exists(&self.inner.borrow().meta, c) {
+            return Err(StoreError::NoCollection(*c));
+        }
+        Ok(())
+    }
+
+    fn need_obj(&self, view: &View, c: &CollId, o: &str) -> Result<(), StoreError> {
+        self.need_coll(view, c)?;
+        if !view.exists(&self.inner.borrow().meta, c, o) {
+            return Err(StoreError::NoObject(*c, o.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Content of block `idx` as the view sees it (zeros for a hole).
+    async fn view_block(&self, view: &View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, idx: u64) -> Result<Vec<u8>, StoreError> {
+        let b = view.onode(&self.inner.borrow().meta, coll, obj).and_then(|o| o.blocks.get(&idx).copied());
+        match b {
+            None => Ok(vec![0; BLOCK]),
+            Some(b) => {
+                if let Some((_, d)) = data.iter().find(|(d, _)| *d == b.dev) {
+                    return Ok(d.as_ref().clone());
+                }
+                self.read_block(coll, obj, idx, b).await
+            }
+        }
+    }
+
+    /// Writes `bytes` (or zeros when `None`) at `offset` into fresh blocks.
+    async fn write_range(
+        &self,
+        view: &mut View,
+        phys: &mut Vec<PhysOp>,
+        data: &mut Vec<(u64, Rc<Vec<u8>>)>,
+        coll: &CollId,
+        obj: &str,
+        offset: u64,
+        bytes: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let Some(bytes) = bytes else { return Ok(()) };
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let end = offset + bytes.len() as u64;
+        let (first, last) = (offset / BLOCK as u64, (end - 1) / BLOCK as u64);
+        let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+        for idx in first..=last {
+            let bstart = idx * BLOCK as u64;
+            let (lo, hi) = (offset.max(bstart), end.min(bstart + BLOCK as u64));
+            let mut content = if lo == bstart && hi == bstart + BLOCK as u64 {
+                vec![0; BLOCK]
+            } else {
+                self.view_block(view, data, coll, obj, idx).await?
+            };
+            content[(lo - bstart) as usize..(hi - bstart) as usize].copy_from_slice(&bytes[(lo - offset) as usize..(hi - offset) as usize]);
+            let dev = self.inner.borrow_mut().alloc.alloc().ok_or(StoreError::NoSpace)?;
+            let crc = block_crc(&content);
+            data.push((dev, Rc::new(content)));
+            blocks.push((idx, BlockRef { dev, crc }));
+        }
+        self.emit(view, phys, PhysOp::SetBlocks { coll: *coll, obj: obj.to_string(), blocks });
+        Ok(())
+    }
+
+    /// Zeros `[start, end)`: whole blocks become holes, partly covered
+    /// blocks that hold data are rewritten with zeros.
+    #[allow(clippy::too_many_arguments)]
+    async fn zero_range(
+        &self,
+        view: &mut View,
+        phys: &mut Vec<PhysOp>,
+        data: &mut Vec<(u64, Rc<Vec<u8>>)>,
+        coll: &CollId,
+        obj: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        let b = BLOCK as u64;
+        let has = |view: &View, idx: u64| view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.blocks.contains_key(&idx));
+        let mut edges = Vec::new();
+        if start / b == end / b {
+            edges.push((start, end));
+        } else {
+            if start % b != 0 {
+                edges.push((start, (start / b + 1) * b));
+            }
+            if end % b != 0 {
+                edges.push((end / b * b, end));
+            }
+            let (from, to) = (start.div_ceil(b), end / b);
+            if from < to {
+                self.emit(view, phys, PhysOp::DropBlocks { coll: *coll, obj: obj.to_string(), from, to });
+            }
+        }
+        for (lo, hi) in edges {
+            if has(view, lo / b) {
+                let zeros = vec![0u8; (hi - lo) as usize];
+                self.write_range(view, phys, data, coll, obj, lo, Some(&zeros)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads through the view (used by clone_range while planning).
+    async fn read_view(&self, view: &View, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
+        let end = offset.saturating_add(len).min(size);
+        let mut out = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let idx = pos / BLOCK as u64;
+            let block = self.view_block(view, &[], coll, obj, idx).await?;
+            let lo = (pos - idx * BLOCK as u64) as usize;
+            let hi = ((end - idx * BLOCK as u64) as usize).min(BLOCK);
+            out.extend_from_slice(&block[lo..hi]);
+            pos = idx * BLOCK as u64 + hi as u64;
+        }
+        Ok(out)
+    }
+
+    /// Takes every queued transaction and makes them durable, group after
+    /// group, until the queue is empty. Only one caller runs it at a time;
+    /// `holding_plan_lock` says the caller already holds the plan lock.
+    async fn commit_all_locked(&self, holding_plan_lock: bool) {
+        loop {
+            let mut group: Vec<Queued> = std::mem::take(&mut self.inner.borrow_mut().queue);
+            if group.is_empty() {
+                return;
+            }
+            let body = RecordBody { txns: group.iter().map(|q| q.ops.clone()).collect() };
+            let result = match rkyv::to_bytes::<rkyv::rancor::Error>(&body) {
+                Err(e) => Err(StoreError::Invalid(e.to_string())),
+                Ok(body) => {
+                    let len = RecordHeader::padded_len(body.len()) as u64;
+                    let head = self.inner.borrow().journal_head;
+                    let fits = head + len <= self.header.journal_bytes && body.len() <= limits::record_body_bytes_max;
+                    if fits && head + len <= self.header.journal_bytes / 2 {
+                        self.commit_group(&group, &body, len).await
+                    } else {
+                        // Checkpoint instead of (or right after) journaling:
+                        // with the plan lock held, the metadata is exactly
+                        // what the queued groups make it, so write all their
+                        // data, sync, and save the metadata.
+                        let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
+                        group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
+                        let r = async {
+                            for q in &group {
+                                self.write_data(&q.data).await?;
+                            }
+                            self.dev.sync().await?;
+                            self.checkpoint().await
+                        }
+                        .await;
+                        drop(guard);
+                        r
+                    }
+                }
+            };
+            let mut inner = self.inner.borrow_mut();
+            match &result {
+                Ok(()) => {
+                    inner.counters.commits += 1;
+                    inner.counters.txns += group.len() as u64;
+                    for q in &group {
+                        for b in &q.freed {
+                            inner.alloc.release(*b);
+                        }
+                        for (b, _) in &q.data {
+                            inner.unwritten.remove(b);
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The in-memory metadata is now ahead of the disk: stop
+                    // accepting writes; a remount replays what is durable.
+                    inner.failed = Some(e.to_string());
+                }
+            }
+            drop(inner);
+            for q in group {
+                let _ = q.done.send(result.clone());
+            }
+        }
+    }
+
+    async fn commit_all(&self) {
+        self.commit_all_locked(false).await
+    }
+
+    /// Data blocks, coalesced into runs of neighbours.
+    async fn write_data(&self, data: &[(u64, Rc<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut blocks: Vec<&(u64, Rc<Vec<u8>>)> = data.iter().collect();
+        blocks.sort_by_key(|(b, _)| *b);
+        let mut i = 0;
+        while i < blocks.len() {
+            let mut j = i + 1;
+            while j < blocks.len() && blocks[j].0 == blocks[j - 1].0 + 1 && j - i < limits::write_run_blocks_max {
+                j += 1;
+            }
+            if j - i == 1 {
+                self.dev.write(self.data_offset(blocks[i].0), &blocks[i].1).await?;
+            } else {
+                let mut run = Vec::with_capacity((j - i) * BLOCK);
+                for (_, d) in &blocks[i..j] {
+                    run.extend_from_slice(d);
+                }
+                self.dev.write(self.data_offset(blocks[i].0), &run).await?;
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// One group: its data, one journal record, one sync.
+    async fn commit_group(&self, group: &[Queued], body: &[u8], len: u64) -> Result<(), StoreError> {
+        let all: Vec<(u64, Rc<Vec<u8>>)> = group.iter().flat_map(|q| q.data.iter().cloned()).collect();
+        self.write_data(&all).await?;
+        let (head, seq) = {
+            let inner = self.inner.borrow();
+            (inner.journal_head, inner.journal_seq)
+        };
+        let mut rec = Vec::with_capacity(len as usize);
+        RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) }.encode_into(&mut rec);
+        rec.extend_from_slice(body);
+        rec.resize(len as usize, 0);
+        self.dev.write(self.base + self.header.journal_offset() + head, &rec).await?;
+        self.dev.sync().await?;
+        let mut inner = self.inner.borrow_mut();
+        inner.journal_head = head + len;
+        inner.journal_seq = seq + 1;
+        Ok(())
+    }
+
+    /// Writes the metadata into the older slot and restarts the journal.
+    /// The caller guarantees the metadata equals the durable state.
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        let (body, seq, journal_seq) = {
+            let inner = self.inner.borrow();
+            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta.to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            (body, inner.ckpt_seq + 1, inner.journal_seq)
+        };
+        let slot = (seq % 2) as usize;
+        Self::write_ckpt(&self.dev, self.base, &self.header, slot, seq, journal_seq, &body).await?;
+        self.dev.sync().await?;
+        let mut inner = self.inner.borrow_mut();
+        inner.ckpt_seq = seq;
+        inner.journal_head = 0;
+        inner.counters.checkpoints += 1;
+        Ok(())
+    }
+
+    // ---- reads ----
+
+    pub fn collections(&self) -> Vec<CollId> {
+        self.inner.borrow().meta.colls.keys().copied().collect()
+    }
+
+    pub fn collection_exists(&self, c: &CollId) -> bool {
+        self.inner.borrow().meta.colls.contains_key(c)
+    }
+
+    fn with_onode<T>(&self, coll: &CollId, obj: &str, f: impl FnOnce(&Onode) -> T) -> Result<T, StoreError> {
+        let inner = self.inner.borrow();
+        let objs = inner.meta.colls.get(coll).ok_or(StoreError::NoCollection(*coll))?;
+        let o = objs.get(obj).ok_or_else(|| StoreError::NoObject(*coll, obj.to_string()))?;
+        Ok(f(o))
+    }
+
+    /// `(size, mtime_ms)`.
+    pub fn stat(&self, coll: &CollId, obj: &str) -> Result<(u64, u64), StoreError> {
+        self.with_onode(coll, obj, |o| (o.size, o.mtime_ms))
+    }
+
+    /// Reads `len` bytes at `offset` (`len == 0`: to the end); short at the
+    /// end of the object. Every block's crc is checked.
+    pub async fn read(&self, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let (size, blocks) = self.with_onode(coll, obj, |o| {
+            let end = if len == 0 { o.size } else { offset.saturating_add(len).min(o.size) };
+            let first = offset / BLOCK as u64;
+            let last = if end == 0 { 0 } else { (end - 1) / BLOCK as u64 };
+            (end, o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<BTreeMap<u64, BlockRef>>())
+        })?;
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        if size - offset > limits::read_bytes_max as u64 {
+            return Err(StoreError::Invalid(format!("read of {} bytes exceeds {}", size - offset, limits::read_bytes_max)));
+        }
+        let mut out = vec![0u8; (size - offset) as usize];
+        for (idx, b) in blocks {
+            let content = self.read_block(coll, obj, idx, b).await?;
+            let bstart = idx * BLOCK as u64;
+            let lo = offset.max(bstart);
+            let hi = size.min(bstart + BLOCK as u64);
+            out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(&content[(lo - bstart) as usize..(hi - bstart) as usize]);
+        }
+        Ok(out)
+    }
+
+    pub fn getattr(&self, coll: &CollId, obj: &str, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.with_onode(coll, obj, |o| o.xattrs.get(name).cloned())?.ok_or_else(|| StoreError::NoAttr(name.to_string()))
+    }
+
+    pub fn getattrs(&self, coll: &CollId, obj: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        self.with_onode(coll, obj, |o| o.xattrs.clone())
+    }
+
+    pub fn omap_get(&self, coll: &CollId, obj: &str) -> Result<(Vec<u8>, BTreeMap<String, Vec<u8>>), StoreError> {
+        self.with_onode(coll, obj, |o| (o.omap_header.clone(), o.omap.clone()))
+    }
+
+    pub fn omap_get_keys(&self, coll: &CollId, obj: &str, keys: &[String]) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+        self.with_onode(coll, obj, |o| keys.iter().filter_map(|k| o.omap.get(k).map(|v| (k.clone(), v.clone()))).collect())
+    }
+
+    /// Up to `max` entries with keys after `after`; `true` if more follow.
+    pub fn omap_range(&self, coll: &CollId, obj: &str, after: &str, max: usize) -> Result<(Vec<(String, Vec<u8>)>, bool), StoreError> {
+        self.with_onode(coll, obj, |o| {
+            let mut it = o.omap.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
+            let page: Vec<(String, Vec<u8>)> = it.by_ref().take(max).map(|(k, v)| (k.clone(), v.clone())).collect();
+            (page, it.next().is_some())
+        })
+    }
+
+    pub fn omap_header(&self, coll: &CollId, obj: &str) -> Result<Vec<u8>, StoreError> {
+        self.with_onode(coll, obj, |o| o.omap_header.clone())
+    }
+
+    /// Objects of a collection in stable (byte) order after `after`.
+    pub fn list(&self, coll: &CollId, after: &str, max: usize) -> Result<(Vec<String>, bool), StoreError> {
+        let inner = self.inner.borrow();
+        let objs = inner.meta.colls.get(coll).ok_or(StoreError::NoCollection(*coll))?;
+        let mut it = objs.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded));
+        let page: Vec<String> = it.by_ref().take(max).map(|(k, _)| k.clone()).collect();
+        Ok((page, it.next().is_some()))
+    }
+
+    /// Reads every block of every object and names the objects with a bad
+    /// one: `(collection, object, block index)`.
+    pub async fn deep_scrub(&self) -> Vec<(CollId, String, u64)> {
+        let all: Vec<(CollId, String, Vec<(u64, BlockRef)>)> = {
+            let inner = self.inner.borrow();
+            inner
+                .meta
+                .colls
+                .iter()
+                .flat_map(|(c, objs)| objs.iter().map(move |(n, o)| (*c, n.clone(), o.blocks.iter().map(|(i, b)| (*i, *b)).collect())))
+                .collect()
+        };
+        let mut bad = Vec::new();
+        for (c, n, blocks) in all {
+            for (i, b) in blocks {
+                if self.read_block(&c, &n, i, b).await.is_err() {
+                    bad.push((c, n.clone(), i));
+                }
+            }
+        }
+        bad
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        let inner = self.inner.borrow();
+        let total = self.header.data_blocks * BLOCK as u64;
+        let free = inner.alloc.free * BLOCK as u64;
+        StatFs { total_bytes: total, used_bytes: total - free, available_bytes: free }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.inner.borrow().counters
+    }
+
+    /// Bytes of RAM the metadata takes (approximately, see `onode_bytes`).
+    pub fn memory_usage(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.meta.colls.values().flat_map(|objs| objs.iter()).map(|(n, o)| onode_bytes(n, o)).sum::<usize>() + inner.alloc.used.len() * 8
+    }
+
+    /// A copy of the metadata (tests compare it with a model).
+    pub fn meta_snapshot(&self) -> Meta {
+        self.inner.borrow().meta.clone()
+    }
+
+    /// Our invariants: metadata consistent, allocator agrees with it.
+    pub fn invariants(&self) {
+        let inner = self.inner.borrow();
+        inner.meta.invariants();
+        let mut referenced = BTreeSet::new();
+        for objs in inner.meta.colls.values() {
+            for o in objs.values() {
+                for b in o.blocks.values() {
+                    assert!(inner.alloc.is_used(b.dev), "referenced block {} is free", b.dev);
+                    referenced.insert(b.dev);
+                }
+            }
+        }
+    }
+}
+
+fn check_name(obj: &str) -> Result<(), StoreError> {
+    if obj.is_empty() || obj.len() > limits::object_name_bytes_max {
+        return Err(StoreError::Invalid(format!("object name of {} bytes", obj.len())));
+    }
+    Ok(())
+}
+
+/// The metadata as a transaction being planned sees it: the committed
+/// metadata with the transaction's own earlier ops applied on copies.
+#[derive(Default)]
+struct View {
+    objs: HashMap<(CollId, String), Option<Onode>>,
+    colls: HashMap<CollId, bool>,
+    /// Objects created or removed per collection (for emptiness checks).
+    delta: HashMap<CollId, i64>,
+}
+
+impl View {
+    fn coll_exists(&self, meta: &Meta, c: &CollId) -> bool {
+        self.colls.get(c).copied().unwrap_or_else(|| meta.colls.contains_key(c))
+    }
+
+    fn coll_empty(&self, meta: &Meta, c: &CollId) -> bool {
+        let base = if self.colls.get(c) == Some(&true) && !meta.colls.contains_key(c) { 0 } else { meta.colls.get(c).map_or(0, |o| o.len()) as i64 };
+        base + self.delta.get(c).copied().unwrap_or(0) == 0
+    }
+
+    fn onode<'a>(&'a self, meta: &'a Meta, c: &CollId, o: &str) -> Option<&'a Onode> {
+        match self.objs.get(&(*c, o.to_string())) {
+            Some(v) => v.as_ref(),
+            None => {
+                if self.colls.get(c) == Some(&false) {
+                    return None;
+                }
+                meta.onode(c, o)
+            }
+        }
+    }
+
+    fn exists(&self, meta: &Meta, c: &CollId, o: &str) -> bool {
+        self.onode(meta, c, o).is_some()
+    }
+
+    fn apply(&mut self, meta: &Meta, op: &PhysOp) {
+        match op {
+            PhysOp::CreateColl(c) => {
+                self.colls.insert(*c, true);
+            }
+            PhysOp::RemoveColl(c) => {
+                self.colls.insert(*c, false);
+            }
+            PhysOp::Touch { coll, obj, mtime_ms } => {
+                let existed = self.exists(meta, coll, obj);
+                let mut o = self.onode(meta, coll, obj).cloned().unwrap_or_default();
+                o.mtime_ms = *mtime_ms;
+                self.objs.insert((*coll, obj.clone()), Some(o));
+                if !existed {
+                    *self.delta.entry(*coll).or_default() += 1;
+                }
+            }
+            PhysOp::Remove { coll, obj } => {
+                if self.exists(meta, coll, obj) {
+                    *self.delta.entry(*coll).or_default() -= 1;
+                }
+                self.objs.insert((*coll, obj.clone()), None);
+            }
+            other => {
+                let (coll, obj) = match other {
+                    PhysOp::SetBlocks { coll, obj, .. }
+                    | PhysOp::DropBlocks { coll, obj, .. }
+                    | PhysOp::SetSize { coll, obj, .. }
+                    | PhysOp::SetAttr { coll, obj, .. }
+                    | PhysOp::RmAttr { coll, obj, .. }
+                    | PhysOp::OmapSet { coll, obj, .. }
+                    | PhysOp::OmapRm { coll, obj, .. }
+                    | PhysOp::OmapRmRange { coll, obj, .. }
+                    | PhysOp::OmapHeader { coll, obj, .. }
+                    | PhysOp::OmapClear { coll, obj } => (*coll, obj.clone()),
+                    _ => return,
+                };
+                let Some(o) = self.onode(meta, &coll, &obj).cloned() else { return };
+                // Reuse Meta::apply on a one-object metadata.
+                let mut one = Meta::default();
+                one.colls.entry(coll).or_default().insert(obj.clone(), o);
+                let mut freed = Vec::new();
+                one.apply(other, &mut freed);
+                let o = one.colls.get_mut(&coll).and_then(|m| m.remove(&obj));
+                self.objs.insert((coll, obj), o);
+            }
+        }
+    }
+}
