@@ -46,7 +46,7 @@ impl DmaDevice {
     /// [`DmaDevice::preallocate`] first: glommio probes a new DMA file by
     /// reading it, and on an empty file that probe misleads it.
     pub async fn open(path: &std::path::Path) -> io::Result<DmaDevice> {
-        let file = glommio::io::DmaFile::open(path).await.map_err(gerr)?;
+        let file = glommio::io::OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(gerr)?;
         let len = file.file_size().await.map_err(gerr)?;
         Ok(DmaDevice { file, len: len / BLOCK as u64 * BLOCK as u64 })
     }
