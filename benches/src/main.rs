@@ -16,6 +16,7 @@
 #![allow(non_upper_case_globals)]
 
 mod raw;
+mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,29 @@ enum Command {
     Raw(RawArgs),
     /// CRUSH placement throughput against crushtool.
     Placement(PlacementArgs),
+    /// The object store of one shard against the raw device (same file).
+    Store(StoreArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Directory for the data file (default: the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the data file in MiB.
+    #[arg(long, default_value_t = 1024)]
+    file_mib: u64,
+    /// Seconds per case (each store case wraps its journal several times).
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Objects of 4 KiB the store is filled with first.
+    #[arg(long, default_value_t = 65_536)]
+    objects: u64,
+    /// Journal size in MiB (small, so the journal wraps often).
+    #[arg(long, default_value_t = 16)]
+    journal_mib: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -81,6 +105,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Raw(args)) => cmd_raw(&args),
         Some(Command::Placement(args)) => cmd_placement(&args),
+        Some(Command::Store(args)) => cmd_store(&args),
         None => {
             let raw = RawArgs { dir: None, file_mib: 1024, seconds: 5, format: Format::Text };
             let placement = PlacementArgs { inputs: 1_000_000, no_crushtool: false, batched_only: false };
@@ -127,6 +152,48 @@ fn cmd_raw(args: &RawArgs) -> Result<(), String> {
                     r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_store(args: &StoreArgs) -> Result<(), String> {
+    if args.file_mib < 64 || args.seconds == 0 || args.objects == 0 || args.journal_mib == 0 {
+        return Err("--file-mib >= 64, and --seconds, --objects, --journal-mib positive".into());
+    }
+    if args.objects * 4096 * 2 > args.file_mib << 20 {
+        return Err("--objects x 4 KiB must fit twice in the file (copy-on-write needs room)".into());
+    }
+    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = dir.join("sepia-store.dat");
+    let cfg = store::StoreBenchConfig { file_bytes: args.file_mib << 20, seconds: args.seconds, objects: args.objects, journal_bytes: args.journal_mib << 20 };
+    let result = store::run(&path, &cfg);
+    let _ = std::fs::remove_file(&path);
+    let (rows, facts) = result?;
+    let find = |n: &str| rows.iter().find(|r| r.name == n).map(|r| r.iops).unwrap_or(0.0);
+    let ratio = |a: &str, b: &str| find(a) / find(b).max(1e-9);
+    let ratios = serde_json::json!({
+        "write_qd1": ratio("store.write.qd1", "raw.write.qd1"),
+        "write_qd32": ratio("store.write.qd32", "raw.write.qd32"),
+        "read_qd1": ratio("store.read.qd1", "raw.read.qd1"),
+        "read_qd32": ratio("store.read.qd32", "raw.read.qd32"),
+    });
+    match args.format {
+        Format::Json => println!("{}", serde_json::json!({ "file": path.display().to_string(), "file_bytes": cfg.file_bytes, "rows": rows, "ratios": ratios, "store": facts })),
+        Format::Text => {
+            println!("sepia-bench store: 4 KiB random I/O, {} s per case, file {} ({} MiB), {} objects, {} MiB journal", args.seconds, path.display(), args.file_mib, args.objects, args.journal_mib);
+            println!("{:<16} {:>10} {:>9} {:>9} {:>9} {:>12}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "CPU us/IO");
+            for r in &rows {
+                println!("{:<16} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12.2}", r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io);
+            }
+            let lat = |a: &str, b: &str| {
+                let get = |n: &str| rows.iter().find(|r| r.name == n).map(|r| r.p50_us).unwrap_or(0.0);
+                get(a) / get(b).max(1e-9)
+            };
+            println!("ratios store/raw: write qd1 {:.2}x, write qd32 {:.2}x, read qd1 {:.2}x, read qd32 {:.2}x; qd1 write p50 latency {:.2}x raw",
+                ratio("store.write.qd1", "raw.write.qd1"), ratio("store.write.qd32", "raw.write.qd32"), ratio("store.read.qd1", "raw.read.qd1"), ratio("store.read.qd32", "raw.read.qd32"),
+                lat("store.write.qd1", "raw.write.qd1"));
+            println!("store: {} journal checkpoints (wraps), {} group commits for {} transactions, {} bytes of metadata", facts.checkpoints, facts.commits, facts.txns, facts.metadata_bytes);
         }
     }
     Ok(())

@@ -25,6 +25,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::rc::Rc;
 
 use super::device::{Device, BLOCK};
@@ -759,34 +760,66 @@ impl<D: Device> Store<D> {
         self.commit_all_locked(false).await
     }
 
-    /// Data blocks, coalesced into runs of neighbours.
+    /// Data blocks, coalesced into runs of neighbours (the writes run
+    /// concurrently).
     async fn write_data(&self, data: &[(u64, Rc<Vec<u8>>)]) -> Result<(), StoreError> {
+        self.write_all(self.data_writes(data)).await
+    }
+
+    /// `(offset, bytes)` writes for data blocks, neighbours coalesced.
+    fn data_writes(&self, data: &[(u64, Rc<Vec<u8>>)]) -> Vec<(u64, Vec<u8>)> {
         let mut blocks: Vec<&(u64, Rc<Vec<u8>>)> = data.iter().collect();
         blocks.sort_by_key(|(b, _)| *b);
+        let mut writes = Vec::new();
         let mut i = 0;
         while i < blocks.len() {
             let mut j = i + 1;
             while j < blocks.len() && blocks[j].0 == blocks[j - 1].0 + 1 && j - i < limits::write_run_blocks_max {
                 j += 1;
             }
-            if j - i == 1 {
-                self.dev.write(self.data_offset(blocks[i].0), &blocks[i].1).await?;
-            } else {
-                let mut run = Vec::with_capacity((j - i) * BLOCK);
-                for (_, d) in &blocks[i..j] {
-                    run.extend_from_slice(d);
-                }
-                self.dev.write(self.data_offset(blocks[i].0), &run).await?;
+            let mut run = Vec::with_capacity((j - i) * BLOCK);
+            for (_, d) in &blocks[i..j] {
+                run.extend_from_slice(d);
             }
+            writes.push((self.data_offset(blocks[i].0), run));
             i = j;
+        }
+        writes
+    }
+
+    /// Issues all writes at once and waits for every one.
+    async fn write_all(&self, writes: Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut futs: Vec<_> = writes.iter().map(|(off, buf)| Box::pin(self.dev.write(*off, buf))).collect();
+        let mut results: Vec<Option<std::io::Result<()>>> = (0..futs.len()).map(|_| None).collect();
+        std::future::poll_fn(|cx| {
+            let mut pending = false;
+            for (f, r) in futs.iter_mut().zip(results.iter_mut()) {
+                if r.is_none() {
+                    match f.as_mut().poll(cx) {
+                        std::task::Poll::Ready(x) => *r = Some(x),
+                        std::task::Poll::Pending => pending = true,
+                    }
+                }
+            }
+            if pending {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+        .await;
+        for r in results.into_iter().flatten() {
+            r?;
         }
         Ok(())
     }
 
-    /// One group: its data, one journal record, one sync.
+    /// One group: its data, then one journal record, then one sync. (If
+    /// the record reaches the medium and the data does not, replay sees the
+    /// last record's data crcs fail and drops it.)
     async fn commit_group(&self, group: &[Queued], body: &[u8], len: u64) -> Result<(), StoreError> {
         let all: Vec<(u64, Rc<Vec<u8>>)> = group.iter().flat_map(|q| q.data.iter().cloned()).collect();
-        self.write_data(&all).await?;
+        let writes = self.data_writes(&all);
         let (head, seq) = {
             let inner = self.inner.borrow();
             (inner.journal_head, inner.journal_seq)
@@ -795,7 +828,9 @@ impl<D: Device> Store<D> {
         RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) }.encode_into(&mut rec);
         rec.extend_from_slice(body);
         rec.resize(len as usize, 0);
-        self.dev.write(self.base + self.header.journal_offset() + head, &rec).await?;
+        let journal = (self.base + self.header.journal_offset() + head, rec);
+        self.write_all(writes).await?;
+        self.dev.write(journal.0, &journal.1).await?;
         self.dev.sync().await?;
         let mut inner = self.inner.borrow_mut();
         inner.journal_head = head + len;

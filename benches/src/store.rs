@@ -1,0 +1,147 @@
+//! `sepia-bench store`: the object store of one shard against the raw
+//! device, on the same file, in the same run.
+//!
+//! The raw baseline (`raw.rs`: our own io_uring loop, O_DIRECT, O_DSYNC
+//! writes) runs first on the preallocated file; then the store formats the
+//! same file, fills it with 4 KiB objects, and measures 4 KiB random
+//! overwrites of existing objects (each acknowledged only once durable) and
+//! 4 KiB random reads (crc checked), at 1 and 32 in flight, each case long
+//! enough to wrap its journal several times.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
+
+use crate::raw::{self, Row};
+
+const COLL: CollId = CollId { pool: 1, seed: 0 };
+
+#[derive(Debug, Clone)]
+pub struct StoreBenchConfig {
+    pub file_bytes: u64,
+    pub seconds: u64,
+    pub objects: u64,
+    pub journal_bytes: u64,
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn name(i: u64) -> String {
+    format!("rbd_data.bench.{i:016x}")
+}
+
+/// What the store phase reports besides the rows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreFacts {
+    pub checkpoints: u64,
+    pub commits: u64,
+    pub txns: u64,
+    pub metadata_bytes: usize,
+}
+
+/// Runs the raw baseline then the store cases on `path`.
+pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts), String> {
+    raw::preallocate(path, cfg.file_bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    let d = Duration::from_secs(cfg.seconds);
+    for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
+        rows.push(raw::run(path, cfg.file_bytes, op, depth, d).map_err(|e| format!("raw {op:?} qd{depth}: {e}"))?);
+    }
+    let p = path.to_path_buf();
+    let cfg2 = cfg.clone();
+    let result = glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move { store_cases(&p, &cfg2).await })
+        .map_err(|e| format!("glommio executor: {e}"))?
+        .join()
+        .map_err(|e| format!("executor thread: {e:?}"))??;
+    rows.extend(result.0);
+    Ok((rows, result.1))
+}
+
+async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts), String> {
+    let dev = DmaDevice::open(path).await.map_err(|e| e.to_string())?;
+    let opts = MkfsOptions { fsid: [0x5e; 16], osd: 0, shards: 1, journal_bytes: Some(cfg.journal_bytes), checkpoint_bytes: None };
+    Store::mkfs(&dev, &opts).await.map_err(|e| e.to_string())?;
+    let store = Rc::new(Store::mount(dev, 0, Expect { fsid: Some([0x5e; 16]), osd: 0, shards: 1 }).await.map_err(|e| e.to_string())?);
+    store.submit(Transaction { ops: vec![Op::CreateCollection(COLL)] }).await.map_err(|e| e.to_string())?;
+    // Fill: every object exists with 4 KiB, 64 objects per transaction.
+    let block = vec![0xabu8; 4096];
+    let mut i = 0;
+    while i < cfg.objects {
+        let ops = (i..(i + 64).min(cfg.objects)).map(|j| Op::Write { coll: COLL, obj: name(j), offset: 0, data: block.clone() }).collect();
+        store.submit(Transaction { ops }).await.map_err(|e| format!("fill: {e}"))?;
+        i += 64;
+    }
+    let mut rows = Vec::new();
+    for (write, depth) in [(true, 1usize), (true, 32), (false, 1), (false, 32)] {
+        rows.push(case(&store, cfg, write, depth).await?);
+    }
+    let c = store.counters();
+    let facts = StoreFacts { checkpoints: c.checkpoints, commits: c.commits, txns: c.txns, metadata_bytes: store.memory_usage() };
+    Ok((rows, facts))
+}
+
+async fn case(store: &Rc<Store<DmaDevice>>, cfg: &StoreBenchConfig, write: bool, depth: usize) -> Result<Row, String> {
+    let hist = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds")));
+    let done = Rc::new(RefCell::new(0u64));
+    let error: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
+    let deadline = Instant::now() + Duration::from_secs(cfg.seconds);
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..depth {
+        let (store, hist, done, error) = (store.clone(), hist.clone(), done.clone(), error.clone());
+        let objects = cfg.objects;
+        tasks.push(glommio::spawn_local(async move {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 * 0x1234_5678);
+            let payload = vec![t as u8; 4096];
+            while Instant::now() < deadline && error.borrow().is_none() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let obj = name(x % objects);
+                let start = Instant::now();
+                let r = if write {
+                    store.submit(Transaction { ops: vec![Op::Write { coll: COLL, obj, offset: 0, data: payload.clone() }] }).await.map(|_| ())
+                } else {
+                    store.read(&COLL, &obj, 0, 4096).await.map(|_| ())
+                };
+                if let Err(e) = r {
+                    *error.borrow_mut() = Some(e.to_string());
+                    break;
+                }
+                hist.borrow_mut().record(start.elapsed().as_nanos().max(1) as u64).ok();
+                *done.borrow_mut() += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await;
+    }
+    if let Some(e) = error.borrow().clone() {
+        return Err(e);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
+    let n = *done.borrow();
+    let h = hist.borrow();
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Row {
+        name: format!("store.{}.qd{depth}", if write { "write" } else { "read" }),
+        iops: n as f64 / wall,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        cpu_us_per_io: cpu * 1e6 / n.max(1) as f64,
+    })
+}
