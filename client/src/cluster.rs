@@ -64,8 +64,8 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     if opts.mons == 0 || opts.mons > MON_NAMES.len() || opts.mons % 2 == 0 {
         return Err(format!("--mons must be 1, 3, 5 or 7 (got {})", opts.mons));
     }
-    if opts.osds > 0 {
-        return Err("OSDs are not part of the dev cluster yet (the OSD daemon lands with issue #7); use --osds 0".into());
+    if opts.osds > 64 {
+        return Err("at most 64 OSDs in a dev cluster".into());
     }
     let dir = &opts.dir;
     if dir.join("sepia.conf").exists() {
@@ -98,7 +98,65 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
         start_mon(dir, name)?;
     }
     wait_for_quorum(dir, Duration::from_secs(30))?;
+    if opts.osds > 0 {
+        std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+        for id in 0..opts.osds {
+            start_osd(dir, id as i32)?;
+        }
+        wait_for_osds_up(dir, opts.osds, Duration::from_secs(60))?;
+    }
     Ok(addrs)
+}
+
+/// Size of each dev-cluster OSD's data file.
+const DEV_OSD_MIB: u64 = 256;
+
+/// Starts (or restarts) OSD `id` of the cluster in `dir`, data in
+/// `dir/data/osd.ID`.
+pub fn start_osd(dir: &Path, id: i32) -> Result<u32, String> {
+    let bin = sibling_binary("sepia-osd")?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("out").join(format!("osd.{id}.log"))).map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("--id")
+        .arg(id.to_string())
+        .arg("--data")
+        .arg(dir.join("data").join(format!("osd.{id}")))
+        .arg("-c")
+        .arg(dir.join("sepia.conf"))
+        .arg("--size-mib")
+        .arg(DEV_OSD_MIB.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start sepia-osd: {e}"))?;
+    let pid = child.id();
+    std::fs::write(dir.join("run").join(format!("osd.{id}.pid")), pid.to_string()).map_err(|e| e.to_string())?;
+    std::mem::forget(child);
+    Ok(pid)
+}
+
+/// Waits until at least `count` OSDs are up in the map.
+pub fn wait_for_osds_up(dir: &Path, count: usize, timeout: Duration) -> Result<(), String> {
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        let up = rt.block_on(async {
+            let mut monc = crate::monc::MonClient::new(conf.mon_addrs(), "client.admin").map_err(|e| e.to_string())?;
+            let r = monc.command(&["osd".to_string(), "stat".to_string()], true).await.map_err(|e| e.to_string())?;
+            let v: serde_json::Value = serde_json::from_str(&r.output).map_err(|e| e.to_string())?;
+            Ok::<u64, String>(v["num_up_osds"].as_u64().unwrap_or(0))
+        });
+        match up {
+            Ok(n) if n as usize >= count => return Ok(()),
+            Ok(n) => last = format!("{n} of {count} OSDs up"),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("OSDs not up after {timeout:?}: {last}"))
 }
 
 /// Starts (or restarts) monitor `name` of the cluster in `dir`.

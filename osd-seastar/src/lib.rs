@@ -9,8 +9,8 @@
 //!
 //! - [`objstore`] — the per-shard object store on O_DIRECT io_uring I/O:
 //!   transactions, group commit, checkpoints, replay, crc per block.
-//!
-//! (The shard runtime joins here with issue #7.)
+//! - [`server`] — the shard server: listener, client ops on the PGs the
+//!   shard owns, replica ops, PG listing.
 //!
 //! Invariant: the data path never crosses cores — a PG belongs to exactly
 //! one shard of its OSD, and everything it touches is that shard's.
@@ -19,3 +19,4 @@ pub mod heartbeat;
 pub mod monlink;
 pub mod objstore;
 pub mod pg;
+pub mod server;

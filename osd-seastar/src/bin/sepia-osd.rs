@@ -1,0 +1,221 @@
+//! `sepia-osd --id N --data PATH [-c CONF] [--shards S] [--size-mib M]`:
+//! one OSD. On first start it formats PATH (a file, created and filled, or
+//! a block device) with one region per shard and registers with the
+//! monitors (`osd new UUID N`); then one glommio executor per shard mounts
+//! its region, listens on its own port, and the monitor link boots the OSD
+//! with those addresses. SIGTERM: goodbye to the monitors and exit;
+//! `kill -9`: the next start replays each shard's journal.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use sepia_client::config::Config;
+use sepia_osd::monlink::{MonLink, MonLinkConfig};
+use sepia_osd::objstore::{DmaDevice, Expect, MkfsOptions, Store};
+use sepia_osd::server::Shard;
+use sepia_proto::osdmap::OsdMap;
+
+#[derive(Parser)]
+#[command(name = "sepia-osd", about = "A Sepia OSD (one shard per core)")]
+struct Cli {
+    #[arg(long = "id")]
+    id: i32,
+    /// Data file or block device.
+    #[arg(long = "data")]
+    data: PathBuf,
+    #[arg(short = 'c', long = "conf")]
+    conf: PathBuf,
+    /// Shards (cores); fixed at the first start.
+    #[arg(long = "shards", default_value_t = 1)]
+    shards: u32,
+    /// Size of a data file created at the first start.
+    #[arg(long = "size-mib", default_value_t = 1024)]
+    size_mib: u64,
+    /// CPUs to pin shards to, comma separated (default: not pinned).
+    #[arg(long = "cores")]
+    cores: Option<String>,
+    /// Address to listen on (ports are chosen per shard).
+    #[arg(long = "host", default_value = "127.0.0.1")]
+    host: String,
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("sepia-osd: {msg}");
+    ExitCode::FAILURE
+}
+
+/// `PATH.osd`: what the first start decided (uuid, shard count).
+fn identity_path(data: &Path) -> PathBuf {
+    let mut p = data.as_os_str().to_owned();
+    p.push(".osd");
+    PathBuf::from(p)
+}
+
+fn read_identity(data: &Path) -> Option<([u8; 16], u32)> {
+    let text = std::fs::read_to_string(identity_path(data)).ok()?;
+    let mut uuid = None;
+    let mut shards = None;
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("uuid", v)) => uuid = sepia_proto::uuid::parse(v.trim()),
+            Some(("shards", v)) => shards = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    Some((uuid?, shards?))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let conf = match Config::load(&cli.conf.to_string_lossy()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let section = format!("osd.{}", cli.id);
+    let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
+        return fail("the config needs a valid fsid");
+    };
+    let mon_addrs = conf.mon_addrs();
+    if mon_addrs.is_empty() {
+        return fail("the config names no monitors (mon_host)");
+    }
+    let cores: Vec<usize> = cli.cores.as_deref().map(|c| c.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_default();
+
+    // First start: format and register.
+    let (uuid, shards) = match read_identity(&cli.data) {
+        Some(id) => id,
+        None => {
+            let uuid = sepia_proto::uuid::random();
+            if !cli.data.exists() {
+                if let Err(e) = DmaDevice::preallocate(&cli.data, cli.size_mib << 20) {
+                    return fail(format!("{}: {e}", cli.data.display()));
+                }
+            }
+            let data = cli.data.clone();
+            let opts = MkfsOptions { fsid, osd: cli.id, shards: cli.shards, journal_bytes: None, checkpoint_bytes: None };
+            let made = glommio::LocalExecutorBuilder::default()
+                .spawn(move || async move {
+                    let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
+                    Store::mkfs(&dev, &opts).await.map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|h| h.join().map_err(|e| format!("{e:?}"))?);
+            if let Err(e) = made {
+                return fail(format!("mkfs: {e}"));
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(e),
+            };
+            let args = vec!["osd".to_string(), "new".to_string(), sepia_proto::uuid::format(&uuid), cli.id.to_string()];
+            let registered = rt.block_on(async {
+                let mut monc = sepia_client::monc::MonClient::new(mon_addrs.clone(), "client.admin").map_err(|e| e.to_string())?;
+                monc.command(&args, false).await.map_err(|e| e.to_string())
+            });
+            match registered {
+                Ok(r) if r.result == 0 => {}
+                Ok(r) => return fail(format!("osd new: {} ({})", r.status, r.result)),
+                Err(e) => return fail(format!("osd new: {e}")),
+            }
+            let id = format!("uuid={}\nshards={}\n", sepia_proto::uuid::format(&uuid), cli.shards);
+            if let Err(e) = std::fs::write(identity_path(&cli.data), id) {
+                return fail(e);
+            }
+            (uuid, cli.shards)
+        }
+    };
+
+    // One executor per shard: mount, listen, report the address, wait for
+    // the map channel, serve.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<(u32, String), String>>();
+    let mut map_txs = Vec::new();
+    let mut handles = Vec::new();
+    for shard in 0..shards {
+        let (map_tx, map_rx) = std::sync::mpsc::channel::<tokio::sync::watch::Receiver<Arc<OsdMap>>>();
+        map_txs.push(map_tx);
+        let addr_tx = addr_tx.clone();
+        let data = cli.data.clone();
+        let host = cli.host.clone();
+        let osd = cli.id;
+        let placement = match cores.get(shard as usize) {
+            Some(&cpu) => glommio::Placement::Fixed(cpu),
+            None => glommio::Placement::Unbound,
+        };
+        let h = glommio::LocalExecutorBuilder::new(placement).name(&format!("osd{osd}-shard{shard}")).spawn(move || async move {
+            let store = async {
+                let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
+                Store::mount(dev, shard, Expect { fsid: Some(fsid), osd, shards }).await.map_err(|e| e.to_string())
+            }
+            .await;
+            let store = match store {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(format!("shard {shard}: mount: {e}")));
+                    return;
+                }
+            };
+            let listener = match glommio::net::TcpListener::bind(format!("{host}:0")) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(format!("shard {shard}: listen: {e}")));
+                    return;
+                }
+            };
+            let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let _ = addr_tx.send(Ok((shard, addr)));
+            // The map channel arrives once the monitor link runs.
+            let maps = loop {
+                match map_rx.try_recv() {
+                    Ok(m) => break m,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(5)).await,
+                    Err(_) => return,
+                }
+            };
+            let shard = std::rc::Rc::new(Shard::new(osd, shard, store, maps));
+            shard.serve(listener).await;
+        });
+        match h {
+            Ok(h) => handles.push(h),
+            Err(e) => return fail(format!("shard {shard}: executor: {e}")),
+        }
+    }
+    drop(addr_tx);
+    let mut addrs = vec![String::new(); shards as usize];
+    for _ in 0..shards {
+        match addr_rx.recv() {
+            Ok(Ok((s, a))) => addrs[s as usize] = a,
+            Ok(Err(e)) => return fail(e),
+            Err(_) => return fail("a shard died while starting"),
+        }
+    }
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    let link = match MonLink::start(MonLinkConfig {
+        mon_addrs,
+        osd: cli.id,
+        uuid,
+        shard_addrs: addrs.clone(),
+        hostname,
+        beacon_interval: std::time::Duration::from_secs(2),
+    }) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    for tx in &map_txs {
+        let _ = tx.send(link.maps.clone());
+    }
+    eprintln!("osd.{} up: {} shard(s) at {}", cli.id, shards, addrs.join(","));
+    // Wait for SIGTERM / SIGINT: say goodbye, then exit.
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if signals.forever().next().is_some() {
+        eprintln!("osd.{}: shutting down", cli.id);
+        link.shutdown();
+    }
+    // Shard executors hold the stores; the journal makes an exit here safe.
+    let _ = handles;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,526 @@
+//! The shard server: one glommio executor per shard, its listening socket,
+//! its store, and the object ops of the PGs it owns.
+//!
+//! A client op reaches the shard that owns its PG on the acting primary;
+//! any other shard, or an op from a newer map than ours (after a short
+//! wait for that map), or one computed with a different primary, is
+//! answered `-EAGAIN` with our epoch so the client recomputes and resends.
+//! Writes become one store transaction, sent to every other member of the
+//! acting set (their owning shards) and applied locally at the same time;
+//! the client hears back once every member has it durable.
+//!
+//! Not yet here (issue #7 continues): PG logs, peering and recovery (the
+//! state machine in `pg` is built and simulated but not wired), so copies
+//! of an OSD that was down are not caught up; watch/notify.
+//!
+//! Invariant: nothing here blocks the executor — every wait is an await —
+//! and nothing crosses to another core: peers are other processes' (or
+//! other shards') sockets.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use sepia_proto::errno::Errno;
+use sepia_proto::frame::FrameDecoder;
+use sepia_proto::hello;
+use sepia_proto::msg::{
+    self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOp, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
+};
+use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
+use tokio::sync::{oneshot, watch};
+
+use crate::objstore::{CollId, DmaDevice, Op, Store, StoreError, Transaction};
+
+/// Bounds of the shard server.
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Bytes read from a socket per call.
+    pub const read_chunk_bytes: usize = 256 << 10;
+    /// How long an op from a newer map waits for that map to arrive.
+    pub const map_wait_ms: u64 = 2_000;
+    /// How long the primary waits for a replica's answer.
+    pub const replica_timeout_ms: u64 = 10_000;
+    /// Requests in flight per connection (the client's window is smaller).
+    pub const conn_in_flight_max: usize = 256;
+}
+
+/// The store key of an object: namespace and name (the locator only chose
+/// the PG).
+pub fn object_key(o: &ObjectId) -> String {
+    if o.namespace.is_empty() {
+        o.name.clone()
+    } else {
+        format!("{}\u{1f}{}", o.namespace, o.name)
+    }
+}
+
+fn coll_of(pg: PgId) -> CollId {
+    CollId { pool: pg.pool, seed: pg.seed }
+}
+
+/// A connection to another OSD shard, for replica ops.
+struct PeerConn {
+    writer: async_lock::Mutex<futures_lite::io::WriteHalf<TcpStream>>,
+    waiting: RefCell<HashMap<u64, oneshot::Sender<Body>>>,
+    next_txid: Cell<u64>,
+    alive: Cell<bool>,
+}
+
+pub struct Shard {
+    pub osd: OsdId,
+    pub shard: u32,
+    pub store: Store<DmaDevice>,
+    pub maps: watch::Receiver<Arc<OsdMap>>,
+    peers: RefCell<HashMap<String, Rc<PeerConn>>>,
+    next_version: Cell<u64>,
+}
+
+async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body, txid: u64, data: &[u8]) -> std::io::Result<()> {
+    let f = msg::encode(body, txid, data, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut head = Vec::with_capacity(f.header.len() + f.body.len());
+    head.extend_from_slice(&f.header);
+    head.extend_from_slice(&f.body);
+    w.write_all(&head).await?;
+    if !data.is_empty() {
+        w.write_all(data).await?;
+    }
+    w.flush().await
+}
+
+impl Shard {
+    pub fn new(osd: OsdId, shard: u32, store: Store<DmaDevice>, maps: watch::Receiver<Arc<OsdMap>>) -> Shard {
+        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0) }
+    }
+
+    fn map(&self) -> Arc<OsdMap> {
+        self.maps.borrow().clone()
+    }
+
+    /// Our map at least at `epoch`, if it arrives soon.
+    async fn map_at_least(&self, epoch: Epoch) -> Arc<OsdMap> {
+        let mut rx = self.maps.clone();
+        let wait = async {
+            while rx.borrow().epoch < epoch {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = futures_lite::future::or(async { wait.await; true }, async {
+            glommio::timer::sleep(Duration::from_millis(limits::map_wait_ms)).await;
+            false
+        })
+        .await;
+        self.map()
+    }
+
+    /// Serves the listener until the executor stops.
+    pub async fn serve(self: Rc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        let (osd, shard) = (me.osd, me.shard);
+                        if let Err(e) = me.serve_conn(stream).await {
+                            if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                                eprintln!("osd.{osd} shard {shard}: connection: {e}");
+                            }
+                        }
+                    })
+                    .detach();
+                }
+                Err(e) => {
+                    eprintln!("osd.{} shard {}: accept: {e}", self.osd, self.shard);
+                    glommio::timer::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve_conn(self: Rc<Self>, stream: TcpStream) -> std::io::Result<()> {
+        stream.set_nodelay(true).ok();
+        let (mut reader, writer) = futures_lite::io::split(stream);
+        let writer = Rc::new(async_lock::Mutex::new(writer));
+        let mut decoder = FrameDecoder::new(msg::known_type);
+        let mut buf = vec![0u8; limits::read_chunk_bytes];
+        let in_flight = Rc::new(Cell::new(0usize));
+        let fsid = self.map().fsid;
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut frames = Vec::new();
+            decoder.feed(&buf[..n], &mut frames).map_err(|e| std::io::Error::other(format!("bad frame: {e}")))?;
+            for f in frames {
+                let txid = f.header.txid;
+                let body = msg::decode(&f).map_err(|e| std::io::Error::other(format!("bad body: {e}")))?;
+                let data = f.data().to_vec();
+                match body {
+                    Body::Hello(theirs) => {
+                        let ours = hello::local_hello(&format!("osd.{}", self.osd), fsid);
+                        let (reply, _) = hello::reply(&ours, &theirs);
+                        send_frame(&mut *writer.lock().await, &Body::HelloReply(reply), txid, &[]).await?;
+                    }
+                    body => {
+                        if in_flight.get() >= limits::conn_in_flight_max {
+                            return Err(std::io::Error::other("peer exceeded its in-flight window"));
+                        }
+                        in_flight.set(in_flight.get() + 1);
+                        let (me, writer, in_flight) = (self.clone(), writer.clone(), in_flight.clone());
+                        glommio::spawn_local(async move {
+                            let (reply, rdata) = me.handle(body, data).await;
+                            if let Some(reply) = reply {
+                                let _ = send_frame(&mut *writer.lock().await, &reply, txid, &rdata).await;
+                            }
+                            in_flight.set(in_flight.get() - 1);
+                        })
+                        .detach();
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(self: &Rc<Self>, body: Body, data: Vec<u8>) -> (Option<Body>, Vec<u8>) {
+        match body {
+            Body::OsdOp(op) => {
+                let (r, d) = self.client_op(op, &data).await;
+                (Some(Body::OsdOpReply(r)), d)
+            }
+            Body::RepOp(op) => (Some(Body::RepOpReply(self.rep_op(op, &data).await)), Vec::new()),
+            Body::PgList(l) => (Some(Body::PgListReply(self.pg_list(l).await)), Vec::new()),
+            Body::Ping(mut p) => {
+                p.from = self.osd;
+                p.reply = true;
+                (Some(Body::Ping(p)), Vec::new())
+            }
+            _ => (None, Vec::new()),
+        }
+    }
+
+    /// `Some(acting)` when we are the acting primary's owning shard for `pg`.
+    fn primary_for(&self, map: &OsdMap, pg: PgId) -> Option<Vec<OsdId>> {
+        let placed = map.pg_placement(pg).ok()?;
+        (placed.acting_primary == Some(self.osd) && map.pg_shard(pg, self.osd) == Some(self.shard)).then_some(placed.acting)
+    }
+
+    fn reply(&self, reqid: ReqId, result: i32, epoch: Epoch) -> OsdOpReply {
+        OsdOpReply { reqid, result, epoch, version: EVersion::default(), outs: Vec::new() }
+    }
+
+    async fn client_op(self: &Rc<Self>, op: OsdOp, data: &[u8]) -> (OsdOpReply, Vec<u8>) {
+        let map = self.map_at_least(op.epoch).await;
+        if let Err(e) = op.check(data.len()) {
+            let _ = e;
+            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
+        }
+        let Some(pool) = map.pools.get(&op.pg.pool) else {
+            return (self.reply(op.reqid, Errno::NoEnt.result(), map.epoch), Vec::new());
+        };
+        // The client placed the object; check it agrees with the map.
+        let locator = if op.object.locator.is_empty() { None } else { Some(op.object.locator.as_str()) };
+        if pool.object_pg(&op.object.name, locator, &op.object.namespace) != op.pg {
+            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
+        }
+        let Some(acting) = self.primary_for(&map, op.pg) else {
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+        };
+        if acting.len() < pool.min_size as usize {
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+        }
+        let coll = coll_of(op.pg);
+        let key = object_key(&op.object);
+        // Reads and checks see the object as it was before this op.
+        let mut outs = Vec::with_capacity(op.subops.len());
+        let mut rdata = Vec::new();
+        for s in &op.subops {
+            match self.read_subop(&coll, &key, s, &mut rdata).await {
+                Ok(out) => outs.push(out),
+                Err(code) => {
+                    let mut r = self.reply(op.reqid, code, map.epoch);
+                    r.outs = outs;
+                    return (r, Vec::new());
+                }
+            }
+        }
+        if !op.is_write() {
+            let mut r = self.reply(op.reqid, 0, map.epoch);
+            r.outs = outs;
+            return (r, rdata);
+        }
+        let txn = match self.write_txn(&coll, &key, &op.subops, data) {
+            Ok(t) => t,
+            Err(code) => return (self.reply(op.reqid, code, map.epoch), Vec::new()),
+        };
+        // Replicas and the local store in parallel.
+        let v = self.next_version.get() + 1;
+        self.next_version.set(v);
+        let version = EVersion { epoch: map.epoch, version: v };
+        let rep = RepOp { reqid: op.reqid, pg: op.pg, epoch: map.epoch, version, object: op.object.clone(), subops: op.subops.clone(), trim_to: EVersion::default() };
+        let mut waits = Vec::new();
+        for &o in acting.iter().filter(|&&o| o != self.osd && o != crush_simd::ITEM_NONE) {
+            let addr = map.pg_shard(op.pg, o).and_then(|s| map.osd(o).and_then(|i| i.addrs.get(s as usize).cloned()));
+            waits.push((o, addr));
+        }
+        let local = self.store.submit(txn);
+        let remote = async {
+            let mut worst = 0;
+            for (o, addr) in waits {
+                let r = match addr {
+                    Some(a) => self.replicate(&a, &rep, data).await,
+                    None => Err(format!("osd.{o} has no address")),
+                };
+                match r {
+                    Ok(0) => {}
+                    Ok(code) => worst = code,
+                    Err(e) => {
+                        eprintln!("osd.{} shard {}: replica osd.{o}: {e}", self.osd, self.shard);
+                        worst = Errno::Again.result();
+                    }
+                }
+            }
+            worst
+        };
+        let (local, remote) = futures_lite::future::zip(local, remote).await;
+        let result = match (local, remote) {
+            (Ok(()), 0) => 0,
+            (Err(e), _) => e.errno().result(),
+            (Ok(()), code) => code,
+        };
+        let mut r = self.reply(op.reqid, result, map.epoch);
+        r.version = version;
+        r.outs = outs;
+        (r, rdata)
+    }
+
+    /// Sends a replica op and waits for its answer.
+    async fn replicate(&self, addr: &str, rep: &RepOp, data: &[u8]) -> Result<i32, String> {
+        let conn = self.peer(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+        let txid = conn.next_txid.get();
+        conn.next_txid.set(txid + 1);
+        let (tx, rx) = oneshot::channel();
+        conn.waiting.borrow_mut().insert(txid, tx);
+        let sent = send_frame(&mut *conn.writer.lock().await, &Body::RepOp(rep.clone()), txid, data).await;
+        if let Err(e) = sent {
+            conn.alive.set(false);
+            self.peers.borrow_mut().remove(addr);
+            return Err(e.to_string());
+        }
+        let answer = futures_lite::future::or(async { rx.await.ok() }, async {
+            glommio::timer::sleep(Duration::from_millis(limits::replica_timeout_ms)).await;
+            None
+        })
+        .await;
+        match answer {
+            Some(Body::RepOpReply(r)) => Ok(r.result),
+            Some(_) => Err("unexpected answer".into()),
+            None => {
+                conn.alive.set(false);
+                self.peers.borrow_mut().remove(addr);
+                Err("no answer".into())
+            }
+        }
+    }
+
+    async fn peer(&self, addr: &str) -> std::io::Result<Rc<PeerConn>> {
+        if let Some(c) = self.peers.borrow().get(addr).filter(|c| c.alive.get()) {
+            return Ok(c.clone());
+        }
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true).ok();
+        let (mut reader, mut writer) = futures_lite::io::split(stream);
+        // Hello first.
+        let ours = hello::local_hello(&format!("osd.{}", self.osd), self.map().fsid);
+        send_frame(&mut writer, &Body::Hello(ours), 0, &[]).await?;
+        let conn = Rc::new(PeerConn { writer: async_lock::Mutex::new(writer), waiting: RefCell::new(HashMap::new()), next_txid: Cell::new(1), alive: Cell::new(true) });
+        let c = conn.clone();
+        glommio::spawn_local(async move {
+            let mut decoder = FrameDecoder::new(msg::known_type);
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                let n = match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut frames = Vec::new();
+                if decoder.feed(&buf[..n], &mut frames).is_err() {
+                    break;
+                }
+                for f in frames {
+                    if let Ok(body) = msg::decode(&f) {
+                        if let Some(w) = c.waiting.borrow_mut().remove(&f.header.txid) {
+                            let _ = w.send(body);
+                        }
+                    }
+                }
+            }
+            c.alive.set(false);
+            c.waiting.borrow_mut().clear();
+        })
+        .detach();
+        self.peers.borrow_mut().insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// A replica applies the primary's write.
+    async fn rep_op(&self, op: RepOp, data: &[u8]) -> RepOpReply {
+        let map = self.map_at_least(op.epoch).await;
+        let reply = |result| RepOpReply { reqid: op.reqid, pg: op.pg, epoch: map.epoch, version: op.version, result };
+        if op.check(data.len()).is_err() {
+            return reply(Errno::Inval.result());
+        }
+        let member = map.pg_placement(op.pg).is_ok_and(|p| p.acting.contains(&self.osd)) && map.pg_shard(op.pg, self.osd) == Some(self.shard);
+        if !member {
+            return reply(Errno::Again.result());
+        }
+        let coll = coll_of(op.pg);
+        let key = object_key(&op.object);
+        match self.write_txn(&coll, &key, &op.subops, data) {
+            Ok(t) => match self.store.submit(t).await {
+                Ok(()) => reply(0),
+                Err(e) => reply(e.errno().result()),
+            },
+            Err(code) => reply(code),
+        }
+    }
+
+    async fn pg_list(&self, l: PgList) -> PgListReply {
+        let map = self.map_at_least(l.epoch).await;
+        let reply = |result, objects, more| PgListReply { reqid: l.reqid, result, epoch: map.epoch, objects, more };
+        if self.primary_for(&map, l.pg).is_none() {
+            return reply(Errno::Again.result(), Vec::new(), false);
+        }
+        let coll = coll_of(l.pg);
+        if !self.store.collection_exists(&coll) {
+            return reply(0, Vec::new(), false);
+        }
+        let max = (l.max as usize).clamp(1, sepia_proto::limits::list_entries_max);
+        let prefix = if l.namespace.is_empty() { String::new() } else { format!("{}\u{1f}", l.namespace) };
+        let after = if l.after.is_empty() { prefix.clone() } else { format!("{prefix}{}", l.after) };
+        match self.store.list(&coll, &after, max) {
+            Ok((keys, more)) => {
+                let names: Vec<String> = keys
+                    .into_iter()
+                    .filter_map(|k| if prefix.is_empty() { (!k.contains('\u{1f}')).then_some(k) } else { k.strip_prefix(&prefix).map(String::from) })
+                    .collect();
+                reply(0, names, more)
+            }
+            Err(e) => reply(e.errno().result(), Vec::new(), false),
+        }
+    }
+
+    /// A read-side sub-op (and the checks of write-side ones) against the
+    /// current object.
+    async fn read_subop(&self, coll: &CollId, key: &str, s: &SubOp, rdata: &mut Vec<u8>) -> Result<SubOpOut, i32> {
+        let st = &self.store;
+        let exists = st.stat(coll, key).is_ok();
+        let err = |e: StoreError| e.errno().result();
+        let ok = |value| Ok(SubOpOut { result: 0, value });
+        match s {
+            SubOp::Read { offset, len } => {
+                let bytes = st.read(coll, key, *offset, *len).await.map_err(err)?;
+                let at = rdata.len() as u32;
+                rdata.extend_from_slice(&bytes);
+                ok(SubOpValue::Data { data_offset: at, len: bytes.len() as u32 })
+            }
+            SubOp::Stat => {
+                let (size, mtime_ms) = st.stat(coll, key).map_err(err)?;
+                ok(SubOpValue::Stat { size, mtime_ms })
+            }
+            SubOp::GetXattr { name } => ok(SubOpValue::Bytes(st.getattr(coll, key, name).map_err(err)?)),
+            SubOp::GetXattrs => ok(SubOpValue::Xattrs(st.getattrs(coll, key).map_err(err)?.into_iter().collect())),
+            SubOp::CmpXattr { name, op, value } => {
+                let have = st.getattr(coll, key, name).unwrap_or_default();
+                let holds = match op {
+                    CmpOp::Eq => have == *value,
+                    CmpOp::Ne => have != *value,
+                    CmpOp::Gt => have > *value,
+                    CmpOp::Gte => have >= *value,
+                    CmpOp::Lt => have < *value,
+                    CmpOp::Lte => have <= *value,
+                };
+                if holds {
+                    ok(SubOpValue::None)
+                } else {
+                    Err(Errno::Canceled.result())
+                }
+            }
+            SubOp::OmapGetKeys { after, max } => {
+                let (page, more) = st.omap_range(coll, key, after, *max as usize).map_err(err)?;
+                ok(SubOpValue::Keys { keys: page.into_iter().map(|(k, _)| k).collect(), more })
+            }
+            SubOp::OmapGetVals { after, max } => {
+                let (entries, more) = st.omap_range(coll, key, after, *max as usize).map_err(err)?;
+                ok(SubOpValue::Vals { entries, more })
+            }
+            SubOp::OmapGetValsByKeys { keys } => ok(SubOpValue::Vals { entries: st.omap_get_keys(coll, key, keys).map_err(err)?.into_iter().collect(), more: false }),
+            SubOp::OmapGetHeader => ok(SubOpValue::Bytes(st.omap_header(coll, key).map_err(err)?)),
+            SubOp::Create { exclusive: true } if exists => Err(Errno::Exist.result()),
+            SubOp::Remove | SubOp::Truncate { .. } | SubOp::Zero { .. } | SubOp::RmXattr { .. } | SubOp::OmapRmKeys { .. } | SubOp::OmapRmRange { .. } | SubOp::OmapClear
+                if !exists =>
+            {
+                Err(Errno::NoEnt.result())
+            }
+            _ => ok(SubOpValue::None),
+        }
+    }
+
+    /// The store transaction of an op's write sub-ops.
+    fn write_txn(&self, coll: &CollId, key: &str, subops: &[SubOp], data: &[u8]) -> Result<Transaction, i32> {
+        let mut ops = Vec::new();
+        if !self.store.collection_exists(coll) {
+            ops.push(Op::CreateCollection(*coll));
+        }
+        let slice = |off: u32, len: u32| data[off as usize..(off + len) as usize].to_vec();
+        let mut size = self.store.stat(coll, key).map(|s| s.0).unwrap_or(0);
+        let k = key.to_string();
+        for s in subops {
+            match s {
+                SubOp::Write { offset, data_offset, len } => {
+                    ops.push(Op::Write { coll: *coll, obj: k.clone(), offset: *offset, data: slice(*data_offset, *len) });
+                    size = size.max(offset + u64::from(*len));
+                }
+                SubOp::WriteFull { data_offset, len } => {
+                    ops.push(Op::Touch { coll: *coll, obj: k.clone() });
+                    ops.push(Op::Truncate { coll: *coll, obj: k.clone(), size: 0 });
+                    ops.push(Op::Write { coll: *coll, obj: k.clone(), offset: 0, data: slice(*data_offset, *len) });
+                    size = u64::from(*len);
+                }
+                SubOp::Append { data_offset, len } => {
+                    ops.push(Op::Write { coll: *coll, obj: k.clone(), offset: size, data: slice(*data_offset, *len) });
+                    size += u64::from(*len);
+                }
+                SubOp::Truncate { size: s } => {
+                    ops.push(Op::Truncate { coll: *coll, obj: k.clone(), size: *s });
+                    size = *s;
+                }
+                SubOp::Zero { offset, len } => ops.push(Op::Zero { coll: *coll, obj: k.clone(), offset: *offset, len: *len }),
+                SubOp::Remove => {
+                    ops.push(Op::Remove { coll: *coll, obj: k.clone() });
+                    size = 0;
+                }
+                SubOp::Create { .. } => ops.push(Op::Touch { coll: *coll, obj: k.clone() }),
+                SubOp::SetXattr { name, value } => ops.push(Op::SetAttr { coll: *coll, obj: k.clone(), name: name.clone(), value: value.clone() }),
+                SubOp::RmXattr { name } => ops.push(Op::RmAttr { coll: *coll, obj: k.clone(), name: name.clone() }),
+                SubOp::OmapSetVals { entries } => {
+                    let e: BTreeMap<String, Vec<u8>> = entries.iter().cloned().collect();
+                    ops.push(Op::OmapSetKeys { coll: *coll, obj: k.clone(), entries: e });
+                }
+                SubOp::OmapRmKeys { keys } => ops.push(Op::OmapRmKeys { coll: *coll, obj: k.clone(), keys: keys.clone() }),
+                SubOp::OmapRmRange { start, end } => ops.push(Op::OmapRmRange { coll: *coll, obj: k.clone(), start: start.clone(), end: end.clone() }),
+                SubOp::OmapClear => ops.push(Op::OmapClear { coll: *coll, obj: k.clone() }),
+                SubOp::OmapSetHeader { value } => ops.push(Op::OmapSetHeader { coll: *coll, obj: k.clone(), value: value.clone() }),
+                // Reads and checks were done by the primary.
+                _ => {}
+            }
+        }
+        Ok(Transaction { ops })
+    }
+}
