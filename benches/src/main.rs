@@ -15,6 +15,7 @@
 // Bounds are named `thing_unit_max`, like the `limits` modules.
 #![allow(non_upper_case_globals)]
 
+mod cluster;
 mod raw;
 mod store;
 
@@ -43,6 +44,31 @@ enum Command {
     Placement(PlacementArgs),
     /// The object store of one shard against the raw device (same file).
     Store(StoreArgs),
+    /// The whole local cluster (monitor + OSD processes on loopback) against
+    /// the raw device loop on the same file system.
+    Cluster(ClusterArgs),
+}
+
+#[derive(Args, Clone)]
+struct ClusterArgs {
+    /// Directory for the cluster and the raw file (default: a new folder
+    /// under the system temp dir).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// OSDs (one data file each).
+    #[arg(long, default_value_t = 1)]
+    osds: usize,
+    /// Replicas per object (pool size).
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+    /// Seconds per case.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Objects of 4 KiB written first.
+    #[arg(long, default_value_t = 8192)]
+    objects: u64,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -106,12 +132,11 @@ fn main() -> ExitCode {
         Some(Command::Raw(args)) => cmd_raw(&args),
         Some(Command::Placement(args)) => cmd_placement(&args),
         Some(Command::Store(args)) => cmd_store(&args),
+        Some(Command::Cluster(args)) => cmd_cluster(&args),
         None => {
-            let raw = RawArgs { dir: None, file_mib: 1024, seconds: 5, format: Format::Text };
-            let placement = PlacementArgs { inputs: 1_000_000, no_crushtool: false, batched_only: false };
-            cmd_raw(&raw).and_then(|()| cmd_placement(&placement)).map(|()| {
-                println!("cluster IOPS benchmark: not built yet (needs the OSD, monitor and client of issue #7)");
-            })
+            // The main job: the cluster IOPS benchmark beside the raw device.
+            let args = ClusterArgs { dir: None, osds: 1, replicas: 1, seconds: 10, objects: 8192, format: Format::Text };
+            cmd_cluster(&args)
         }
     };
     match result {
@@ -194,6 +219,54 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
                 ratio("store.write.qd1", "raw.write.qd1"), ratio("store.write.qd32", "raw.write.qd32"), ratio("store.read.qd1", "raw.read.qd1"), ratio("store.read.qd32", "raw.read.qd32"),
                 lat("store.write.qd1", "raw.write.qd1"));
             println!("store: {} journal checkpoints (wraps), {} group commits for {} transactions, {} bytes of metadata", facts.checkpoints, facts.commits, facts.txns, facts.metadata_bytes);
+        }
+    }
+    Ok(())
+}
+
+fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
+    if args.osds == 0 || args.seconds == 0 || args.objects == 0 || args.replicas == 0 || args.replicas as usize > args.osds {
+        return Err("--osds, --seconds, --objects positive and --replicas <= --osds".into());
+    }
+    let dir = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("sepia-bench-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Raw baseline on the same file system, same run.
+    let raw_path = raw::data_file(&dir);
+    let raw_bytes = 256u64 << 20;
+    raw::preallocate(&raw_path, raw_bytes).map_err(|e| format!("{}: {e}", raw_path.display()))?;
+    let mut rows = Vec::new();
+    for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
+        rows.push(raw::run(&raw_path, raw_bytes, op, depth, Duration::from_secs(args.seconds)).map_err(|e| format!("raw: {e}"))?);
+    }
+    let _ = std::fs::remove_file(&raw_path);
+    let cfg = cluster::ClusterBenchConfig { osds: args.osds, replicas: args.replicas, seconds: args.seconds, objects: args.objects, pg_num: 32 };
+    let result = cluster::run(&dir.join("cluster"), &cfg);
+    let _ = std::fs::remove_dir_all(&dir);
+    rows.extend(result?);
+    let find = |n: &str| rows.iter().find(|r| r.name == n).map(|r| r.iops).unwrap_or(0.0);
+    let ratio = |a: &str, b: &str| find(a) / find(b).max(1e-9);
+    let ratios = serde_json::json!({
+        "write_qd1": ratio("cluster.write.qd1", "raw.write.qd1"),
+        "write_qd32": ratio("cluster.write.qd32", "raw.write.qd32"),
+        "read_qd1": ratio("cluster.read.qd1", "raw.read.qd1"),
+        "read_qd32": ratio("cluster.read.qd32", "raw.read.qd32"),
+    });
+    match args.format {
+        Format::Json => println!("{}", serde_json::json!({ "osds": args.osds, "replicas": args.replicas, "rows": rows, "ratios": ratios })),
+        Format::Text => {
+            println!("sepia-bench cluster: {} OSD(s), {} replica(s), 4 KiB random I/O through the client, {} s per case", args.osds, args.replicas, args.seconds);
+            println!("{:<18} {:>10} {:>9} {:>9} {:>9} {:>12}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "CPU us/IO");
+            for r in &rows {
+                println!("{:<18} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12.2}", r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io);
+            }
+            println!(
+                "ratios cluster/raw: write qd1 {:.2}x, write qd32 {:.2}x, read qd1 {:.2}x, read qd32 {:.2}x (cluster CPU counts client, monitor and OSDs)",
+                ratio("cluster.write.qd1", "raw.write.qd1"),
+                ratio("cluster.write.qd32", "raw.write.qd32"),
+                ratio("cluster.read.qd1", "raw.read.qd1"),
+                ratio("cluster.read.qd32", "raw.read.qd32")
+            );
         }
     }
     Ok(())
