@@ -21,6 +21,12 @@ pub trait Device {
     async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Makes every completed write durable (fdatasync).
     async fn sync(&self) -> io::Result<()>;
+    /// Writes and makes durable just this write (O_DSYNC / FUA); writes
+    /// before it are not made durable by it.
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write(offset, data).await?;
+        self.sync().await
+    }
     fn len(&self) -> u64;
 }
 
@@ -38,6 +44,9 @@ fn gerr(e: glommio::GlommioError<()>) -> io::Error {
 /// A file or block device through glommio DMA (O_DIRECT, io_uring).
 pub struct DmaDevice {
     file: glommio::io::DmaFile,
+    /// The same file opened O_DSYNC: each write durable on completion (FUA
+    /// on devices that have it), for journal records.
+    dsync: glommio::io::DmaFile,
     len: u64,
 }
 
@@ -47,8 +56,9 @@ impl DmaDevice {
     /// reading it, and on an empty file that probe misleads it.
     pub async fn open(path: &std::path::Path) -> io::Result<DmaDevice> {
         let file = glommio::io::OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(gerr)?;
+        let dsync = glommio::io::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).dma_open(path).await.map_err(gerr)?;
         let len = file.file_size().await.map_err(gerr)?;
-        Ok(DmaDevice { file, len: len / BLOCK as u64 * BLOCK as u64 })
+        Ok(DmaDevice { file, dsync, len: len / BLOCK as u64 * BLOCK as u64 })
     }
 
     /// Creates (or extends) a regular file of `len` bytes filled with real
@@ -96,6 +106,17 @@ impl Device for DmaDevice {
 
     async fn sync(&self) -> io::Result<()> {
         self.file.fdatasync().await.map_err(gerr)
+    }
+
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        check_aligned(offset, data.len(), self.len)?;
+        let mut buf = self.dsync.alloc_dma_buffer(data.len());
+        buf.as_bytes_mut().copy_from_slice(data);
+        let n = self.dsync.write_at(buf, offset).await.map_err(gerr)?;
+        if n != data.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {}", data.len())));
+        }
+        Ok(())
     }
 
     fn len(&self) -> u64 {
@@ -248,6 +269,22 @@ impl Device for SimDevice {
             }
         }
         Ok(out)
+    }
+
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        check_aligned(offset, data.len(), self.len)?;
+        yield_once().await;
+        let mut s = self.state.borrow_mut();
+        if Self::eio(&s, offset, data.len()) {
+            return Err(io::Error::other("injected EIO"));
+        }
+        if !Self::spend(&mut s) {
+            return Err(io::Error::other("device lost power"));
+        }
+        s.durable[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        // A later read must not see an older pending write over it.
+        s.pending.retain(|(o, d)| *o + d.len() as u64 <= offset || *o >= offset + data.len() as u64);
+        Ok(())
     }
 
     async fn sync(&self) -> io::Result<()> {

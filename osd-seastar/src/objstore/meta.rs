@@ -67,10 +67,13 @@ pub enum PhysOp {
     OmapClear { coll: CollId, obj: String },
 }
 
-/// A journal record's body: the physical ops of a group of transactions.
+/// A journal record's body: the physical ops of a group of transactions,
+/// and — for a small group — the content of its new data blocks, which then
+/// reach the data area later (deferred) or by replay (redo).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RecordBody {
     pub txns: Vec<Vec<PhysOp>>,
+    pub inline: Vec<(u64, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

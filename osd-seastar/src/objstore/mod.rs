@@ -49,6 +49,14 @@ pub mod limits {
     pub const record_body_bytes_max: usize = 64 << 20;
     /// Blocks written with one I/O when a group's blocks are neighbours.
     pub const write_run_blocks_max: usize = 256;
+    /// A group with at most this many new blocks carries them inside its
+    /// journal record: one device write and one sync per acknowledgement
+    /// (the data area gets them later). Bigger groups write their blocks in
+    /// place first — sequential runs are cheap, and doubling big writes is not.
+    pub const inline_blocks_max: usize = 8;
+    /// Deferred blocks (journal only) held before they are written to the
+    /// data area; their content stays in memory until then (4 MiB).
+    pub const deferred_blocks_max: usize = 1024;
 }
 
 #[cfg(test)]

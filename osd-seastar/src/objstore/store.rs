@@ -135,8 +135,12 @@ struct Inner {
     journal_seq: u64,
     ckpt_seq: u64,
     queue: Vec<Queued>,
-    /// Blocks written by queued or committing groups, not yet on the device.
+    /// Blocks written by queued or committing groups, or deferred, that
+    /// are not yet in the data area: reads are served from here.
     unwritten: HashMap<u64, Rc<Vec<u8>>>,
+    /// Blocks durable only inside journal records (inline), waiting for
+    /// their data-area write (always before the next checkpoint).
+    deferred: BTreeSet<u64>,
     failed: Option<String>,
     counters: Counters,
 }
@@ -270,9 +274,10 @@ impl<D: Device> Store<D> {
         }
         // Only the last record's data may be missing: verify it.
         if let Some((_, rec)) = records.last() {
+            let inline: BTreeSet<u64> = rec.inline.iter().map(|(b, _)| *b).collect();
             for op in rec.txns.iter().flatten() {
                 if let PhysOp::SetBlocks { blocks, .. } = op {
-                    last_blocks.extend(blocks.iter().map(|(_, b)| (b.dev, b.crc)));
+                    last_blocks.extend(blocks.iter().filter(|(_, b)| !inline.contains(&b.dev)).map(|(_, b)| (b.dev, b.crc)));
                 }
             }
             let mut intact = true;
@@ -299,11 +304,35 @@ impl<D: Device> Store<D> {
             }
         }
         let replayed = records.len() as u64;
+        // Redo: inline blocks go to the data area, unless a later record
+        // wrote that block in place (its content is newer).
+        let mut redo: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         for (_, rec) in &records {
             let mut freed = Vec::new();
             for op in rec.txns.iter().flatten() {
                 meta.apply(op, &mut freed);
             }
+            let inline: BTreeSet<u64> = rec.inline.iter().map(|(b, _)| *b).collect();
+            for op in rec.txns.iter().flatten() {
+                if let PhysOp::SetBlocks { blocks, .. } = op {
+                    for (_, b) in blocks {
+                        if !inline.contains(&b.dev) {
+                            redo.remove(&b.dev);
+                        }
+                    }
+                }
+            }
+            for (b, d) in &rec.inline {
+                if *b < header.data_blocks && d.len() == BLOCK {
+                    redo.insert(*b, d.clone());
+                }
+            }
+        }
+        for (b, d) in &redo {
+            dev.write(base + header.data_offset() + b * BLOCK as u64, d).await?;
+        }
+        if !redo.is_empty() {
+            dev.sync().await?;
         }
         let mut alloc = Alloc::new(header.data_blocks);
         for objs in meta.colls.values() {
@@ -325,6 +354,7 @@ impl<D: Device> Store<D> {
                 ckpt_seq: ckpt.seq,
                 queue: Vec::new(),
                 unwritten: HashMap::new(),
+                deferred: BTreeSet::new(),
                 failed: None,
                 counters: Counters { replayed_records: replayed, ..Counters::default() },
             }),
@@ -700,7 +730,13 @@ impl<D: Device> Store<D> {
             if group.is_empty() {
                 return;
             }
-            let body = RecordBody { txns: group.iter().map(|q| q.ops.clone()).collect() };
+            let blocks: usize = group.iter().map(|q| q.data.len()).sum();
+            let inline = blocks <= limits::inline_blocks_max;
+            let body = RecordBody {
+                txns: group.iter().map(|q| q.ops.clone()).collect(),
+                inline: if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| (*b, d.as_ref().clone()))).collect() } else { Vec::new() },
+            };
+            let mut checkpointed = false;
             let result = match rkyv::to_bytes::<rkyv::rancor::Error>(&body) {
                 Err(e) => Err(StoreError::Invalid(e.to_string())),
                 Ok(body) => {
@@ -708,8 +744,9 @@ impl<D: Device> Store<D> {
                     let head = self.inner.borrow().journal_head;
                     let fits = head + len <= self.header.journal_bytes && body.len() <= limits::record_body_bytes_max;
                     if fits && head + len <= self.header.journal_bytes / 2 {
-                        self.commit_group(&group, &body, len).await
+                        self.commit_group(&group, &body, len, inline).await
                     } else {
+                        checkpointed = true;
                         // Checkpoint instead of (or right after) journaling:
                         // with the plan lock held, the metadata is exactly
                         // what the queued groups make it, so write all their
@@ -735,11 +772,19 @@ impl<D: Device> Store<D> {
                     inner.counters.commits += 1;
                     inner.counters.txns += group.len() as u64;
                     for q in &group {
-                        for b in &q.freed {
-                            inner.alloc.release(*b);
-                        }
                         for (b, _) in &q.data {
+                            if inline && !checkpointed {
+                                inner.deferred.insert(*b);
+                            } else {
+                                inner.unwritten.remove(b);
+                            }
+                        }
+                        for b in &q.freed {
+                            // A freed block's pending deferred write no longer
+                            // matters (replay redoes it before the free).
+                            inner.deferred.remove(b);
                             inner.unwritten.remove(b);
+                            inner.alloc.release(*b);
                         }
                     }
                 }
@@ -749,11 +794,38 @@ impl<D: Device> Store<D> {
                     inner.failed = Some(e.to_string());
                 }
             }
+            let flush = result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max;
             drop(inner);
             for q in group {
                 let _ = q.done.send(result.clone());
             }
+            if flush {
+                if let Err(e) = self.flush_deferred().await {
+                    self.inner.borrow_mut().failed = Some(e.to_string());
+                }
+            }
         }
+    }
+
+    /// Writes deferred blocks to the data area (their records keep them
+    /// safe until then; the next checkpoint syncs before dropping those).
+    async fn flush_deferred(&self) -> Result<(), StoreError> {
+        let blocks: Vec<(u64, Rc<Vec<u8>>)> = {
+            let inner = self.inner.borrow();
+            inner.deferred.iter().filter_map(|b| inner.unwritten.get(b).map(|d| (*b, d.clone()))).collect()
+        };
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        self.write_data(&blocks).await?;
+        let mut inner = self.inner.borrow_mut();
+        for (b, d) in blocks {
+            // Only if nothing replaced it meanwhile.
+            if inner.deferred.remove(&b) && inner.unwritten.get(&b).is_some_and(|x| Rc::ptr_eq(x, &d)) {
+                inner.unwritten.remove(&b);
+            }
+        }
+        Ok(())
     }
 
     async fn commit_all(&self) {
@@ -817,8 +889,8 @@ impl<D: Device> Store<D> {
     /// One group: its data, then one journal record, then one sync. (If
     /// the record reaches the medium and the data does not, replay sees the
     /// last record's data crcs fail and drops it.)
-    async fn commit_group(&self, group: &[Queued], body: &[u8], len: u64) -> Result<(), StoreError> {
-        let all: Vec<(u64, Rc<Vec<u8>>)> = group.iter().flat_map(|q| q.data.iter().cloned()).collect();
+    async fn commit_group(&self, group: &[Queued], body: &[u8], len: u64, inline: bool) -> Result<(), StoreError> {
+        let all: Vec<(u64, Rc<Vec<u8>>)> = if inline { Vec::new() } else { group.iter().flat_map(|q| q.data.iter().cloned()).collect() };
         let writes = self.data_writes(&all);
         let (head, seq) = {
             let inner = self.inner.borrow();
@@ -829,9 +901,14 @@ impl<D: Device> Store<D> {
         rec.extend_from_slice(body);
         rec.resize(len as usize, 0);
         let journal = (self.base + self.header.journal_offset() + head, rec);
-        self.write_all(writes).await?;
-        self.dev.write(journal.0, &journal.1).await?;
-        self.dev.sync().await?;
+        if inline {
+            // One device write, durable on completion: the whole commit.
+            self.dev.write_durable(journal.0, &journal.1).await?;
+        } else {
+            self.write_all(writes).await?;
+            self.dev.write(journal.0, &journal.1).await?;
+            self.dev.sync().await?;
+        }
         let mut inner = self.inner.borrow_mut();
         inner.journal_head = head + len;
         inner.journal_seq = seq + 1;
@@ -841,6 +918,10 @@ impl<D: Device> Store<D> {
     /// Writes the metadata into the older slot and restarts the journal.
     /// The caller guarantees the metadata equals the durable state.
     async fn checkpoint(&self) -> Result<(), StoreError> {
+        // Blocks that live only in journal records must reach the data area
+        // (durably) before the journal restarts.
+        self.flush_deferred().await?;
+        self.dev.sync().await?;
         let (body, seq, journal_seq) = {
             let inner = self.inner.borrow();
             let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta.to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
