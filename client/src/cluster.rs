@@ -46,16 +46,10 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-/// A new secret in Ceph's keyring form (`AQ...`: type 1, created time,
-/// length 16, 16 random bytes).
+/// A new secret in Ceph's keyring form.
 fn new_key() -> String {
-    use base64::Engine;
-    let mut raw = Vec::with_capacity(28);
-    raw.extend_from_slice(&1u16.to_le_bytes());
-    raw.extend_from_slice(&[0u8; 8]);
-    raw.extend_from_slice(&16u16.to_le_bytes());
-    raw.extend_from_slice(&sepia_proto::uuid::random());
-    base64::engine::general_purpose::STANDARD.encode(raw)
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+    sepia_proto::auth::key::Secret::generate(now).to_keyring_string()
 }
 
 /// Writes the config and admin keyring and starts the monitors; returns the

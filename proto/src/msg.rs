@@ -467,6 +467,7 @@ macro_rules! messages {
 messages! {
     Hello(Hello) = 1,
     HelloReply(HelloReply) = 2,
+    Auth(crate::auth::AuthMessage) = 10,
     Subscribe(Subscribe) = 20,
     OsdMap(OsdMapDelivery) = 21,
     MonMap(MonMap) = 22,
