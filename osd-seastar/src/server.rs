@@ -78,6 +78,10 @@ pub struct Shard {
     pub maps: watch::Receiver<Arc<OsdMap>>,
     peers: RefCell<HashMap<String, Rc<PeerConn>>>,
     next_version: Cell<u64>,
+    /// Peers that answered a ping since the heartbeat loop last looked.
+    pongs: RefCell<Vec<OsdId>>,
+    /// Failure reports to the monitors (shard 0 runs the heartbeats).
+    reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
 }
 
 async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body, txid: u64, data: &[u8]) -> std::io::Result<()> {
@@ -93,8 +97,86 @@ async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body,
 }
 
 impl Shard {
-    pub fn new(osd: OsdId, shard: u32, store: Store<DmaDevice>, maps: watch::Receiver<Arc<OsdMap>>) -> Shard {
-        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0) }
+    pub fn new(
+        osd: OsdId,
+        shard: u32,
+        store: Store<DmaDevice>,
+        maps: watch::Receiver<Arc<OsdMap>>,
+        reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
+    ) -> Shard {
+        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0), pongs: RefCell::new(Vec::new()), reports }
+    }
+
+    /// The OSDs we share a PG with (our heartbeat peers), up in `map`.
+    fn heartbeat_peers(&self, map: &OsdMap) -> Vec<OsdId> {
+        let mut peers = std::collections::BTreeSet::new();
+        let weights = map.crush_weights();
+        let mut ws = crush_simd::Workspace::new();
+        for pool in map.pools.values() {
+            for seed in 0..pool.pg_num.min(4096) {
+                let placed = map.pg_placement_with(pool, PgId { pool: pool.id, seed }, &weights, &mut ws);
+                if placed.up.contains(&self.osd) {
+                    peers.extend(placed.up.iter().copied().filter(|&o| o != self.osd && o != crush_simd::ITEM_NONE));
+                }
+            }
+        }
+        peers.into_iter().filter(|&o| map.is_up(o)).collect()
+    }
+
+    /// Pings the peers and reports the silent ones (run on shard 0).
+    pub async fn heartbeats(self: Rc<Self>, config: crate::heartbeat::HeartbeatConfig) {
+        use crate::heartbeat::{HbEffect, Heartbeat};
+        use crate::monlink::Report;
+        let start = std::time::Instant::now();
+        let now = || start.elapsed().as_millis() as u64;
+        let mut hb = Heartbeat::new(config.clone());
+        let mut epoch = 0;
+        loop {
+            let map = self.map();
+            if map.epoch != epoch {
+                epoch = map.epoch;
+                hb.set_peers(self.heartbeat_peers(&map), now());
+            }
+            let mut out = Vec::new();
+            hb.tick(now(), &mut out);
+            for e in out {
+                match e {
+                    HbEffect::Ping { to, stamp_ms } => {
+                        let me = self.clone();
+                        let map = map.clone();
+                        glommio::spawn_local(async move {
+                            let Some(addr) = map.osd(to).and_then(|o| o.addrs.first().cloned()) else { return };
+                            let ping = Body::Ping(sepia_proto::msg::Ping { from: me.osd, epoch: map.epoch, stamp_ms, reply: false });
+                            if me.request(&addr, ping, &[]).await.is_ok() {
+                                me.pongs.borrow_mut().push(to);
+                            }
+                        })
+                        .detach();
+                    }
+                    HbEffect::Report { target, failed_for_ms } => {
+                        if let Some(r) = &self.reports {
+                            let _ = r.try_send(Report::Failure { target, failed_for_ms, still_failed: true });
+                        }
+                    }
+                    HbEffect::Withdraw { target } => {
+                        if let Some(r) = &self.reports {
+                            let _ = r.try_send(Report::Failure { target, failed_for_ms: 0, still_failed: false });
+                        }
+                    }
+                }
+            }
+            let pongs: Vec<OsdId> = std::mem::take(&mut *self.pongs.borrow_mut());
+            let mut out = Vec::new();
+            for p in pongs {
+                hb.pong(p, now(), &mut out);
+            }
+            for e in out {
+                if let (HbEffect::Withdraw { target }, Some(r)) = (e, &self.reports) {
+                    let _ = r.try_send(Report::Failure { target, failed_for_ms: 0, still_failed: false });
+                }
+            }
+            glommio::timer::sleep(Duration::from_millis(config.interval_ms / 2)).await;
+        }
     }
 
     fn map(&self) -> Arc<OsdMap> {
@@ -302,12 +384,20 @@ impl Shard {
 
     /// Sends a replica op and waits for its answer.
     async fn replicate(&self, addr: &str, rep: &RepOp, data: &[u8]) -> Result<i32, String> {
+        match self.request(addr, Body::RepOp(rep.clone()), data).await? {
+            Body::RepOpReply(r) => Ok(r.result),
+            _ => Err("unexpected answer".into()),
+        }
+    }
+
+    /// One request to another OSD shard and its answer (with a timeout).
+    async fn request(&self, addr: &str, body: Body, data: &[u8]) -> Result<Body, String> {
         let conn = self.peer(addr).await.map_err(|e| format!("{addr}: {e}"))?;
         let txid = conn.next_txid.get();
         conn.next_txid.set(txid + 1);
         let (tx, rx) = oneshot::channel();
         conn.waiting.borrow_mut().insert(txid, tx);
-        let sent = send_frame(&mut *conn.writer.lock().await, &Body::RepOp(rep.clone()), txid, data).await;
+        let sent = send_frame(&mut *conn.writer.lock().await, &body, txid, data).await;
         if let Err(e) = sent {
             conn.alive.set(false);
             self.peers.borrow_mut().remove(addr);
@@ -319,11 +409,11 @@ impl Shard {
         })
         .await;
         match answer {
-            Some(Body::RepOpReply(r)) => Ok(r.result),
-            Some(_) => Err("unexpected answer".into()),
+            Some(b) => Ok(b),
             None => {
                 conn.alive.set(false);
                 self.peers.borrow_mut().remove(addr);
+                conn.waiting.borrow_mut().remove(&txid);
                 Err("no answer".into())
             }
         }

@@ -90,3 +90,44 @@ fn write_read_and_survive_kill_9() {
     });
     drop(c);
 }
+
+#[test]
+fn a_killed_osd_is_marked_down_and_io_continues() {
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-down-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 3, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir: dir.clone() };
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let args: Vec<String> = "osd pool create rbd 16 --size 3 --min-size 2".split(' ').map(String::from).collect();
+        assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
+        while rados.osdmap().pool_by_name("rbd").is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let io = rados.ioctx("rbd").unwrap();
+        for i in 0..20 {
+            io.write_full(&format!("before{i}"), b"x").await.unwrap();
+        }
+        assert!(cluster::signal(&dir, "osd.2", 9));
+        let killed = std::time::Instant::now();
+        // Peers stop hearing it and report it; the monitor marks it down.
+        loop {
+            let map = rados.osdmap();
+            if !map.is_up(2) {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(60), "osd.2 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("osd.2 marked down {:.1} s after kill -9", killed.elapsed().as_secs_f64());
+        // Two replicas left >= min_size: writes and reads go on.
+        for i in 0..20 {
+            io.write_full(&format!("after{i}"), b"y").await.unwrap();
+            assert_eq!(io.read(&format!("before{i}"), 0, 0).await.unwrap(), b"x");
+        }
+    });
+    drop(c);
+}

@@ -133,7 +133,8 @@ fn main() -> ExitCode {
     let mut map_txs = Vec::new();
     let mut handles = Vec::new();
     for shard in 0..shards {
-        let (map_tx, map_rx) = std::sync::mpsc::channel::<tokio::sync::watch::Receiver<Arc<OsdMap>>>();
+        type Links = (tokio::sync::watch::Receiver<Arc<OsdMap>>, tokio::sync::mpsc::Sender<sepia_osd::monlink::Report>);
+        let (map_tx, map_rx) = std::sync::mpsc::channel::<Links>();
         map_txs.push(map_tx);
         let addr_tx = addr_tx.clone();
         let data = cli.data.clone();
@@ -166,14 +167,19 @@ fn main() -> ExitCode {
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = addr_tx.send(Ok((shard, addr)));
             // The map channel arrives once the monitor link runs.
-            let maps = loop {
+            let (maps, reports) = loop {
                 match map_rx.try_recv() {
                     Ok(m) => break m,
                     Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(5)).await,
                     Err(_) => return,
                 }
             };
-            let shard = std::rc::Rc::new(Shard::new(osd, shard, store, maps));
+            let index = shard;
+            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, Some(reports)));
+            if index == 0 {
+                // Shard 0 watches the peers for the whole OSD.
+                glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();
+            }
             shard.serve(listener).await;
         });
         match h {
@@ -203,7 +209,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     for tx in &map_txs {
-        let _ = tx.send(link.maps.clone());
+        let _ = tx.send((link.maps.clone(), link.reports.clone()));
     }
     eprintln!("osd.{} up: {} shard(s) at {}", cli.id, shards, addrs.join(","));
     // Wait for SIGTERM / SIGINT: say goodbye, then exit.
