@@ -378,3 +378,36 @@ fn crash_consistency_over_many_seeds() {
         }
     }
 }
+
+#[test]
+fn eio_is_an_error_never_data_and_a_failed_write_stops_writes() {
+    let (dev, s) = fresh(8 << 20, 256 << 10);
+    block_on(s.submit(txn(vec![Op::CreateCollection(C1), w(C1, "a", 0, &[1; 8192]), w(C1, "b", 0, &[2; 4096])]))).unwrap();
+    block_on(s.umount()).unwrap();
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    // Reads of a block the device cannot read fail with EIO.
+    let b = s.meta_snapshot().onode(&C1, "a").unwrap().blocks[&1].dev;
+    let sb = super::layout::Superblock { fsid: [9; 16], osd: 3, shards: 1, device_bytes: dev.len_bytes() };
+    let (base, _) = sb.region(0);
+    let h = super::layout::RegionHeader::decode(&block_on(super::device::Device::read(&dev, base, BLOCK)).unwrap(), &[9; 16], 3).unwrap();
+    let at = base + h.data_offset() + b * BLOCK as u64;
+    dev.inject_eio(at, at + BLOCK as u64);
+    let err = block_on(s.read(&C1, "a", 0, 0)).unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert_eq!(err.errno(), sepia_proto::errno::Errno::Io);
+    assert_eq!(block_on(s.read(&C1, "b", 0, 0)).unwrap(), vec![2; 4096]);
+    // A write whose journal record cannot be written fails, and the store
+    // then refuses further writes (its memory is ahead of its disk) while
+    // reads go on.
+    let j = base + h.journal_offset();
+    dev.inject_eio(j, j + h.journal_bytes);
+    assert!(block_on(s.submit(txn(vec![w(C1, "c", 0, b"new")]))).is_err());
+    assert!(matches!(block_on(s.submit(txn(vec![w(C1, "d", 0, b"x")]))), Err(StoreError::Failed(_))));
+    assert_eq!(block_on(s.read(&C1, "b", 0, 0)).unwrap(), vec![2; 4096]);
+    // A remount on a healthy device comes back without the failed write.
+    drop(s);
+    let healthy = dev.crash(CrashPlan { seed: 3 });
+    let s = block_on(Store::mount(healthy, 0, expect())).unwrap();
+    assert!(s.stat(&C1, "c").is_err());
+    assert_eq!(block_on(s.read(&C1, "a", 0, 0)).unwrap(), vec![1; 8192]);
+}
