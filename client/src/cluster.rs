@@ -55,7 +55,7 @@ fn new_key() -> String {
 /// Writes the config and admin keyring and starts the monitors; returns the
 /// monitor addresses once a quorum answers.
 pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
-    if opts.mons == 0 || opts.mons > MON_NAMES.len() || opts.mons % 2 == 0 {
+    if opts.mons == 0 || opts.mons > MON_NAMES.len() || opts.mons.is_multiple_of(2) {
         return Err(format!("--mons must be 1, 3, 5 or 7 (got {})", opts.mons));
     }
     if opts.osds > 64 {

@@ -19,13 +19,11 @@ fn main() {
             SubOp::OmapSetVals { entries: vec![("k".into(), vec![3])] },
         ],
     };
-    let bodies = vec![
-        (Body::OsdOp(op), vec![7u8; 8]),
+    let bodies = [(Body::OsdOp(op), vec![7u8; 8]),
         (Body::Ping(Ping { from: 1, epoch: 2, stamp_ms: 3, reply: false }), vec![]),
         (Body::Command(Command { tid: 1, args: vec!["osd".into(), "tree".into()], json: true }), vec![]),
         (Body::OsdBoot(OsdBoot { osd: 0, uuid: [1; 16], addrs: vec!["127.0.0.1:6800".into()], have_epoch: 0, hostname: "h".into() }), vec![]),
-        (Body::Subscribe(Subscribe { items: vec![SubscribeItem { what: MapKind::OsdMap, start: 1, onetime: false }] }), vec![]),
-    ];
+        (Body::Subscribe(Subscribe { items: vec![SubscribeItem { what: MapKind::OsdMap, start: 1, onetime: false }] }), vec![])];
     for (i, (body, data)) in bodies.iter().enumerate() {
         let mut bytes = vec![7u8];
         bytes.extend_from_slice(&msg::encode(body, i as u64, data, None).unwrap().to_vec());

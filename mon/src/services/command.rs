@@ -349,7 +349,7 @@ pub fn write(p: &mut Pending, config: &MonConfig, args: &[String], json: bool, n
                 return Err(err(Errno::NoEnt, format!("entity {entity} does not exist")));
             }
             p.auth_txs.push(Tx::AuthRm { entity: entity.to_string() });
-            Ok((format!("updated"), String::new()))
+            Ok(("updated".to_string(), String::new()))
         }
         ["mon", "add", name, addr] => {
             let next = p.monmap().with_added(name, addr, now_ms).map_err(|e| err(Errno::Exist, e.to_string()))?;
@@ -619,7 +619,7 @@ fn pool_set(p: &mut Pending, name: &str, key: &str, value: &str) -> Result<(Stri
 }
 
 fn parse_caps(words: &[&str]) -> Result<BTreeMap<String, String>, CmdError> {
-    if words.len() % 2 != 0 {
+    if !words.len().is_multiple_of(2) {
         return Err(inval("caps come in pairs: SERVICE 'CAPS'"));
     }
     let mut caps = BTreeMap::new();

@@ -355,7 +355,7 @@ impl MonServices {
         if let Some(m) = pending.monmap.take() {
             txs.push(Tx::MonMap(m));
         }
-        txs.extend(pending.auth_txs.drain(..));
+        txs.append(&mut pending.auth_txs);
         let waiters = std::mem::take(&mut self.pending_waiters);
         if txs.is_empty() {
             // Nothing to agree on (e.g. a no-op command): answer now.

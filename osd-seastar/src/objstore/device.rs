@@ -31,7 +31,7 @@ pub trait Device {
 }
 
 fn check_aligned(offset: u64, len: usize, dev_len: u64) -> io::Result<()> {
-    if offset % BLOCK as u64 != 0 || len % BLOCK != 0 || offset.checked_add(len as u64).is_none_or(|end| end > dev_len) {
+    if !offset.is_multiple_of(BLOCK as u64) || !len.is_multiple_of(BLOCK) || offset.checked_add(len as u64).is_none_or(|end| end > dev_len) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("unaligned or out-of-range I/O at {offset}+{len}")));
     }
     Ok(())

@@ -106,7 +106,7 @@ impl Alloc {
             let b = self.cursor;
             self.cursor = (self.cursor + 1) % self.blocks;
             // Skip whole used words quickly.
-            if b % 64 == 0 && self.used[(b / 64) as usize] == u64::MAX && self.blocks - b >= 64 {
+            if b.is_multiple_of(64) && self.used[(b / 64) as usize] == u64::MAX && self.blocks - b >= 64 {
                 self.cursor = (b + 64) % self.blocks;
                 continue;
             }
@@ -684,10 +684,10 @@ impl<D: Device> Store<D> {
         if start / b == end / b {
             edges.push((start, end));
         } else {
-            if start % b != 0 {
+            if !start.is_multiple_of(b) {
                 edges.push((start, (start / b + 1) * b));
             }
-            if end % b != 0 {
+            if !end.is_multiple_of(b) {
                 edges.push((end / b * b, end));
             }
             let (from, to) = (start.div_ceil(b), end / b);
@@ -766,6 +766,7 @@ impl<D: Device> Store<D> {
                     }
                 }
             };
+            let flush = {
             let mut inner = self.inner.borrow_mut();
             match &result {
                 Ok(()) => {
@@ -794,8 +795,8 @@ impl<D: Device> Store<D> {
                     inner.failed = Some(e.to_string());
                 }
             }
-            let flush = result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max;
-            drop(inner);
+            result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max
+            };
             for q in group {
                 let _ = q.done.send(result.clone());
             }

@@ -280,7 +280,7 @@ fn random_txn(rng: &mut StdRng, objs: &[String]) -> Transaction {
 
 fn crash_run(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let (dev, s) = fresh(8 << 20, rng.gen_range(2..16) * 16 << 10);
+    let (dev, s) = fresh(8 << 20, (rng.gen_range(2..16) * 16) << 10);
     let (_odev, oracle) = fresh(8 << 20, 1 << 20);
     block_on(s.submit(txn(vec![Op::CreateCollection(C1), Op::CreateCollection(C2)]))).unwrap();
     block_on(oracle.submit(txn(vec![Op::CreateCollection(C1), Op::CreateCollection(C2)]))).unwrap();

@@ -413,7 +413,7 @@ fn apply_durable(disk: &mut Disk, entry: &LogEntry, txn: &Txn<W>) {
     if let Txn::Write(_) = txn {
         disk.log.push(entry.clone());
         let excess = disk.log.len().saturating_sub(params().log_entries_max);
-        if let Some(last_trimmed) = disk.log.drain(..excess).last() {
+        if let Some(last_trimmed) = disk.log.drain(..excess).next_back() {
             disk.info.log_tail = last_trimmed.version;
         }
         disk.info.last_update = entry.version;
