@@ -75,7 +75,7 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     let names: Vec<&str> = MON_NAMES[..opts.mons].to_vec();
     let keyring = dir.join("keyring");
     let conf = format!(
-        "[global]\nfsid = {}\nmon_host = {}\nmon_initial_members = {}\nkeyring = {}\nosd_crush_chooseleaf_type = 0\nmon_osd_down_out_interval = {}\n",
+        "[global]\nfsid = {}\nmon_host = {}\nmon_initial_members = {}\nkeyring = {}\nauth_required = true\nosd_crush_chooseleaf_type = 0\nmon_osd_down_out_interval = {}\n",
         sepia_proto::uuid::format(&sepia_proto::uuid::random()),
         addrs.join(","),
         names.join(","),
@@ -138,7 +138,7 @@ pub fn wait_for_osds_up(dir: &Path, count: usize, timeout: Duration) -> Result<(
     let mut last = String::new();
     while start.elapsed() < timeout {
         let up = rt.block_on(async {
-            let mut monc = crate::monc::MonClient::new(conf.mon_addrs(), "client.admin").map_err(|e| e.to_string())?;
+            let mut monc = crate::monc::MonClient::from_conf(&conf, "client.admin")?;
             let r = monc.command(&["osd".to_string(), "stat".to_string()], true).await.map_err(|e| e.to_string())?;
             let v: serde_json::Value = serde_json::from_str(&r.output).map_err(|e| e.to_string())?;
             Ok::<u64, String>(v["num_up_osds"].as_u64().unwrap_or(0))
@@ -207,13 +207,12 @@ pub fn down(dir: &Path) -> Result<usize, String> {
 /// Waits until `status` answers through the monitors.
 pub fn wait_for_quorum(dir: &Path, timeout: Duration) -> Result<(), String> {
     let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
-    let addrs = conf.mon_addrs();
     let start = Instant::now();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let mut last = String::new();
     while start.elapsed() < timeout {
         let result = rt.block_on(async {
-            let mut monc = crate::monc::MonClient::new(addrs.clone(), "client.admin").map_err(|e| e.to_string())?;
+            let mut monc = crate::monc::MonClient::from_conf(&conf, "client.admin")?;
             tokio::time::timeout(Duration::from_secs(3), monc.command(&["quorum_status".to_string()], true))
                 .await
                 .map_err(|_| "timeout".to_string())?

@@ -55,6 +55,18 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The secret of `entity` from the keyring the config names (`keyring =
+    /// PATH`); `None` when the config names no keyring.
+    pub fn secret_for(&self, entity: &str) -> Result<Option<sepia_proto::auth::key::Secret>, String> {
+        let Some(path) = self.get(entity, "keyring") else { return Ok(None) };
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let ring = sepia_proto::auth::keyring::Keyring::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+        let name = sepia_proto::auth::entity::EntityName::parse(entity).map_err(|e| e.to_string())?;
+        Ok(Some(ring.get(&name).ok_or_else(|| format!("{path} has no key for {entity}"))?.key.clone()))
+    }
+}
+
 /// `a:1,b:2` or `a:1 b:2` → addresses.
 pub fn split_addrs(s: &str) -> Vec<String> {
     s.split([',', ' ']).map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect()

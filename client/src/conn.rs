@@ -37,6 +37,8 @@ pub struct Conn {
     next_txid: u64,
     pub negotiated: Option<Negotiated>,
     pub peer_entity: String,
+    /// After authentication every frame we send carries a MAC.
+    mac: Option<sepia_proto::auth::mac::SessionKey>,
 }
 
 impl Conn {
@@ -72,6 +74,7 @@ impl Conn {
             next_txid: 1,
             negotiated: None,
             peer_entity: String::new(),
+            mac: None,
         }
     }
 
@@ -87,8 +90,15 @@ impl Conn {
         Ok(txid)
     }
 
+    /// From now on frames both ways carry (and must carry) a MAC under `key`.
+    pub fn set_session_key(&mut self, key: sepia_proto::auth::mac::SessionKey) {
+        self.decoder.set_session_key(Box::new(key.clone()));
+        self.mac = Some(key);
+    }
+
     pub async fn send_with_txid(&mut self, body: &Body, txid: u64, data: &[u8]) -> Result<(), ConnError> {
-        let f = msg::encode(body, txid, data, None)?;
+        let mac = self.mac.as_ref().map(|k| k as &dyn sepia_proto::frame::FrameMac);
+        let f = msg::encode(body, txid, data, mac)?;
         self.stream.write_all(&f.header).await?;
         self.stream.write_all(&f.body).await?;
         if !data.is_empty() {
@@ -124,5 +134,41 @@ impl Conn {
         let f = self.recv().await?;
         let body = msg::decode(&f)?;
         Ok((f.header.txid, body))
+    }
+}
+
+/// What a successful authentication gives the client.
+#[derive(Debug, Clone)]
+pub struct Granted {
+    pub global_id: u64,
+    pub session_key: sepia_proto::auth::mac::SessionKey,
+    pub tickets: Vec<sepia_proto::auth::ticket::SealedTicket>,
+    pub expires_ms: u64,
+}
+
+/// The cephx-shaped exchange with a monitor: hello with our challenge,
+/// its challenge, our proof, then the session key and tickets. Afterwards
+/// every frame on `conn` is MACed.
+pub async fn authenticate(conn: &mut Conn, entity: &str, secret: &sepia_proto::auth::key::Secret) -> Result<Granted, ConnError> {
+    use sepia_proto::auth::{ticket, AuthMessage};
+    let mut challenge = [0u8; 8];
+    getrandom::getrandom(&mut challenge).map_err(|e| ConnError::Hello(e.to_string()))?;
+    let cc = u64::from_le_bytes(challenge);
+    conn.send(&Body::Auth(AuthMessage::Hello { entity: entity.to_string(), client_challenge: cc }), &[]).await?;
+    let sc = match conn.recv_body().await?.1 {
+        Body::Auth(AuthMessage::Challenge { server_challenge }) => server_challenge,
+        Body::Auth(AuthMessage::Refused { reason, .. }) => return Err(ConnError::Hello(format!("authentication refused: {reason}"))),
+        other => return Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
+    };
+    let proof = ticket::proof(secret, sc, cc);
+    conn.send(&Body::Auth(AuthMessage::Proof { proof }), &[]).await?;
+    match conn.recv_body().await?.1 {
+        Body::Auth(AuthMessage::Granted { global_id, session_key, tickets, expires_ms }) => {
+            let key = ticket::open_session_key(secret, &session_key).map_err(|e| ConnError::Hello(e.to_string()))?;
+            conn.set_session_key(key.clone());
+            Ok(Granted { global_id, session_key: key, tickets, expires_ms })
+        }
+        Body::Auth(AuthMessage::Refused { reason, .. }) => Err(ConnError::Hello(format!("authentication refused: {reason}"))),
+        other => Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
     }
 }

@@ -22,11 +22,14 @@ pub enum MonError {
     Unreachable(String),
     #[error("gave up after {0} attempts: {1}")]
     GaveUp(usize, String),
+    #[error("{0}")]
+    Auth(String),
 }
 
 pub struct MonClient {
     addrs: Vec<String>,
     entity: String,
+    secret: Option<sepia_proto::auth::key::Secret>,
     current: Option<(String, Conn)>,
     next_index: usize,
 }
@@ -36,11 +39,28 @@ impl MonClient {
         if addrs.is_empty() {
             return Err(MonError::NoMonitors);
         }
-        Ok(MonClient { addrs, entity: entity.to_string(), current: None, next_index: 0 })
+        Ok(MonClient { addrs, entity: entity.to_string(), secret: None, current: None, next_index: 0 })
+    }
+
+    /// A client that authenticates as `entity` with `secret` (cephx shape)
+    /// on every connection; `None` connects without authenticating.
+    pub fn with_secret(addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> Result<MonClient, MonError> {
+        let mut m = MonClient::new(addrs, entity)?;
+        m.secret = secret;
+        Ok(m)
+    }
+
+    /// From a config: its monitors and the entity's key from its keyring.
+    pub fn from_conf(conf: &crate::config::Config, entity: &str) -> Result<MonClient, String> {
+        let secret = conf.secret_for(entity)?;
+        MonClient::with_secret(conf.mon_addrs(), entity, secret).map_err(|e| e.to_string())
     }
 
     async fn connect_to(&mut self, addr: &str) -> Result<(), ConnError> {
-        let conn = Conn::connect(addr, &self.entity, [0; 16]).await?;
+        let mut conn = Conn::connect(addr, &self.entity, [0; 16]).await?;
+        if let Some(secret) = &self.secret {
+            crate::conn::authenticate(&mut conn, &self.entity, secret).await?;
+        }
         self.current = Some((addr.to_string(), conn));
         Ok(())
     }
@@ -53,6 +73,8 @@ impl MonClient {
             self.next_index += 1;
             match self.connect_to(&addr).await {
                 Ok(()) => return Ok(()),
+                // A refused key is refused by every monitor: do not retry.
+                Err(ConnError::Hello(why)) if why.contains("refused") => return Err(MonError::Auth(why)),
                 Err(e) => last = format!("{addr}: {e}"),
             }
         }
@@ -82,6 +104,9 @@ impl MonClient {
         for attempt in 0..limits::command_attempts_max {
             if self.current.is_none() {
                 if let Err(e) = self.connect_any().await {
+                    if matches!(e, MonError::Auth(_)) {
+                        return Err(e);
+                    }
                     last = e.to_string();
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;

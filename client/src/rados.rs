@@ -138,15 +138,15 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
 /// Starts a task (on the current tokio runtime) that keeps the newest
 /// OSDMap from a monitor subscription; returns its receiving end, which
 /// any executor can await (tokio's sync types need no tokio runtime).
-pub fn watch_osdmap(mon_addrs: Vec<String>, entity: &str) -> watch::Receiver<Arc<OsdMap>> {
+pub fn watch_osdmap(mon_addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> watch::Receiver<Arc<OsdMap>> {
     let empty = OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0);
     let (tx, rx) = watch::channel(Arc::new(OsdMap { epoch: 0, ..empty }));
-    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), tx));
+    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), secret, tx));
     rx
 }
 
 /// Keeps the newest OSDMap, fed by a monitor subscription.
-async fn map_watcher(addrs: Vec<String>, entity: String, tx: watch::Sender<Arc<OsdMap>>) {
+async fn map_watcher(addrs: Vec<String>, entity: String, secret: Option<sepia_proto::auth::key::Secret>, tx: watch::Sender<Arc<OsdMap>>) {
     let mut index = 0usize;
     loop {
         if tx.is_closed() {
@@ -158,6 +158,12 @@ async fn map_watcher(addrs: Vec<String>, entity: String, tx: watch::Sender<Arc<O
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
+        if let Some(s) = &secret {
+            if crate::conn::authenticate(&mut conn, &entity, s).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
         let have = tx.borrow().epoch;
         let sub = Body::Subscribe(Subscribe { items: vec![SubscribeItem { what: MapKind::OsdMap, start: have + 1, onetime: false }] });
         if conn.send(&sub, &[]).await.is_err() {
@@ -209,8 +215,13 @@ impl Rados {
     /// Connects to the monitors named in `conf` (or `mon_addrs`) and waits
     /// for the first OSDMap.
     pub async fn connect(mon_addrs: Vec<String>, entity: &str) -> Result<Arc<Rados>, RadosError> {
-        let monc = MonClient::new(mon_addrs.clone(), entity)?;
-        let rx = watch_osdmap(mon_addrs, entity);
+        Rados::connect_with_secret(mon_addrs, entity, None).await
+    }
+
+    /// Connects, authenticating as `entity` with `secret`.
+    pub async fn connect_with_secret(mon_addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> Result<Arc<Rados>, RadosError> {
+        let monc = MonClient::with_secret(mon_addrs.clone(), entity, secret.clone())?;
+        let rx = watch_osdmap(mon_addrs, entity, secret);
         let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
         let rados = Arc::new(Rados {
             monc: Mutex::new(monc),
@@ -226,7 +237,8 @@ impl Rados {
     }
 
     pub async fn connect_conf(conf: &Config, entity: &str) -> Result<Arc<Rados>, RadosError> {
-        Rados::connect(conf.mon_addrs(), entity).await
+        let secret = conf.secret_for(entity).map_err(|e| RadosError::BadReply(e))?;
+        Rados::connect_with_secret(conf.mon_addrs(), entity, secret).await
     }
 
     pub fn osdmap(&self) -> Arc<OsdMap> {

@@ -58,17 +58,42 @@ pub struct DaemonConfig {
     pub name: String,
     pub rank: u32,
     pub public_addr: String,
+    /// Refuse requests from connections that did not authenticate.
+    pub auth_required: bool,
     /// How often pending changes become one log entry.
     pub propose_interval: Duration,
     pub tick_interval: Duration,
 }
 
 /// A request from a connection, with where to send the answer; `body`
-/// `None` means the connection closed.
+/// `None` means the connection closed. `mon_caps` is the authenticated
+/// entity's monitor capability (None: not authenticated).
 struct Request {
     conn: u64,
     txid: u64,
     body: Option<Body>,
+    mon_caps: Option<String>,
+}
+
+/// What connection tasks need to authenticate clients: the auth database
+/// and the service keys, as of the newest commit.
+#[derive(Default)]
+pub struct AuthView {
+    pub entries: BTreeMap<String, crate::services::state::AuthEntry>,
+    pub service_keys: BTreeMap<String, (u64, [u8; 32])>,
+}
+
+fn auth_view(state: &ClusterState) -> Arc<AuthView> {
+    Arc::new(AuthView { entries: state.auth.clone(), service_keys: state.service_keys.clone() })
+}
+
+/// May a request with these caps do this? (`None` caps: unauthenticated.)
+fn permitted(required: bool, caps: &Option<String>, read_only: bool) -> bool {
+    use sepia_proto::auth::caps::{Caps, Perm};
+    match caps {
+        None => !required,
+        Some(c) => Caps::parse(c).is_ok_and(|c| c.allows("mon", None, "", "", if read_only { Perm::READ } else { Perm { r: true, w: true, x: false } })),
+    }
 }
 
 enum ToConn {
@@ -103,6 +128,7 @@ pub async fn run<C: Consensus>(
     let mut propose = tokio::time::interval(config.propose_interval);
     let fsid = Arc::new(state.fsid());
     let (new_conn_tx, mut new_conn_rx) = mpsc::channel::<(u64, mpsc::Sender<ToConn>)>(64);
+    let (auth_tx, auth_rx) = tokio::sync::watch::channel(auth_view(&state));
 
     // The acceptor: one task per connection, each with a bounded outbox.
     {
@@ -122,8 +148,9 @@ pub async fn run<C: Consensus>(
                 let req_tx = req_tx.clone();
                 let name = name.clone();
                 let fsid = *fsid;
+                let auth = auth_rx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_conn(id, Conn::from_stream(stream), &name, fsid, req_tx, out_rx).await {
+                    if let Err(e) = serve_conn(id, Conn::from_stream(stream), &name, fsid, req_tx, out_rx, auth).await {
                         eprintln!("mon.{name}: connection {peer}: {e}");
                     }
                 });
@@ -152,6 +179,16 @@ pub async fn run<C: Consensus>(
                         let _ = tx.try_send(ToConn::Frame { txid: req.txid, body: Body::CommandReply(r) });
                     }
                 };
+                let read_only = match body {
+                    Body::Command(c) => crate::services::command::is_read_only(&c.args),
+                    Body::Subscribe(_) | Body::Ping(_) => true,
+                    _ => false,
+                };
+                if !permitted(config.auth_required, &req.mon_caps, read_only) {
+                    let status = if req.mon_caps.is_none() { "authentication required" } else { "access denied by the entity's mon caps" };
+                    answer(&conns, CommandReply { tid: 0, result: sepia_proto::errno::Errno::Access.result(), status: status.into(), output: String::new() });
+                    continue;
+                }
                 match body {
                     Body::Command(c) => {
                         let w = next_waiter;
@@ -272,6 +309,7 @@ pub async fn run<C: Consensus>(
                 }
             }
             consensus.persist_state(state.applied, &state.snapshot());
+            let _ = auth_tx.send(auth_view(&state));
         }
         if state.bootstrapped {
             subscribers.retain(|_, s| {
@@ -320,6 +358,47 @@ fn quorum_info<C: Consensus>(consensus: &C, state: &ClusterState, config: &Daemo
     }
 }
 
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long a ticket lives.
+const TICKET_LIFETIME_MS: u64 = 3_600_000;
+
+/// Issues the session key and one ticket per service for `entity`.
+fn grant(view: &AuthView, entity: &str, secret: &sepia_proto::auth::key::Secret, session: &sepia_proto::auth::mac::SessionKey) -> Result<sepia_proto::auth::AuthMessage, String> {
+    use sepia_proto::auth::entity::EntityName;
+    use sepia_proto::auth::ticket::{self, ServiceKeys, Ticket};
+    let entry = view.entries.get(entity).ok_or("unknown entity")?;
+    let name = EntityName::parse(entity).map_err(|e| e.to_string())?;
+    let mut id = [0u8; 8];
+    getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
+    let global_id = u64::from_le_bytes(id);
+    let now = wall_ms();
+    let tickets = view
+        .service_keys
+        .iter()
+        .map(|(service, (generation, key))| {
+            let t = Ticket {
+                entity: name.clone(),
+                global_id,
+                service: service.clone(),
+                caps: entry.caps.clone(),
+                session_key: session.0,
+                valid_from_ms: now,
+                expires_ms: now + TICKET_LIFETIME_MS,
+            };
+            ticket::seal_ticket(&t, &ServiceKeys::new(*generation, *key), ticket::random_nonce())
+        })
+        .collect();
+    Ok(sepia_proto::auth::AuthMessage::Granted {
+        global_id,
+        session_key: ticket::seal_session_key(secret, session, ticket::random_nonce()),
+        tickets,
+        expires_ms: now + TICKET_LIFETIME_MS,
+    })
+}
+
 /// One connection: hello, then requests to the loop and answers back.
 async fn serve_conn(
     id: u64,
@@ -328,7 +407,13 @@ async fn serve_conn(
     fsid: [u8; 16],
     req_tx: mpsc::Sender<Request>,
     mut out_rx: mpsc::Receiver<ToConn>,
+    auth: tokio::sync::watch::Receiver<Arc<AuthView>>,
 ) -> Result<(), String> {
+    use sepia_proto::auth::{key::Secret, mac::SessionKey, ticket, AuthMessage};
+    let mut mon_caps: Option<String> = None;
+    // (entity, client challenge, server challenge) between hello and proof.
+    let mut pending: Option<(String, u64, u64)> = None;
+    let refused = |why: &str| Body::Auth(AuthMessage::Refused { result: sepia_proto::errno::Errno::Access.result(), reason: why.to_string() });
     let ours = hello::local_hello(&format!("mon.{name}"), fsid);
     let first = tokio::time::timeout(Duration::from_secs(10), conn.recv_body()).await.map_err(|_| "no hello".to_string())?;
     let (txid, body) = first.map_err(|e| e.to_string())?;
@@ -340,8 +425,52 @@ async fn serve_conn(
     let result = loop {
         tokio::select! {
             incoming = conn.recv_body() => match incoming {
+                Ok((txid, Body::Auth(m))) => {
+                    let view = auth.borrow().clone();
+                    let reply = match m {
+                        AuthMessage::Hello { entity, client_challenge } => {
+                            if view.entries.contains_key(&entity) {
+                                let mut sc = [0u8; 8];
+                                let _ = getrandom::getrandom(&mut sc);
+                                let sc = u64::from_le_bytes(sc);
+                                pending = Some((entity, client_challenge, sc));
+                                Body::Auth(AuthMessage::Challenge { server_challenge: sc })
+                            } else {
+                                refused("unknown entity")
+                            }
+                        }
+                        AuthMessage::Proof { proof } => match pending.take() {
+                            None => refused("proof without hello"),
+                            Some((entity, cc, sc)) => {
+                                let secret = view.entries.get(&entity).and_then(|e| Secret::from_keyring_string(&e.key).ok());
+                                match secret {
+                                    Some(secret) if ticket::verify_proof(&secret, sc, cc, &proof).is_ok() => {
+                                        let session = SessionKey::generate();
+                                        match grant(&view, &entity, &secret, &session) {
+                                            Ok(g) => {
+                                                // Granted goes out unMACed; everything after is MACed.
+                                                if let Err(e) = conn.send_with_txid(&Body::Auth(g), txid, &[]).await {
+                                                    break Err(e.to_string());
+                                                }
+                                                conn.set_session_key(session);
+                                                mon_caps = Some(view.entries.get(&entity).and_then(|e| e.caps.get("mon").cloned()).unwrap_or_default());
+                                                continue;
+                                            }
+                                            Err(e) => refused(&e),
+                                        }
+                                    }
+                                    _ => refused("bad proof"),
+                                }
+                            }
+                        },
+                        _ => refused("unexpected auth message"),
+                    };
+                    if let Err(e) = conn.send_with_txid(&reply, txid, &[]).await {
+                        break Err(e.to_string());
+                    }
+                }
                 Ok((txid, body)) => {
-                    if req_tx.send(Request { conn: id, txid, body: Some(body) }).await.is_err() {
+                    if req_tx.send(Request { conn: id, txid, body: Some(body), mon_caps: mon_caps.clone() }).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -358,6 +487,6 @@ async fn serve_conn(
             },
         }
     };
-    let _ = req_tx.send(Request { conn: id, txid: 0, body: None }).await;
+    let _ = req_tx.send(Request { conn: id, txid: 0, body: None, mon_caps: None }).await;
     result
 }

@@ -27,7 +27,7 @@ fn boot_beacon_and_goodbye() {
     let uuid = [7u8; 16];
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let out = rt.block_on(async {
-        let mut monc = MonClient::new(conf.mon_addrs(), "client.admin").unwrap();
+        let mut monc = MonClient::from_conf(&conf, "client.admin").unwrap();
         let args = vec!["osd".to_string(), "new".to_string(), sepia_proto::uuid::format(&uuid)];
         monc.command(&args, false).await.unwrap()
     });
@@ -40,6 +40,8 @@ fn boot_beacon_and_goodbye() {
         shard_addrs: shard_addrs.clone(),
         hostname: "testhost".into(),
         beacon_interval: Duration::from_millis(200),
+        auth_entity: "client.admin".into(),
+        secret: conf.secret_for("client.admin").unwrap(),
     })
     .unwrap();
     let maps = link.maps.clone();
@@ -55,7 +57,7 @@ fn boot_beacon_and_goodbye() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     wait_for("osd.0 marked down after goodbye", Duration::from_secs(10), || {
         rt.block_on(async {
-            let mut monc = MonClient::new(conf.mon_addrs(), "client.admin").unwrap();
+            let mut monc = MonClient::from_conf(&conf, "client.admin").unwrap();
             let r = monc.command(&["osd".to_string(), "dump".to_string()], true).await.unwrap();
             let v: serde_json::Value = serde_json::from_str(&r.output).unwrap();
             v["osds"][0]["up"] == 0

@@ -33,7 +33,7 @@ fn run(dir: &PathBuf, line: &str, json: bool) -> (i32, String, String) {
     let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let mut monc = MonClient::new(conf.mon_addrs(), "client.admin").unwrap();
+        let mut monc = MonClient::from_conf(&conf, "client.admin").unwrap();
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
         let r = monc.command(&args, json).await.expect("a monitor answers");
         (r.result, r.status, r.output)
@@ -96,5 +96,37 @@ fn clients_follow_the_osdmap_through_a_subscription() {
         }
         assert!(rados.ioctx("rbd").is_ok());
         assert!(rados.osdmap().epoch > first);
+    });
+}
+
+#[test]
+fn cephx_style_auth_is_required_and_caps_are_enforced() {
+    use sepia_proto::auth::keyring::Keyring;
+    let c = up("auth", 1);
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        // No key: refused.
+        let mut anon = MonClient::new(conf.mon_addrs(), "client.admin").unwrap();
+        let r = anon.command(&args("osd dump"), false).await.unwrap();
+        assert_eq!(r.result, -13, "{}", r.status);
+        // A wrong key: the exchange itself fails.
+        let mut forger = MonClient::with_secret(conf.mon_addrs(), "client.admin", Some(sepia_proto::auth::key::Secret::generate(0))).unwrap();
+        assert!(forger.command(&args("osd dump"), false).await.is_err());
+        // The admin (allow *) creates a read-only entity.
+        let mut admin = MonClient::from_conf(&conf, "client.admin").unwrap();
+        let mut create = args("auth get-or-create client.ro");
+        create.push("mon".into());
+        create.push("allow r".into());
+        let r = admin.command(&create, false).await.unwrap();
+        assert_eq!(r.result, 0, "{}", r.status);
+        let ring = Keyring::parse(&r.output).unwrap();
+        let (_, entry) = ring.entries.iter().next().unwrap();
+        let mut ro = MonClient::with_secret(conf.mon_addrs(), "client.ro", Some(entry.key.clone())).unwrap();
+        assert_eq!(ro.command(&args("osd dump"), true).await.unwrap().result, 0, "reads are allowed");
+        let r = ro.command(&args("osd pool create nope 8"), false).await.unwrap();
+        assert_eq!(r.result, -13, "writes are not: {}", r.status);
+        assert_eq!(admin.command(&args("osd pool create yes 8"), false).await.unwrap().result, 0);
     });
 }

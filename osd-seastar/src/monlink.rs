@@ -33,6 +33,10 @@ pub struct MonLinkConfig {
     pub shard_addrs: Vec<String>,
     pub hostname: String,
     pub beacon_interval: Duration,
+    /// Who the link authenticates as with the monitors, and its key (none:
+    /// no authentication).
+    pub auth_entity: String,
+    pub secret: Option<sepia_proto::auth::key::Secret>,
 }
 
 /// What shards tell the monitors.
@@ -59,8 +63,7 @@ impl MonLink {
         let (map_tx, map_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new().name(format!("osd.{}-monlink", cfg.osd)).spawn(move || {
             rt.block_on(async move {
-                let entity = format!("osd.{}", cfg.osd);
-                let maps = watch_osdmap(cfg.mon_addrs.clone(), &entity);
+                let maps = watch_osdmap(cfg.mon_addrs.clone(), &cfg.auth_entity, cfg.secret.clone());
                 let _ = map_tx.send(maps.clone());
                 run(cfg, maps, report_rx).await;
             })
@@ -79,8 +82,7 @@ impl MonLink {
 }
 
 async fn run(cfg: MonLinkConfig, mut maps: watch::Receiver<Arc<OsdMap>>, mut reports: mpsc::Receiver<Report>) {
-    let entity = format!("osd.{}", cfg.osd);
-    let Ok(mut monc) = MonClient::new(cfg.mon_addrs.clone(), &entity) else { return };
+    let Ok(mut monc) = MonClient::with_secret(cfg.mon_addrs.clone(), &cfg.auth_entity, cfg.secret.clone()) else { return };
     let boot = |have_epoch| {
         Body::OsdBoot(OsdBoot {
             osd: cfg.osd,

@@ -108,10 +108,24 @@ fn main() -> ExitCode {
         }
     };
     if data_command {
-        return rt.block_on(data(addrs, &cli.name, cli.pool.clone(), &cli.words, json));
+        let secret = match conf.secret_for(&cli.name) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sepia: {e}");
+                return ExitCode::from(13);
+            }
+        };
+        return rt.block_on(data(addrs, &cli.name, secret, cli.pool.clone(), &cli.words, json));
     }
     rt.block_on(async move {
-        let mut monc = match MonClient::new(addrs, &cli.name) {
+        let secret = match conf.secret_for(&cli.name) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sepia: {e}");
+                return ExitCode::from(13);
+            }
+        };
+        let mut monc = match MonClient::with_secret(addrs, &cli.name, secret) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("sepia: {e}");
@@ -141,7 +155,7 @@ fn main() -> ExitCode {
 }
 
 /// `sepia -p POOL put|get|rm|stat|ls ...` and `sepia bench POOL SECONDS write|read [-t N] [-b BYTES] [--no-cleanup]`.
-async fn data(addrs: Vec<String>, name: &str, pool: Option<String>, words: &[String], json: bool) -> ExitCode {
+async fn data(addrs: Vec<String>, name: &str, secret: Option<sepia_proto::auth::key::Secret>, pool: Option<String>, words: &[String], json: bool) -> ExitCode {
     use sepia_client::rados::Rados;
     use sepia_client::tools;
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -153,7 +167,7 @@ async fn data(addrs: Vec<String>, name: &str, pool: Option<String>, words: &[Str
             return ExitCode::from(22);
         }
     };
-    let rados = match Rados::connect(addrs, name).await {
+    let rados = match Rados::connect_with_secret(addrs, name, secret).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sepia: {e}");

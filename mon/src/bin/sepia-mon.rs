@@ -109,6 +109,7 @@ fn main() -> ExitCode {
         name: cli.id.clone(),
         rank: rank as u32,
         public_addr: addrs[rank].clone(),
+        auth_required: conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1"),
         propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 50)),
         tick_interval: Duration::from_millis(200),
     };

@@ -412,7 +412,15 @@ impl MonServices {
     pub fn bootstrap_entry(&mut self, monmap: MonMap, osdmap: &OsdMap, auth: Vec<(String, super::state::AuthEntry)>) -> Vec<u8> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        Batch { proposer: self.node, seq, txs: vec![Tx::Bootstrap(super::state::Bootstrap { monmap, osdmap: osdmap.to_wire(), auth })] }
+        let service_keys = ["mon", "osd"]
+            .iter()
+            .map(|s| {
+                let mut k = [0u8; 32];
+                getrandom::getrandom(&mut k).expect("the OS random source failed");
+                (s.to_string(), 1u64, k)
+            })
+            .collect();
+        Batch { proposer: self.node, seq, txs: vec![Tx::Bootstrap(super::state::Bootstrap { monmap, osdmap: osdmap.to_wire(), auth, service_keys })] }
             .encode()
     }
 

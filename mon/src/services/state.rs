@@ -34,6 +34,9 @@ pub struct Bootstrap {
     pub monmap: MonMap,
     pub osdmap: OsdMapWire,
     pub auth: Vec<(String, AuthEntry)>,
+    /// Per service (`mon`, `osd`): key generation and secret sealing its
+    /// tickets.
+    pub service_keys: Vec<(String, u64, [u8; 32])>,
 }
 
 /// One change. Several make a [`Batch`].
@@ -90,6 +93,8 @@ pub struct ClusterState {
     /// The incrementals that led to `osdmap`, oldest first, bounded.
     pub history: VecDeque<OsdMapIncremental>,
     pub auth: BTreeMap<String, AuthEntry>,
+    /// Service → (generation, secret) for sealing tickets.
+    pub service_keys: BTreeMap<String, (u64, [u8; 32])>,
     /// Log entries applied (the Paxos index the state reflects).
     pub applied: u64,
 }
@@ -102,6 +107,7 @@ pub struct StateWire {
     pub osdmap: OsdMapWire,
     pub history: Vec<OsdMapIncremental>,
     pub auth: Vec<(String, AuthEntry)>,
+    pub service_keys: Vec<(String, u64, [u8; 32])>,
     pub applied: u64,
 }
 
@@ -120,6 +126,7 @@ impl ClusterState {
             osdmap: OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0),
             history: VecDeque::new(),
             auth: BTreeMap::new(),
+            service_keys: BTreeMap::new(),
             applied: 0,
         }
     }
@@ -151,6 +158,7 @@ impl ClusterState {
                 self.monmap = b.monmap.clone();
                 self.osdmap = OsdMap::from_wire(&b.osdmap)?;
                 self.auth = b.auth.iter().cloned().collect();
+                self.service_keys = b.service_keys.iter().map(|(s, g, k)| (s.clone(), (*g, *k))).collect();
                 self.bootstrapped = true;
             }
             _ if !self.bootstrapped => return Err(StateError::NotBootstrapped),
@@ -205,6 +213,7 @@ impl ClusterState {
             osdmap: self.osdmap.to_wire(),
             history: self.history.iter().cloned().collect(),
             auth: self.auth.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            service_keys: self.service_keys.iter().map(|(s, (g, k))| (s.clone(), *g, *k)).collect(),
             applied: self.applied,
         }
     }
@@ -227,6 +236,7 @@ impl ClusterState {
             osdmap: OsdMap::from_wire(&w.osdmap)?,
             history: w.history.into(),
             auth: w.auth.into_iter().collect(),
+            service_keys: w.service_keys.into_iter().map(|(s, g, k)| (s, (g, k))).collect(),
             applied: w.applied,
         })
     }

@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             };
             let args = vec!["osd".to_string(), "new".to_string(), sepia_proto::uuid::format(&uuid), cli.id.to_string()];
             let registered = rt.block_on(async {
-                let mut monc = sepia_client::monc::MonClient::new(mon_addrs.clone(), "client.admin").map_err(|e| e.to_string())?;
+                let mut monc = sepia_client::monc::MonClient::from_conf(&conf, "client.admin")?;
                 monc.command(&args, false).await.map_err(|e| e.to_string())
             });
             match registered {
@@ -204,6 +204,13 @@ fn main() -> ExitCode {
         shard_addrs: addrs.clone(),
         hostname,
         beacon_interval: std::time::Duration::from_secs(2),
+        // Dev clusters give OSDs the admin key (per-OSD keys come with
+        // `osd new` + auth in a later change).
+        auth_entity: "client.admin".into(),
+        secret: match conf.secret_for("client.admin") {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
     }) {
         Ok(l) => l,
         Err(e) => return fail(e),
