@@ -67,6 +67,26 @@ pub enum PhysOp {
     OmapClear { coll: CollId, obj: String },
 }
 
+impl PhysOp {
+    /// The existing object an op changes in place (not for ops that
+    /// create, remove or act on whole collections).
+    pub fn object_target(&self) -> Option<(&CollId, &str)> {
+        match self {
+            PhysOp::SetBlocks { coll, obj, .. }
+            | PhysOp::DropBlocks { coll, obj, .. }
+            | PhysOp::SetSize { coll, obj, .. }
+            | PhysOp::SetAttr { coll, obj, .. }
+            | PhysOp::RmAttr { coll, obj, .. }
+            | PhysOp::OmapSet { coll, obj, .. }
+            | PhysOp::OmapRm { coll, obj, .. }
+            | PhysOp::OmapRmRange { coll, obj, .. }
+            | PhysOp::OmapHeader { coll, obj, .. }
+            | PhysOp::OmapClear { coll, obj } => Some((coll, obj)),
+            PhysOp::CreateColl(_) | PhysOp::RemoveColl(_) | PhysOp::Touch { .. } | PhysOp::Remove { .. } => None,
+        }
+    }
+}
+
 /// A journal record's body: the physical ops of a group of transactions,
 /// and — for a small group — the content of its new data blocks, which then
 /// reach the data area later (deferred) or by replay (redo).
@@ -132,19 +152,7 @@ impl Meta {
                 }
             }
             _ => {
-                let (coll, obj) = match op {
-                    PhysOp::SetBlocks { coll, obj, .. }
-                    | PhysOp::DropBlocks { coll, obj, .. }
-                    | PhysOp::SetSize { coll, obj, .. }
-                    | PhysOp::SetAttr { coll, obj, .. }
-                    | PhysOp::RmAttr { coll, obj, .. }
-                    | PhysOp::OmapSet { coll, obj, .. }
-                    | PhysOp::OmapRm { coll, obj, .. }
-                    | PhysOp::OmapRmRange { coll, obj, .. }
-                    | PhysOp::OmapHeader { coll, obj, .. }
-                    | PhysOp::OmapClear { coll, obj } => (coll, obj),
-                    _ => unreachable!("handled above"),
-                };
+                let Some((coll, obj)) = op.object_target() else { return };
                 let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.get_mut(obj)) else { return };
                 match op {
                     PhysOp::SetBlocks { blocks, .. } => {

@@ -1152,19 +1152,7 @@ impl View {
                 self.objs.insert((*coll, obj.clone()), None);
             }
             other => {
-                let (coll, obj) = match other {
-                    PhysOp::SetBlocks { coll, obj, .. }
-                    | PhysOp::DropBlocks { coll, obj, .. }
-                    | PhysOp::SetSize { coll, obj, .. }
-                    | PhysOp::SetAttr { coll, obj, .. }
-                    | PhysOp::RmAttr { coll, obj, .. }
-                    | PhysOp::OmapSet { coll, obj, .. }
-                    | PhysOp::OmapRm { coll, obj, .. }
-                    | PhysOp::OmapRmRange { coll, obj, .. }
-                    | PhysOp::OmapHeader { coll, obj, .. }
-                    | PhysOp::OmapClear { coll, obj } => (*coll, obj.clone()),
-                    _ => return,
-                };
+                let Some((coll, obj)) = other.object_target().map(|(c, o)| (*c, o.to_string())) else { return };
                 let Some(o) = self.onode(meta, &coll, &obj).cloned() else { return };
                 // Reuse Meta::apply on a one-object metadata.
                 let mut one = Meta::default();
