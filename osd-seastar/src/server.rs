@@ -80,6 +80,10 @@ pub struct Shard {
     next_version: Cell<u64>,
     /// Peers that answered a ping since the heartbeat loop last looked.
     pongs: RefCell<Vec<OsdId>>,
+    /// One lock per object with an op in progress: ops on one object run
+    /// one after the other (checks, replication and all), so replicas see
+    /// them in the primary's order.
+    object_locks: RefCell<HashMap<(CollId, String), Rc<async_lock::Mutex<()>>>>,
     /// Failure reports to the monitors (shard 0 runs the heartbeats).
     reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
 }
@@ -104,7 +108,7 @@ impl Shard {
         maps: watch::Receiver<Arc<OsdMap>>,
         reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
     ) -> Shard {
-        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0), pongs: RefCell::new(Vec::new()), reports }
+        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0), pongs: RefCell::new(Vec::new()), object_locks: RefCell::new(HashMap::new()), reports }
     }
 
     /// The OSDs we share a PG with (our heartbeat peers), up in `map`.
@@ -319,6 +323,19 @@ impl Shard {
         }
         let coll = coll_of(op.pg);
         let key = object_key(&op.object);
+        let lock = self.object_locks.borrow_mut().entry((coll, key.clone())).or_default().clone();
+        let guard = lock.lock().await;
+        let result = self.client_op_locked(&op, data, &map, &acting, coll, &key).await;
+        drop(guard);
+        // Forget the lock once nobody else holds or waits for it.
+        if Rc::strong_count(&lock) == 2 {
+            self.object_locks.borrow_mut().remove(&(coll, key));
+        }
+        result
+    }
+
+    async fn client_op_locked(&self, op: &OsdOp, data: &[u8], map: &OsdMap, acting: &[OsdId], coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
+        let key = key.to_string();
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
         let mut rdata = Vec::new();
