@@ -8,6 +8,7 @@
 //! - [`rados`] — the librados-style object client (`Rados`, `IoCtx`):
 //!   placement computed locally, one connection per OSD shard, resend on
 //!   map change.
+//! - [`blocking`] — a synchronous facade for tools.
 //! - [`tools`] — `sepia` data commands (`put`, `get`, `bench`, ...).
 //! - [`cluster`] — `sepia cluster up|down`: a local dev cluster of real
 //!   processes on loopback.
@@ -15,6 +16,7 @@
 //! Invariant: nothing here trusts the network — every frame goes through
 //! the proto decoder and every body through rkyv validation before use.
 
+pub mod blocking;
 pub mod cluster;
 pub mod config;
 pub mod conn;

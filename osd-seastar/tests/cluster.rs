@@ -89,6 +89,15 @@ fn write_read_and_survive_kill_9() {
         cluster::start_osd(&dir, id).unwrap();
     }
     cluster::wait_for_osds_up(&dir, 2, Duration::from_secs(30)).unwrap();
+    // The synchronous facade sees the same objects.
+    let sync = sepia_client::blocking::Cluster::connect(&conf, "client.admin").unwrap();
+    let pool = sync.pool("rbd").unwrap();
+    assert_eq!(pool.read("small", 0, 0).unwrap(), b"hello World");
+    pool.write_full("sync", b"blocking").unwrap();
+    assert_eq!(pool.stat("sync").unwrap().size, 8);
+    assert_eq!(sync.command(&["osd", "pool", "ls"], true).unwrap().2, r#"["rbd"]"#);
+    drop(pool);
+    drop(sync);
     rt.block_on(async {
         let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
         let io = rados.ioctx("rbd").unwrap();
