@@ -87,6 +87,57 @@ impl PhysOp {
     }
 }
 
+/// Applies an op that changes one existing object (see
+/// [`PhysOp::object_target`]) to that object.
+pub fn apply_to_onode(o: &mut Onode, op: &PhysOp, freed: &mut Vec<u64>) {
+        match op {
+            PhysOp::SetBlocks { blocks, .. } => {
+                for (idx, b) in blocks {
+                    if let Some(old) = o.blocks.insert(*idx, *b) {
+                        freed.push(old.dev);
+                    }
+                }
+            }
+            PhysOp::DropBlocks { from, to, .. } => {
+                let doomed: Vec<u64> = o.blocks.range(*from..*to).map(|(i, _)| *i).collect();
+                for i in doomed {
+                    if let Some(old) = o.blocks.remove(&i) {
+                        freed.push(old.dev);
+                    }
+                }
+            }
+            PhysOp::SetSize { size, .. } => o.size = *size,
+            PhysOp::SetAttr { name, value, .. } => {
+                o.xattrs.insert(name.clone(), value.clone());
+            }
+            PhysOp::RmAttr { name, .. } => {
+                o.xattrs.remove(name);
+            }
+            PhysOp::OmapSet { entries, .. } => {
+                for (k, v) in entries {
+                    o.omap.insert(k.clone(), v.clone());
+                }
+            }
+            PhysOp::OmapRm { keys, .. } => {
+                for k in keys {
+                    o.omap.remove(k);
+                }
+            }
+            PhysOp::OmapRmRange { start, end, .. } => {
+                let doomed: Vec<String> = o.omap.range(start.clone()..).take_while(|(k, _)| *k < end).map(|(k, _)| k.clone()).collect();
+                for k in doomed {
+                    o.omap.remove(&k);
+                }
+            }
+            PhysOp::OmapHeader { value, .. } => o.omap_header = value.clone(),
+            PhysOp::OmapClear { .. } => {
+                o.omap.clear();
+                o.omap_header.clear();
+            }
+            _ => {}
+        }
+}
+
 /// A journal record's body: the physical ops of a group of transactions,
 /// and — for a small group — the content of its new data blocks, which then
 /// reach the data area later (deferred) or by replay (redo).
@@ -154,52 +205,7 @@ impl Meta {
             _ => {
                 let Some((coll, obj)) = op.object_target() else { return };
                 let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.get_mut(obj)) else { return };
-                match op {
-                    PhysOp::SetBlocks { blocks, .. } => {
-                        for (idx, b) in blocks {
-                            if let Some(old) = o.blocks.insert(*idx, *b) {
-                                freed.push(old.dev);
-                            }
-                        }
-                    }
-                    PhysOp::DropBlocks { from, to, .. } => {
-                        let doomed: Vec<u64> = o.blocks.range(*from..*to).map(|(i, _)| *i).collect();
-                        for i in doomed {
-                            if let Some(old) = o.blocks.remove(&i) {
-                                freed.push(old.dev);
-                            }
-                        }
-                    }
-                    PhysOp::SetSize { size, .. } => o.size = *size,
-                    PhysOp::SetAttr { name, value, .. } => {
-                        o.xattrs.insert(name.clone(), value.clone());
-                    }
-                    PhysOp::RmAttr { name, .. } => {
-                        o.xattrs.remove(name);
-                    }
-                    PhysOp::OmapSet { entries, .. } => {
-                        for (k, v) in entries {
-                            o.omap.insert(k.clone(), v.clone());
-                        }
-                    }
-                    PhysOp::OmapRm { keys, .. } => {
-                        for k in keys {
-                            o.omap.remove(k);
-                        }
-                    }
-                    PhysOp::OmapRmRange { start, end, .. } => {
-                        let doomed: Vec<String> = o.omap.range(start.clone()..).take_while(|(k, _)| *k < end).map(|(k, _)| k.clone()).collect();
-                        for k in doomed {
-                            o.omap.remove(&k);
-                        }
-                    }
-                    PhysOp::OmapHeader { value, .. } => o.omap_header = value.clone(),
-                    PhysOp::OmapClear { .. } => {
-                        o.omap.clear();
-                        o.omap_header.clear();
-                    }
-                    _ => {}
-                }
+                apply_to_onode(o, op, freed);
             }
         }
     }

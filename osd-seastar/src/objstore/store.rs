@@ -1138,6 +1138,10 @@ impl View {
             }
             PhysOp::Touch { coll, obj, mtime_ms } => {
                 let existed = self.exists(meta, coll, obj);
+                if let Some(Some(o)) = self.objs.get_mut(&(*coll, obj.clone())) {
+                    o.mtime_ms = *mtime_ms;
+                    return;
+                }
                 let mut o = self.onode(meta, coll, obj).cloned().unwrap_or_default();
                 o.mtime_ms = *mtime_ms;
                 self.objs.insert((*coll, obj.clone()), Some(o));
@@ -1152,15 +1156,18 @@ impl View {
                 self.objs.insert((*coll, obj.clone()), None);
             }
             other => {
-                let Some((coll, obj)) = other.object_target().map(|(c, o)| (*c, o.to_string())) else { return };
-                let Some(o) = self.onode(meta, &coll, &obj).cloned() else { return };
-                // Reuse Meta::apply on a one-object metadata.
-                let mut one = Meta::default();
-                one.colls.entry(coll).or_default().insert(obj.clone(), o);
-                let mut freed = Vec::new();
-                one.apply(other, &mut freed);
-                let o = one.colls.get_mut(&coll).and_then(|m| m.remove(&obj));
-                self.objs.insert((coll, obj), o);
+                let Some((coll, obj)) = other.object_target() else { return };
+                let key = (*coll, obj.to_string());
+                // Copy the object into the view once; later ops of the
+                // transaction change the copy in place.
+                if !self.objs.contains_key(&key) {
+                    let base = if self.colls.get(coll) == Some(&false) { None } else { meta.onode(coll, obj).cloned() };
+                    self.objs.insert(key.clone(), base);
+                }
+                if let Some(Some(o)) = self.objs.get_mut(&key) {
+                    let mut freed = Vec::new();
+                    super::meta::apply_to_onode(o, other, &mut freed);
+                }
             }
         }
     }
