@@ -151,6 +151,20 @@ fn a_killed_osd_is_marked_down_and_io_continues() {
             io.write_full(&format!("after{i}"), b"y").await.unwrap();
             assert_eq!(io.read(&format!("before{i}"), 0, 0).await.unwrap(), b"x");
         }
+        // SIGTERM: a clean shutdown says goodbye (down at once, no grace) and
+        // checkpoints its stores before exiting.
+        assert!(cluster::signal(&dir, "osd.1", 15));
+        let stopped = std::time::Instant::now();
+        while rados.osdmap().is_up(1) {
+            assert!(stopped.elapsed() < Duration::from_secs(30), "osd.1 never marked down after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("osd.1 marked down {:.1} s after SIGTERM", stopped.elapsed().as_secs_f64());
+        let log = dir.join("out").join("osd.1.log");
+        while !std::fs::read_to_string(&log).unwrap_or_default().contains("stores checkpointed") {
+            assert!(stopped.elapsed() < Duration::from_secs(30), "osd.1 did not finish its shutdown");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     });
     drop(c);
 }

@@ -131,11 +131,14 @@ fn main() -> ExitCode {
     // the map channel, serve.
     let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<(u32, String), String>>();
     let mut map_txs = Vec::new();
+    let mut stop_txs = Vec::new();
     let mut handles = Vec::new();
     for shard in 0..shards {
         type Links = (tokio::sync::watch::Receiver<Arc<OsdMap>>, tokio::sync::mpsc::Sender<sepia_osd::monlink::Report>);
         let (map_tx, map_rx) = std::sync::mpsc::channel::<Links>();
         map_txs.push(map_tx);
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        stop_txs.push(stop_tx);
         let addr_tx = addr_tx.clone();
         let data = cli.data.clone();
         let host = cli.host.clone();
@@ -180,7 +183,18 @@ fn main() -> ExitCode {
                 // Shard 0 watches the peers for the whole OSD.
                 glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();
             }
-            shard.serve(listener).await;
+            glommio::spawn_local(shard.clone().serve(listener)).detach();
+            // Until a clean shutdown: then everything queued is made durable
+            // and checkpointed, so the next start replays nothing.
+            loop {
+                match stop_rx.try_recv() {
+                    Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(20)).await,
+                    _ => break,
+                }
+            }
+            if let Err(e) = shard.store.sync_checkpoint().await {
+                eprintln!("osd.{osd} shard {index}: final checkpoint: {e}");
+            }
         });
         match h {
             Ok(h) => handles.push(h),
@@ -227,8 +241,13 @@ fn main() -> ExitCode {
     if signals.forever().next().is_some() {
         eprintln!("osd.{}: shutting down", cli.id);
         link.shutdown();
+        for tx in &stop_txs {
+            let _ = tx.send(());
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        eprintln!("osd.{}: stores checkpointed; bye", cli.id);
     }
-    // Shard executors hold the stores; the journal makes an exit here safe.
-    let _ = handles;
     ExitCode::SUCCESS
 }

@@ -370,6 +370,17 @@ impl<D: Device> Store<D> {
         Ok(store)
     }
 
+    /// Flushes everything queued and writes a checkpoint, leaving the store
+    /// usable (a clean shutdown calls this, then exits).
+    pub async fn sync_checkpoint(&self) -> Result<(), StoreError> {
+        let _guard = self.plan_lock.lock().await;
+        self.commit_all_locked(true).await;
+        if let Some(f) = &self.inner.borrow().failed {
+            return Err(StoreError::Failed(f.clone()));
+        }
+        self.checkpoint().await
+    }
+
     /// Flushes everything queued and writes a final checkpoint.
     pub async fn umount(self) -> Result<(), StoreError> {
         let _guard = self.plan_lock.lock().await;
