@@ -29,15 +29,7 @@ pub struct ClusterBenchConfig {
 }
 
 fn cpu_time_children_and_self() -> Duration {
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let mut total = Duration::ZERO;
-    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
-        // SAFETY: getrusage writes into the struct we pass.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        unsafe { libc::getrusage(who, &mut ru) };
-        total += tv(ru.ru_utime) + tv(ru.ru_stime);
-    }
-    total
+    crate::raw::cpu_time_of(libc::RUSAGE_SELF) + crate::raw::cpu_time_of(libc::RUSAGE_CHILDREN)
 }
 
 /// CPU seconds used so far by the cluster's daemons (from /proc).

@@ -85,12 +85,19 @@ pub fn preallocate(path: &Path, bytes: u64) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn cpu_time() -> Duration {
+/// User + system CPU time of this process (`RUSAGE_SELF`) or of its
+/// reaped children (`RUSAGE_CHILDREN`).
+pub fn cpu_time_of(who: libc::c_int) -> Duration {
     // SAFETY: getrusage writes into the struct we pass.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time of this process so far.
+pub fn cpu_time() -> Duration {
+    cpu_time_of(libc::RUSAGE_SELF)
 }
 
 /// SplitMix64 for offsets: cheap, and the same sequence every run.

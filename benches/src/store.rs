@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
 
-use crate::raw::{self, Row};
+use crate::raw::{self, cpu_time, Row};
 
 const COLL: CollId = CollId { pool: 1, seed: 0 };
 
@@ -26,14 +26,6 @@ pub struct StoreBenchConfig {
     pub seconds: u64,
     pub objects: u64,
     pub journal_bytes: u64,
-}
-
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn name(i: u64) -> String {
