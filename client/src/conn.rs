@@ -172,3 +172,39 @@ pub async fn authenticate(conn: &mut Conn, entity: &str, secret: &sepia_proto::a
         other => Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
     }
 }
+
+/// A daemon fetches a service's ticket key over an authenticated
+/// connection (it arrives sealed with the session key).
+pub async fn fetch_service_key(conn: &mut Conn, session: &sepia_proto::auth::mac::SessionKey, service: &str) -> Result<(u64, [u8; 32]), ConnError> {
+    use sepia_proto::auth::{ticket, AuthMessage};
+    conn.send(&Body::Auth(AuthMessage::ServiceKeyRequest { service: service.to_string() }), &[]).await?;
+    match conn.recv_body().await?.1 {
+        Body::Auth(AuthMessage::ServiceKey { generation, sealed, .. }) => {
+            let key = ticket::open_with_session(session, &sealed).map_err(|e| ConnError::Hello(e.to_string()))?;
+            let key: [u8; 32] = key.as_slice().try_into().map_err(|_| ConnError::Hello("bad service key length".into()))?;
+            Ok((generation, key))
+        }
+        Body::Auth(AuthMessage::Refused { reason, .. }) => Err(ConnError::Hello(format!("service key refused: {reason}"))),
+        other => Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
+    }
+}
+
+/// Presents a ticket to a service (an OSD) and switches the connection to
+/// MACed frames under the session key.
+pub async fn authorize(conn: &mut Conn, session: &sepia_proto::auth::mac::SessionKey, ticket: &sepia_proto::auth::ticket::SealedTicket) -> Result<(), ConnError> {
+    use sepia_proto::auth::{ticket as t, AuthMessage};
+    let mut nonce = [0u8; 8];
+    getrandom::getrandom(&mut nonce).map_err(|e| ConnError::Hello(e.to_string()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let a = t::build_authorizer(ticket, session, u64::from_le_bytes(nonce), now);
+    conn.send(&Body::Auth(AuthMessage::Authorize(a)), &[]).await?;
+    match conn.recv_body().await?.1 {
+        Body::Auth(AuthMessage::Authorized { result: 0 }) => {
+            conn.set_session_key(session.clone());
+            Ok(())
+        }
+        Body::Auth(AuthMessage::Authorized { result }) => Err(ConnError::Hello(format!("authorizer refused ({result})"))),
+        Body::Auth(AuthMessage::Refused { reason, .. }) => Err(ConnError::Hello(format!("authorizer refused: {reason}"))),
+        other => Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
+    }
+}

@@ -78,9 +78,15 @@ struct OsdConn {
     tx: mpsc::Sender<ConnRequest>,
 }
 
+/// What a client shows OSDs: its session key and its OSD ticket.
+type OsdCreds = (sepia_proto::auth::mac::SessionKey, sepia_proto::auth::ticket::SealedTicket);
+
 impl OsdConn {
-    async fn open(addr: &str, entity: &str) -> Result<OsdConn, ConnError> {
-        let conn = Conn::connect(addr, entity, [0; 16]).await?;
+    async fn open(addr: &str, entity: &str, creds: Option<&OsdCreds>) -> Result<OsdConn, ConnError> {
+        let mut conn = Conn::connect(addr, entity, [0; 16]).await?;
+        if let Some((session, ticket)) = creds {
+            crate::conn::authorize(&mut conn, session, ticket).await?;
+        }
         let (tx, rx) = mpsc::channel(limits::conn_queue_max);
         tokio::spawn(conn_task(conn, rx));
         Ok(OsdConn { tx })
@@ -209,6 +215,26 @@ pub struct Rados {
     client_id: u64,
     next_tid: AtomicU64,
     in_flight: Semaphore,
+    osd_creds: Option<OsdCreds>,
+}
+
+/// Authenticates with one of the monitors and keeps the OSD ticket.
+async fn osd_credentials(addrs: &[String], entity: &str, secret: &sepia_proto::auth::key::Secret) -> Result<OsdCreds, RadosError> {
+    let mut last = String::new();
+    for addr in addrs {
+        let attempt = async {
+            let mut conn = Conn::connect(addr, entity, [0; 16]).await?;
+            crate::conn::authenticate(&mut conn, entity, secret).await
+        };
+        match attempt.await {
+            Ok(g) => {
+                let ticket = g.tickets.into_iter().find(|t| t.service == "osd").ok_or_else(|| RadosError::BadReply("no OSD ticket granted".into()))?;
+                return Ok((g.session_key, ticket));
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(RadosError::BadReply(format!("authentication failed: {last}")))
 }
 
 impl Rados {
@@ -221,6 +247,10 @@ impl Rados {
     /// Connects, authenticating as `entity` with `secret`.
     pub async fn connect_with_secret(mon_addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> Result<Arc<Rados>, RadosError> {
         let monc = MonClient::with_secret(mon_addrs.clone(), entity, secret.clone())?;
+        let osd_creds = match &secret {
+            Some(s) => Some(osd_credentials(&mon_addrs, entity, s).await?),
+            None => None,
+        };
         let rx = watch_osdmap(mon_addrs, entity, secret);
         let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
         let rados = Arc::new(Rados {
@@ -231,6 +261,7 @@ impl Rados {
             client_id,
             next_tid: AtomicU64::new(1),
             in_flight: Semaphore::new(limits::ops_in_flight_max),
+            osd_creds,
         });
         rados.wait_for_epoch(1, Duration::from_millis(limits::op_timeout_ms)).await?;
         Ok(rados)
@@ -274,7 +305,7 @@ impl Rados {
                 return Ok(c.clone());
             }
         }
-        let c = OsdConn::open(addr, &self.entity).await?;
+        let c = OsdConn::open(addr, &self.entity, self.osd_creds.as_ref()).await?;
         self.conns.lock().await.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -411,6 +411,7 @@ async fn serve_conn(
 ) -> Result<(), String> {
     use sepia_proto::auth::{key::Secret, mac::SessionKey, ticket, AuthMessage};
     let mut mon_caps: Option<String> = None;
+    let mut session_key: Option<SessionKey> = None;
     // (entity, client challenge, server challenge) between hello and proof.
     let mut pending: Option<(String, u64, u64)> = None;
     let refused = |why: &str| Body::Auth(AuthMessage::Refused { result: sepia_proto::errno::Errno::Access.result(), reason: why.to_string() });
@@ -452,7 +453,8 @@ async fn serve_conn(
                                                 if let Err(e) = conn.send_with_txid(&Body::Auth(g), txid, &[]).await {
                                                     break Err(e.to_string());
                                                 }
-                                                conn.set_session_key(session);
+                                                conn.set_session_key(session.clone());
+                                                session_key = Some(session);
                                                 mon_caps = Some(view.entries.get(&entity).and_then(|e| e.caps.get("mon").cloned()).unwrap_or_default());
                                                 continue;
                                             }
@@ -463,6 +465,20 @@ async fn serve_conn(
                                 }
                             }
                         },
+                        AuthMessage::ServiceKeyRequest { service } => {
+                            use sepia_proto::auth::caps::{Caps, Perm};
+                            let daemon = mon_caps.as_deref().and_then(|c| Caps::parse(c).ok()).is_some_and(|c| c.allows("mon", None, "", "", Perm::ALL));
+                            match (&session_key, view.service_keys.get(&service)) {
+                                (Some(session), Some((generation, key))) if daemon => Body::Auth(AuthMessage::ServiceKey {
+                                    service,
+                                    generation: *generation,
+                                    sealed: ticket::seal_with_session(session, key),
+                                }),
+                                (None, _) => refused("authenticate first"),
+                                (_, None) => refused("no such service"),
+                                _ => refused("service keys are for daemons"),
+                            }
+                        }
                         _ => refused("unexpected auth message"),
                     };
                     if let Err(e) = conn.send_with_txid(&reply, txid, &[]).await {

@@ -48,8 +48,21 @@ pub enum Report {
     Goodbye,
 }
 
+/// What the OSD needs to check clients' tickets and to show its own to
+/// peers: the OSD service key, and its own session key and OSD ticket.
+pub struct OsdAuth {
+    pub keys: sepia_proto::auth::ticket::ServiceKeys,
+    pub session: sepia_proto::auth::mac::SessionKey,
+    pub ticket: sepia_proto::auth::ticket::SealedTicket,
+}
+
+/// How often the OSD refreshes its key and ticket (tickets live an hour).
+const AUTH_REFRESH: Duration = Duration::from_secs(600);
+
 pub struct MonLink {
     pub maps: watch::Receiver<Arc<OsdMap>>,
+    /// `None` until the first authentication (or without a key).
+    pub auth: watch::Receiver<Option<Arc<OsdAuth>>>,
     pub reports: mpsc::Sender<Report>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -61,15 +74,19 @@ impl MonLink {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (report_tx, report_rx) = mpsc::channel(limits::reports_queued_max);
         let (map_tx, map_rx) = std::sync::mpsc::sync_channel(1);
+        let (auth_tx, auth_rx) = watch::channel(None);
         let thread = std::thread::Builder::new().name(format!("osd.{}-monlink", cfg.osd)).spawn(move || {
             rt.block_on(async move {
                 let maps = watch_osdmap(cfg.mon_addrs.clone(), &cfg.auth_entity, cfg.secret.clone());
                 let _ = map_tx.send(maps.clone());
+                if cfg.secret.is_some() {
+                    tokio::spawn(refresh_auth(cfg.clone(), auth_tx));
+                }
                 run(cfg, maps, report_rx).await;
             })
         })?;
         let maps = map_rx.recv().map_err(|_| std::io::Error::other("monitor link thread died"))?;
-        Ok(MonLink { maps, reports: report_tx, thread: Some(thread) })
+        Ok(MonLink { maps, auth: auth_rx, reports: report_tx, thread: Some(thread) })
     }
 
     /// Says goodbye (marked down now) and stops the link.
@@ -77,6 +94,39 @@ impl MonLink {
         let _ = self.reports.try_send(Report::Goodbye);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Authenticates, fetches the OSD service key, publishes both; again and
+/// again before the ticket expires.
+async fn refresh_auth(cfg: MonLinkConfig, tx: watch::Sender<Option<Arc<OsdAuth>>>) {
+    use sepia_client::conn::{authenticate, fetch_service_key, Conn};
+    let Some(secret) = cfg.secret.clone() else { return };
+    let mut index = 0usize;
+    loop {
+        let addr = cfg.mon_addrs[index % cfg.mon_addrs.len()].clone();
+        index += 1;
+        let got = async {
+            let mut conn = Conn::connect(&addr, &cfg.auth_entity, [0; 16]).await?;
+            let g = authenticate(&mut conn, &cfg.auth_entity, &secret).await?;
+            let (generation, key) = fetch_service_key(&mut conn, &g.session_key, "osd").await?;
+            let ticket = g.tickets.into_iter().find(|t| t.service == "osd").ok_or(sepia_client::conn::ConnError::Unexpected("no osd ticket"))?;
+            Ok::<OsdAuth, sepia_client::conn::ConnError>(OsdAuth { keys: sepia_proto::auth::ticket::ServiceKeys::new(generation, key), session: g.session_key, ticket })
+        }
+        .await;
+        match got {
+            Ok(a) => {
+                let _ = tx.send(Some(Arc::new(a)));
+                tokio::time::sleep(AUTH_REFRESH).await;
+            }
+            Err(e) => {
+                eprintln!("osd.{}: authentication with {addr}: {e}", cfg.osd);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
         }
     }
 }

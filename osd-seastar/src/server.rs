@@ -32,6 +32,8 @@ use sepia_proto::msg::{
     self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOp, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
 };
 use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
+use sepia_proto::auth::caps::{Caps, Perm};
+use sepia_proto::auth::mac::SessionKey;
 use tokio::sync::{oneshot, watch};
 
 use crate::objstore::{CollId, DmaDevice, Op, Store, StoreError, Transaction};
@@ -66,6 +68,8 @@ fn coll_of(pg: PgId) -> CollId {
 /// A connection to another OSD shard, for replica ops.
 struct PeerConn {
     writer: async_lock::Mutex<futures_lite::io::WriteHalf<TcpStream>>,
+    /// Set once the peer accepted our authorizer.
+    mac: RefCell<Option<SessionKey>>,
     waiting: RefCell<HashMap<u64, oneshot::Sender<Body>>>,
     next_txid: Cell<u64>,
     alive: Cell<bool>,
@@ -86,10 +90,14 @@ pub struct Shard {
     object_locks: RefCell<HashMap<(CollId, String), Rc<async_lock::Mutex<()>>>>,
     /// Failure reports to the monitors (shard 0 runs the heartbeats).
     reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
+    /// The OSD service key and our own ticket, from the monitor link.
+    auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
+    /// Refuse ops from connections without a valid ticket.
+    pub auth_required: bool,
 }
 
-async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body, txid: u64, data: &[u8]) -> std::io::Result<()> {
-    let f = msg::encode(body, txid, data, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body, txid: u64, data: &[u8], mac: Option<&SessionKey>) -> std::io::Result<()> {
+    let f = msg::encode(body, txid, data, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut head = Vec::with_capacity(f.header.len() + f.body.len());
     head.extend_from_slice(&f.header);
     head.extend_from_slice(&f.body);
@@ -97,8 +105,18 @@ async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body,
     if !data.is_empty() {
         w.write_all(data).await?;
     }
+    if let Some(tag) = &f.mac {
+        w.write_all(tag).await?;
+    }
     w.flush().await
 }
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How far an authorizer's timestamp may be from our clock.
+const AUTHORIZER_WINDOW_MS: u64 = 300_000;
 
 impl Shard {
     pub fn new(
@@ -107,8 +125,22 @@ impl Shard {
         store: Store<DmaDevice>,
         maps: watch::Receiver<Arc<OsdMap>>,
         reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
+        auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
+        auth_required: bool,
     ) -> Shard {
-        Shard { osd, shard, store, maps, peers: RefCell::new(HashMap::new()), next_version: Cell::new(0), pongs: RefCell::new(Vec::new()), object_locks: RefCell::new(HashMap::new()), reports }
+        Shard {
+            osd,
+            shard,
+            store,
+            maps,
+            peers: RefCell::new(HashMap::new()),
+            next_version: Cell::new(0),
+            pongs: RefCell::new(Vec::new()),
+            object_locks: RefCell::new(HashMap::new()),
+            reports,
+            auth,
+            auth_required,
+        }
     }
 
     /// The OSDs we share a PG with (our heartbeat peers), up in `map`.
@@ -230,6 +262,7 @@ impl Shard {
     }
 
     async fn serve_conn(self: Rc<Self>, stream: TcpStream) -> std::io::Result<()> {
+        use sepia_proto::auth::{ticket, AuthMessage};
         stream.set_nodelay(true).ok();
         let (mut reader, writer) = futures_lite::io::split(stream);
         let writer = Rc::new(async_lock::Mutex::new(writer));
@@ -237,6 +270,10 @@ impl Shard {
         let mut buf = vec![0u8; limits::read_chunk_bytes];
         let in_flight = Rc::new(Cell::new(0usize));
         let fsid = self.map().fsid;
+        // After an accepted authorizer: the session key (frames are MACed
+        // both ways) and the entity's OSD caps.
+        let mac: Rc<RefCell<Option<SessionKey>>> = Rc::new(RefCell::new(None));
+        let mut caps: Option<Rc<Caps>> = None;
         loop {
             let n = reader.read(&mut buf).await?;
             if n == 0 {
@@ -252,18 +289,44 @@ impl Shard {
                     Body::Hello(theirs) => {
                         let ours = hello::local_hello(&format!("osd.{}", self.osd), fsid);
                         let (reply, _) = hello::reply(&ours, &theirs);
-                        send_frame(&mut *writer.lock().await, &Body::HelloReply(reply), txid, &[]).await?;
+                        send_frame(&mut *writer.lock().await, &Body::HelloReply(reply), txid, &[], None).await?;
+                    }
+                    Body::Auth(AuthMessage::Authorize(a)) => {
+                        let keys = self.auth.borrow().as_ref().map(|x| x.keys.clone());
+                        let verdict = match keys {
+                            None => Err("this OSD has no service key yet".to_string()),
+                            Some(k) => ticket::verify_authorizer(&a, &k, "osd", wall_ms(), AUTHORIZER_WINDOW_MS).map_err(|e| e.to_string()),
+                        };
+                        match verdict {
+                            Ok(t) => {
+                                let c = t.caps.get("osd").and_then(|c| Caps::parse(c).ok()).unwrap_or_default();
+                                send_frame(&mut *writer.lock().await, &Body::Auth(AuthMessage::Authorized { result: 0 }), txid, &[], None).await?;
+                                let key = SessionKey(t.session_key);
+                                decoder.set_session_key(Box::new(key.clone()));
+                                *mac.borrow_mut() = Some(key);
+                                caps = Some(Rc::new(c));
+                            }
+                            Err(why) => {
+                                let refused = AuthMessage::Refused { result: Errno::Access.result(), reason: why };
+                                send_frame(&mut *writer.lock().await, &Body::Auth(refused), txid, &[], None).await?;
+                            }
+                        }
                     }
                     body => {
                         if in_flight.get() >= limits::conn_in_flight_max {
                             return Err(std::io::Error::other("peer exceeded its in-flight window"));
                         }
                         in_flight.set(in_flight.get() + 1);
-                        let (me, writer, in_flight) = (self.clone(), writer.clone(), in_flight.clone());
+                        let (me, writer, in_flight, mac, caps) = (self.clone(), writer.clone(), in_flight.clone(), mac.clone(), caps.clone());
                         glommio::spawn_local(async move {
-                            let (reply, rdata) = me.handle(body, data).await;
+                            let (reply, rdata) = if me.auth_required && caps.is_none() {
+                                (me.refuse(&body), Vec::new())
+                            } else {
+                                me.handle(body, data, caps.as_deref()).await
+                            };
                             if let Some(reply) = reply {
-                                let _ = send_frame(&mut *writer.lock().await, &reply, txid, &rdata).await;
+                                let key = mac.borrow().clone();
+                                let _ = send_frame(&mut *writer.lock().await, &reply, txid, &rdata, key.as_ref()).await;
                             }
                             in_flight.set(in_flight.get() - 1);
                         })
@@ -274,9 +337,30 @@ impl Shard {
         }
     }
 
-    async fn handle(self: &Rc<Self>, body: Body, data: Vec<u8>) -> (Option<Body>, Vec<u8>) {
+    /// The `-EACCES` answer to a request from a connection without a ticket.
+    fn refuse(&self, body: &Body) -> Option<Body> {
+        let epoch = self.map().epoch;
+        let denied = Errno::Access.result();
+        match body {
+            Body::OsdOp(op) => Some(Body::OsdOpReply(self.reply(op.reqid, denied, epoch))),
+            Body::PgList(l) => Some(Body::PgListReply(PgListReply { reqid: l.reqid, result: denied, epoch, objects: Vec::new(), more: false })),
+            Body::RepOp(op) => Some(Body::RepOpReply(RepOpReply { reqid: op.reqid, pg: op.pg, epoch, version: op.version, result: denied })),
+            _ => None,
+        }
+    }
+
+    async fn handle(self: &Rc<Self>, body: Body, data: Vec<u8>, caps: Option<&Caps>) -> (Option<Body>, Vec<u8>) {
         match body {
             Body::OsdOp(op) => {
+                // Caps: reads need r, writes rw, in the op's pool and namespace.
+                if let Some(c) = caps {
+                    let map = self.map();
+                    let pool = map.pools.get(&op.pg.pool).map(|p| p.name.as_str());
+                    let need = if op.is_write() { Perm { r: true, w: true, x: false } } else { Perm::READ };
+                    if !c.allows("osd", pool, &op.object.namespace, &op.object.name, need) {
+                        return (Some(Body::OsdOpReply(self.reply(op.reqid, Errno::Access.result(), map.epoch))), Vec::new());
+                    }
+                }
                 let (r, d) = self.client_op(op, &data).await;
                 (Some(Body::OsdOpReply(r)), d)
             }
@@ -414,7 +498,8 @@ impl Shard {
         conn.next_txid.set(txid + 1);
         let (tx, rx) = oneshot::channel();
         conn.waiting.borrow_mut().insert(txid, tx);
-        let sent = send_frame(&mut *conn.writer.lock().await, &body, txid, data).await;
+        let key = conn.mac.borrow().clone();
+        let sent = send_frame(&mut *conn.writer.lock().await, &body, txid, data, key.as_ref()).await;
         if let Err(e) = sent {
             conn.alive.set(false);
             self.peers.borrow_mut().remove(addr);
@@ -445,8 +530,16 @@ impl Shard {
         let (mut reader, mut writer) = futures_lite::io::split(stream);
         // Hello first.
         let ours = hello::local_hello(&format!("osd.{}", self.osd), self.map().fsid);
-        send_frame(&mut writer, &Body::Hello(ours), 0, &[]).await?;
-        let conn = Rc::new(PeerConn { writer: async_lock::Mutex::new(writer), waiting: RefCell::new(HashMap::new()), next_txid: Cell::new(1), alive: Cell::new(true) });
+        send_frame(&mut writer, &Body::Hello(ours), 0, &[], None).await?;
+        let conn = Rc::new(PeerConn {
+            writer: async_lock::Mutex::new(writer),
+            mac: RefCell::new(None),
+            waiting: RefCell::new(HashMap::new()),
+            next_txid: Cell::new(1),
+            alive: Cell::new(true),
+        });
+        // Our own ticket, if we have one: the peer may require it.
+        let creds = self.auth.borrow().as_ref().map(|a| (a.session.clone(), a.ticket.clone()));
         let c = conn.clone();
         glommio::spawn_local(async move {
             let mut decoder = FrameDecoder::new(msg::known_type);
@@ -462,6 +555,10 @@ impl Shard {
                 }
                 for f in frames {
                     if let Ok(body) = msg::decode(&f) {
+                        // Frames after an accepted authorizer carry MACs.
+                        if let (Body::Auth(sepia_proto::auth::AuthMessage::Authorized { result: 0 }), Some(k)) = (&body, c.mac.borrow().as_ref()) {
+                            decoder.set_session_key(Box::new(k.clone()));
+                        }
                         if let Some(w) = c.waiting.borrow_mut().remove(&f.header.txid) {
                             let _ = w.send(body);
                         }
@@ -472,6 +569,27 @@ impl Shard {
             c.waiting.borrow_mut().clear();
         })
         .detach();
+        if let Some((session, ticket)) = creds {
+            let mut nonce = [0u8; 8];
+            let _ = nonce_bytes(&mut nonce);
+            let a = sepia_proto::auth::ticket::build_authorizer(&ticket, &session, u64::from_le_bytes(nonce), wall_ms());
+            // The reader installs the key when `Authorized` arrives; we MAC
+            // only after it did, so the peer never sees a MAC it cannot check.
+            *conn.mac.borrow_mut() = Some(session.clone());
+            // Its own txid: the hello reply (txid 0) may still be in flight.
+            let txid = conn.next_txid.get();
+            conn.next_txid.set(txid + 1);
+            let (tx, rx) = oneshot::channel();
+            conn.waiting.borrow_mut().insert(txid, tx);
+            let ok = match send_frame(&mut *conn.writer.lock().await, &Body::Auth(sepia_proto::auth::AuthMessage::Authorize(a)), txid, &[], None).await {
+                Ok(()) => matches!(rx.await, Ok(Body::Auth(sepia_proto::auth::AuthMessage::Authorized { result: 0 }))),
+                Err(_) => false,
+            };
+            if !ok {
+                conn.alive.set(false);
+                return Err(std::io::Error::other(format!("{addr} refused our authorizer")));
+            }
+        }
         self.peers.borrow_mut().insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
@@ -630,4 +748,13 @@ impl Shard {
         }
         Ok(Transaction { ops })
     }
+}
+
+fn nonce_bytes(out: &mut [u8]) -> Result<(), String> {
+    // The authorizer nonce needs no secrecy, only variety.
+    let t = wall_ms().to_le_bytes();
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = t[i % t.len()] ^ (i as u8).wrapping_mul(0x9d);
+    }
+    Ok(())
 }

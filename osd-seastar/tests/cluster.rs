@@ -78,6 +78,39 @@ fn write_read_and_survive_kill_9() {
         assert_eq!(log, (0..32u8).collect::<Vec<_>>());
         io.remove("obj0").await.unwrap();
         assert!(io.read("obj0", 0, 0).await.is_err(), "removed");
+        // OSD caps: a read-only key reads but may not write; other pools are closed to it.
+        let create: Vec<String> = ["auth", "get-or-create", "client.ro", "mon", "allow r", "osd", "allow r pool=rbd"].map(String::from).to_vec();
+        let r = rados.command(&create, false).await.unwrap();
+        assert_eq!(r.result, 0, "{}", r.status);
+        let ring = sepia_proto::auth::keyring::Keyring::parse(&r.output).unwrap();
+        let (_, entry) = ring.entries.iter().next().unwrap();
+        let ro = Rados::connect_with_secret(conf.mon_addrs(), "client.ro", Some(entry.key.clone())).await.unwrap();
+        let ro_io = ro.ioctx("rbd").unwrap();
+        assert_eq!(ro_io.read("small", 0, 0).await.unwrap(), b"hello World", "allow r reads");
+        match ro_io.write_full("small", b"overwritten").await {
+            Err(sepia_client::rados::RadosError::Errno(sepia_proto::errno::Errno::Access)) => {}
+            other => panic!("a read-only key wrote: {other:?}"),
+        }
+        // Without any ticket an OSD answers EACCES.
+        let map = rados.osdmap();
+        let pool = map.pool_by_name("rbd").unwrap();
+        let pg = pool.object_pg("small", None, "");
+        let primary = map.pg_placement(pg).unwrap().acting_primary.unwrap();
+        let addr = map.osd(primary).unwrap().addrs[map.pg_shard(pg, primary).unwrap() as usize].clone();
+        let mut anon = sepia_client::conn::Conn::connect(&addr, "client.nobody", [0; 16]).await.unwrap();
+        let op = sepia_proto::msg::OsdOp {
+            reqid: sepia_proto::msg::ReqId { client: 77, tid: 1 },
+            pg,
+            epoch: map.epoch,
+            object: sepia_proto::msg::ObjectId::new("small"),
+            subops: vec![SubOp::WriteFull { data_offset: 0, len: 3 }],
+        };
+        anon.send(&sepia_proto::msg::Body::OsdOp(op), b"bad").await.unwrap();
+        match anon.recv_body().await.unwrap().1 {
+            sepia_proto::msg::Body::OsdOpReply(r) => assert_eq!(r.result, -13, "no ticket, no write"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(io.read("small", 0, 0).await.unwrap(), b"hello World", "the refused write changed nothing");
         assert!(io.truncate("nothing-here", 0).await.is_err(), "ENOENT");
     });
     // Kill every OSD without warning, then start them again.

@@ -134,7 +134,11 @@ fn main() -> ExitCode {
     let mut stop_txs = Vec::new();
     let mut handles = Vec::new();
     for shard in 0..shards {
-        type Links = (tokio::sync::watch::Receiver<Arc<OsdMap>>, tokio::sync::mpsc::Sender<sepia_osd::monlink::Report>);
+        type Links = (
+            tokio::sync::watch::Receiver<Arc<OsdMap>>,
+            tokio::sync::mpsc::Sender<sepia_osd::monlink::Report>,
+            tokio::sync::watch::Receiver<Option<Arc<sepia_osd::monlink::OsdAuth>>>,
+        );
         let (map_tx, map_rx) = std::sync::mpsc::channel::<Links>();
         map_txs.push(map_tx);
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         let data = cli.data.clone();
         let host = cli.host.clone();
         let osd = cli.id;
+        let auth_required = conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1");
         let placement = match cores.get(shard as usize) {
             Some(&cpu) => glommio::Placement::Fixed(cpu),
             None => glommio::Placement::Unbound,
@@ -170,7 +175,7 @@ fn main() -> ExitCode {
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let _ = addr_tx.send(Ok((shard, addr)));
             // The map channel arrives once the monitor link runs.
-            let (maps, reports) = loop {
+            let (maps, reports, auth) = loop {
                 match map_rx.try_recv() {
                     Ok(m) => break m,
                     Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(5)).await,
@@ -178,7 +183,7 @@ fn main() -> ExitCode {
                 }
             };
             let index = shard;
-            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, Some(reports)));
+            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, Some(reports), auth, auth_required));
             if index == 0 {
                 // Shard 0 watches the peers for the whole OSD.
                 glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();
@@ -230,7 +235,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     for tx in &map_txs {
-        let _ = tx.send((link.maps.clone(), link.reports.clone()));
+        let _ = tx.send((link.maps.clone(), link.reports.clone(), link.auth.clone()));
     }
     eprintln!("osd.{} up: {} shard(s) at {}", cli.id, shards, addrs.join(","));
     // Wait for SIGTERM / SIGINT: say goodbye, then exit.

@@ -58,4 +58,9 @@ pub enum AuthMessage {
     Authorized { result: i32 },
     /// Either way: the exchange failed.
     Refused { result: i32, reason: String },
+    /// A daemon asks for a service's current ticket key (needs `allow *`
+    /// or a daemon profile in its mon caps).
+    ServiceKeyRequest { service: String },
+    /// The key, sealed with the connection's session key.
+    ServiceKey { service: String, generation: u64, sealed: Vec<u8> },
 }

@@ -210,3 +210,20 @@ pub fn verify_authorizer(a: &Authorizer, keys: &ServiceKeys, service: &str, now_
     }
     Ok(t)
 }
+
+/// Seals bytes for the holder of a session key (service keys handed to an
+/// OSD travel this way).
+pub fn seal_with_session(session: &SessionKey, plain: &[u8]) -> Vec<u8> {
+    let nonce = random_nonce();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&seal(&session.0, &nonce, b"sepia-session-sealed", plain));
+    out
+}
+
+pub fn open_with_session(session: &SessionKey, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+    if sealed.len() < 12 {
+        return Err(AuthError::Malformed("short sealed data".into()));
+    }
+    let nonce: [u8; 12] = sealed[..12].try_into().expect("12 bytes");
+    open(&session.0, &nonce, b"sepia-session-sealed", &sealed[12..])
+}
