@@ -369,7 +369,15 @@ impl Rados {
     /// Runs one compound op on `object`; resent (same request id, so the
     /// PG log recognises a write it already applied) until it is answered.
     pub async fn operate(&self, pool: PoolId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>) -> Result<(OsdOpReply, Vec<u8>), RadosError> {
-        let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
+        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
+        self.operate_with_tid(pool, object, subops, data, tid).await
+    }
+
+    /// [`Rados::operate`] with a caller-chosen transaction id: sending the
+    /// same id twice is a resend, which the PG log answers with the first
+    /// outcome instead of applying the write again.
+    pub async fn operate_with_tid(&self, pool: PoolId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>, tid: u64) -> Result<(OsdOpReply, Vec<u8>), RadosError> {
+        let reqid = ReqId { client: self.client_id, tid };
         let pg_of = |map: &OsdMap| {
             let p = map.pools.get(&pool).ok_or_else(|| RadosError::NoPool(pool.to_string()))?;
             let locator = if object.locator.is_empty() { None } else { Some(object.locator.as_str()) };

@@ -9,6 +9,8 @@
 //!
 //! - [`objstore`] — the per-shard object store on O_DIRECT io_uring I/O:
 //!   transactions, group commit, checkpoints, replay, crc per block.
+//! - [`pgs`] — the shell that runs a shard's PG state machines: durable
+//!   PG logs, peering and recovery messages, ordered store transactions.
 //! - [`server`] — the shard server: listener, client ops on the PGs the
 //!   shard owns, replica ops, PG listing.
 //!
@@ -19,4 +21,5 @@ pub mod heartbeat;
 pub mod monlink;
 pub mod objstore;
 pub mod pg;
+pub mod pgs;
 pub mod server;

@@ -29,7 +29,7 @@ use sepia_proto::errno::Errno;
 use sepia_proto::frame::FrameDecoder;
 use sepia_proto::hello;
 use sepia_proto::msg::{
-    self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOp, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
+    self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
 };
 use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
 use sepia_proto::auth::caps::{Caps, Perm};
@@ -49,6 +49,10 @@ pub mod limits {
     pub const replica_timeout_ms: u64 = 10_000;
     /// Requests in flight per connection (the client's window is smaller).
     pub const conn_in_flight_max: usize = 256;
+    /// Free space a client write must leave: other members of the acting
+    /// set may be fuller than we are, and a write the PG log ordered must
+    /// not fail for space anywhere.
+    pub const space_reserve_bytes: u64 = 4 << 20;
 }
 
 /// The store key of an object: namespace and name (the locator only chose
@@ -61,18 +65,18 @@ pub fn object_key(o: &ObjectId) -> String {
     }
 }
 
-fn coll_of(pg: PgId) -> CollId {
+pub(crate) fn coll_of(pg: PgId) -> CollId {
     CollId { pool: pg.pool, seed: pg.seed }
 }
 
 /// A connection to another OSD shard, for replica ops.
-struct PeerConn {
+pub(crate) struct PeerConn {
     writer: async_lock::Mutex<futures_lite::io::WriteHalf<TcpStream>>,
     /// Set once the peer accepted our authorizer.
     mac: RefCell<Option<SessionKey>>,
     waiting: RefCell<HashMap<u64, oneshot::Sender<Body>>>,
     next_txid: Cell<u64>,
-    alive: Cell<bool>,
+    pub(crate) alive: Cell<bool>,
 }
 
 pub struct Shard {
@@ -81,7 +85,17 @@ pub struct Shard {
     pub store: Store<DmaDevice>,
     pub maps: watch::Receiver<Arc<OsdMap>>,
     peers: RefCell<HashMap<String, Rc<PeerConn>>>,
-    next_version: Cell<u64>,
+    /// The PGs whose copy on this OSD lives on this shard.
+    pub(crate) pgs: RefCell<BTreeMap<PgId, crate::pgs::PgSlot>>,
+    /// The newest map the PGs were fed.
+    pub(crate) pgs_epoch: Cell<Epoch>,
+    /// Client writes waiting for their PG's answer, by request id.
+    pub(crate) replies: RefCell<HashMap<ReqId, Vec<oneshot::Sender<(i32, EVersion)>>>>,
+    /// PG store transactions, planned in order by `apply_loop`.
+    pub(crate) applies: tokio::sync::mpsc::Sender<crate::pgs::ApplyItem>,
+    applies_rx: RefCell<Option<tokio::sync::mpsc::Receiver<crate::pgs::ApplyItem>>>,
+    /// One ordered queue of one-way messages per peer shard address.
+    pub(crate) outboxes: RefCell<HashMap<String, tokio::sync::mpsc::Sender<(Body, Vec<u8>)>>>,
     /// Peers that answered a ping since the heartbeat loop last looked.
     pongs: RefCell<Vec<OsdId>>,
     /// One lock per object with an op in progress: ops on one object run
@@ -128,13 +142,19 @@ impl Shard {
         auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
         auth_required: bool,
     ) -> Shard {
+        let (applies, applies_rx) = tokio::sync::mpsc::channel(crate::pgs::limits::apply_queue_max);
         Shard {
+            pgs: RefCell::new(BTreeMap::new()),
+            pgs_epoch: Cell::new(0),
+            replies: RefCell::new(HashMap::new()),
+            applies,
+            applies_rx: RefCell::new(Some(applies_rx)),
+            outboxes: RefCell::new(HashMap::new()),
             osd,
             shard,
             store,
             maps,
             peers: RefCell::new(HashMap::new()),
-            next_version: Cell::new(0),
             pongs: RefCell::new(Vec::new()),
             object_locks: RefCell::new(HashMap::new()),
             reports,
@@ -237,8 +257,24 @@ impl Shard {
         self.map()
     }
 
-    /// Serves the listener until the executor stops.
+    pub(crate) fn current_map(&self) -> Arc<OsdMap> {
+        self.map()
+    }
+
+    pub(crate) fn maps_rx(&self) -> watch::Receiver<Arc<OsdMap>> {
+        self.maps.clone()
+    }
+
+    pub(crate) async fn map_at_least_pub(&self, epoch: Epoch) -> Arc<OsdMap> {
+        self.map_at_least(epoch).await
+    }
+
+    /// Serves the listener until the executor stops; runs the PGs.
     pub async fn serve(self: Rc<Self>, listener: TcpListener) {
+        if let Some(rx) = self.applies_rx.borrow_mut().take() {
+            glommio::spawn_local(self.clone().apply_loop(rx)).detach();
+            glommio::spawn_local(self.clone().pg_ticker()).detach();
+        }
         loop {
             match listener.accept().await {
                 Ok(stream) => {
@@ -312,6 +348,13 @@ impl Shard {
                             }
                         }
                     }
+                    body @ (Body::PgPeer(_) | Body::RepOp(_)) => {
+                        // In arrival order: a PG's messages must not overtake
+                        // each other. Only from authenticated peers.
+                        if !self.auth_required || caps.is_some() {
+                            self.pg_input(body, data).await;
+                        }
+                    }
                     body => {
                         if in_flight.get() >= limits::conn_in_flight_max {
                             return Err(std::io::Error::other("peer exceeded its in-flight window"));
@@ -364,7 +407,6 @@ impl Shard {
                 let (r, d) = self.client_op(op, &data).await;
                 (Some(Body::OsdOpReply(r)), d)
             }
-            Body::RepOp(op) => (Some(Body::RepOpReply(self.rep_op(op, &data).await)), Vec::new()),
             Body::PgList(l) => (Some(Body::PgListReply(self.pg_list(l).await)), Vec::new()),
             Body::Ping(mut p) => {
                 p.from = self.osd;
@@ -405,11 +447,27 @@ impl Shard {
         if acting.len() < pool.min_size as usize {
             return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
         }
+        // The PG must have peered, and the object be recovered here: until
+        // then the client retries (recovery runs object by object).
+        self.advance_pgs(&map);
+        if !self.pg_readable(op.pg, &op.object) {
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+        }
+        if op.is_write() {
+            if !self.can_admit_write() {
+                return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+            }
+            // Screen for space before the PG orders the write: a write the
+            // log holds must not fail for space on any member.
+            if !data.is_empty() && self.store.statfs().available_bytes < data.len() as u64 + limits::space_reserve_bytes {
+                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
+            }
+        }
         let coll = coll_of(op.pg);
         let key = object_key(&op.object);
         let lock = self.object_locks.borrow_mut().entry((coll, key.clone())).or_default().clone();
         let guard = lock.lock().await;
-        let result = self.client_op_locked(&op, data, &map, &acting, coll, &key).await;
+        let result = self.client_op_locked(&op, data, &map, coll, &key).await;
         drop(guard);
         // Forget the lock once nobody else holds or waits for it.
         if Rc::strong_count(&lock) == 2 {
@@ -418,7 +476,7 @@ impl Shard {
         result
     }
 
-    async fn client_op_locked(&self, op: &OsdOp, data: &[u8], map: &OsdMap, acting: &[OsdId], coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
+    async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: &[u8], map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
         let key = key.to_string();
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
@@ -438,57 +496,23 @@ impl Shard {
             r.outs = outs;
             return (r, rdata);
         }
-        let txn = match self.write_txn(&coll, &key, &op.subops, data) {
-            Ok(t) => t,
-            Err(code) => return (self.reply(op.reqid, code, map.epoch), Vec::new()),
-        };
-        // Replicas and the local store in parallel.
-        let v = self.next_version.get() + 1;
-        self.next_version.set(v);
-        let version = EVersion { epoch: map.epoch, version: v };
-        let rep = RepOp { reqid: op.reqid, pg: op.pg, epoch: map.epoch, version, object: op.object.clone(), subops: op.subops.clone(), trim_to: EVersion::default() };
-        let mut waits = Vec::new();
-        for &o in acting.iter().filter(|&&o| o != self.osd && o != crush_simd::ITEM_NONE) {
-            let addr = map.pg_shard(op.pg, o).and_then(|s| map.osd(o).and_then(|i| i.addrs.get(s as usize).cloned()));
-            waits.push((o, addr));
-        }
-        let local = self.store.submit(txn);
-        let remote = async {
-            let mut worst = 0;
-            for (o, addr) in waits {
-                let r = match addr {
-                    Some(a) => self.replicate(&a, &rep, data).await,
-                    None => Err(format!("osd.{o} has no address")),
-                };
-                match r {
-                    Ok(0) => {}
-                    Ok(code) => worst = code,
-                    Err(e) => {
-                        eprintln!("osd.{} shard {}: replica osd.{o}: {e}", self.osd, self.shard);
-                        worst = Errno::Again.result();
-                    }
-                }
-            }
-            worst
-        };
-        let (local, remote) = futures_lite::future::zip(local, remote).await;
-        let result = match (local, remote) {
-            (Ok(()), 0) => 0,
-            (Err(e), _) => e.errno().result(),
-            (Ok(()), code) => code,
-        };
+        let (result, version) = self.pg_write(op.pg, op.reqid, op.object.clone(), op.subops.clone(), data.to_vec()).await;
         let mut r = self.reply(op.reqid, result, map.epoch);
         r.version = version;
         r.outs = outs;
         (r, rdata)
     }
 
-    /// Sends a replica op and waits for its answer.
-    async fn replicate(&self, addr: &str, rep: &RepOp, data: &[u8]) -> Result<i32, String> {
-        match self.request(addr, Body::RepOp(rep.clone()), data).await? {
-            Body::RepOpReply(r) => Ok(r.result),
-            _ => Err("unexpected answer".into()),
-        }
+    /// A one-way message on a connection we hold (marked dead on failure).
+    pub(crate) async fn send_on(&self, conn: &Rc<PeerConn>, body: &Body, data: &[u8]) -> Result<(), String> {
+        let txid = conn.next_txid.get();
+        conn.next_txid.set(txid + 1);
+        let key = conn.mac.borrow().clone();
+        let sent = send_frame(&mut *conn.writer.lock().await, body, txid, data, key.as_ref()).await;
+        sent.map_err(|e| {
+            conn.alive.set(false);
+            e.to_string()
+        })
     }
 
     /// One request to another OSD shard and its answer (with a timeout).
@@ -521,7 +545,7 @@ impl Shard {
         }
     }
 
-    async fn peer(&self, addr: &str) -> std::io::Result<Rc<PeerConn>> {
+    pub(crate) async fn peer(&self, addr: &str) -> std::io::Result<Rc<PeerConn>> {
         if let Some(c) = self.peers.borrow().get(addr).filter(|c| c.alive.get()) {
             return Ok(c.clone());
         }
@@ -594,28 +618,6 @@ impl Shard {
         Ok(conn)
     }
 
-    /// A replica applies the primary's write.
-    async fn rep_op(&self, op: RepOp, data: &[u8]) -> RepOpReply {
-        let map = self.map_at_least(op.epoch).await;
-        let reply = |result| RepOpReply { reqid: op.reqid, pg: op.pg, epoch: map.epoch, version: op.version, result };
-        if op.check(data.len()).is_err() {
-            return reply(Errno::Inval.result());
-        }
-        let member = map.pg_placement(op.pg).is_ok_and(|p| p.acting.contains(&self.osd)) && map.pg_shard(op.pg, self.osd) == Some(self.shard);
-        if !member {
-            return reply(Errno::Again.result());
-        }
-        let coll = coll_of(op.pg);
-        let key = object_key(&op.object);
-        match self.write_txn(&coll, &key, &op.subops, data) {
-            Ok(t) => match self.store.submit(t).await {
-                Ok(()) => reply(0),
-                Err(e) => reply(e.errno().result()),
-            },
-            Err(code) => reply(code),
-        }
-    }
-
     async fn pg_list(&self, l: PgList) -> PgListReply {
         let map = self.map_at_least(l.epoch).await;
         let reply = |result, objects, more| PgListReply { reqid: l.reqid, result, epoch: map.epoch, objects, more };
@@ -633,6 +635,7 @@ impl Shard {
             Ok((keys, more)) => {
                 let names: Vec<String> = keys
                     .into_iter()
+                    .filter(|k| !k.starts_with('\u{0}'))
                     .filter_map(|k| if prefix.is_empty() { (!k.contains('\u{1f}')).then_some(k) } else { k.strip_prefix(&prefix).map(String::from) })
                     .collect();
                 reply(0, names, more)
@@ -698,7 +701,7 @@ impl Shard {
     }
 
     /// The store transaction of an op's write sub-ops.
-    fn write_txn(&self, coll: &CollId, key: &str, subops: &[SubOp], data: &[u8]) -> Result<Transaction, i32> {
+    pub(crate) fn write_txn(&self, coll: &CollId, key: &str, subops: &[SubOp], data: &[u8]) -> Result<Transaction, i32> {
         let mut ops = Vec::new();
         if !self.store.collection_exists(coll) {
             ops.push(Op::CreateCollection(*coll));

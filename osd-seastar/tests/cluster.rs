@@ -165,7 +165,9 @@ fn a_killed_osd_is_marked_down_and_io_continues() {
         }
         let io = rados.ioctx("rbd").unwrap();
         for i in 0..20 {
-            io.write_full(&format!("before{i}"), b"x").await.unwrap();
+            if let Err(e) = io.write_full(&format!("before{i}"), b"x").await {
+                panic!("before{i}: {e}\n{}", log_tails(&dir));
+            }
         }
         assert!(cluster::signal(&dir, "osd.2", 9));
         let killed = std::time::Instant::now();
@@ -200,4 +202,100 @@ fn a_killed_osd_is_marked_down_and_io_continues() {
         }
     });
     drop(c);
+}
+
+/// The newest PG state summary an OSD logged (see `pgs::pg_ticker`).
+fn pg_summary(dir: &std::path::Path, osd: i32) -> String {
+    let log = std::fs::read_to_string(dir.join("out").join(format!("osd.{osd}.log"))).unwrap_or_default();
+    log.lines().rev().find(|l| l.contains(" pgs: ")).unwrap_or("").to_string()
+}
+
+#[test]
+fn a_returning_osd_catches_up_from_the_pg_log_before_it_serves() {
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-catchup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 2, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir: dir.clone() };
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let wait_down = |rados: &std::sync::Arc<Rados>, osd: i32| {
+        let start = std::time::Instant::now();
+        while rados.osdmap().is_up(osd) {
+            assert!(start.elapsed() < Duration::from_secs(30), "osd.{osd} never marked down");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let args: Vec<String> = "osd pool create rbd 8 --size 2 --min-size 1".split(' ').map(String::from).collect();
+        assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
+        while rados.osdmap().pool_by_name("rbd").is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let io = rados.ioctx("rbd").unwrap();
+        for i in 0..16 {
+            io.write_full(&format!("obj{i}"), b"old").await.unwrap();
+        }
+        // osd.1 leaves; osd.0 alone takes new writes, overwrites and removes.
+        assert!(cluster::signal(&dir, "osd.1", 15));
+        wait_down(&rados, 1);
+        for i in 0..16 {
+            io.write_full(&format!("obj{i}"), b"new").await.unwrap();
+            io.write_full(&format!("while-down{i}"), format!("{i}").as_bytes()).await.unwrap();
+        }
+        io.remove("obj15").await.unwrap();
+        io.append("obj14", b"+").await.unwrap();
+    });
+    // osd.1 comes back: its PGs peer, the primary pushes what it lacks.
+    cluster::start_osd(&dir, 1).unwrap();
+    cluster::wait_for_osds_up(&dir, 2, Duration::from_secs(30)).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let s = pg_summary(&dir, 0);
+        let settled = !s.is_empty() && ["recovering", "undersized", "peering", "down", "incomplete"].iter().all(|w| !s.contains(w));
+        if settled {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "osd.0's PGs never became clean: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        // Now osd.0 leaves: osd.1 is primary everywhere and must serve
+        // the writes it missed, not its stale copies.
+        assert!(cluster::signal(&dir, "osd.0", 15));
+        wait_down(&rados, 0);
+        let io = rados.ioctx("rbd").unwrap();
+        for i in 0..14 {
+            assert_eq!(io.read(&format!("obj{i}"), 0, 0).await.unwrap(), b"new", "obj{i} on the returned OSD");
+        }
+        assert_eq!(io.read("obj14", 0, 0).await.unwrap(), b"new+");
+        assert!(io.read("obj15", 0, 0).await.is_err(), "the removal reached the returned OSD");
+        for i in 0..16 {
+            assert_eq!(io.read(&format!("while-down{i}"), 0, 0).await.unwrap(), format!("{i}").as_bytes());
+        }
+        // A resent write (same request id) is recognised, not applied twice.
+        let map = rados.osdmap();
+        let pool = map.pool_by_name("rbd").unwrap().id;
+        let reqid_append = vec![SubOp::Append { data_offset: 0, len: 1 }];
+        let obj = sepia_proto::msg::ObjectId::new("dup");
+        let (first, _) = rados.operate_with_tid(pool, obj.clone(), reqid_append.clone(), b"x".to_vec(), 424242).await.unwrap();
+        let (again, _) = rados.operate_with_tid(pool, obj, reqid_append, b"x".to_vec(), 424242).await.unwrap();
+        assert_eq!((first.result, again.result), (0, 0));
+        assert_eq!(first.version, again.version, "the resend got the first write's version");
+        assert_eq!(io.read("dup", 0, 0).await.unwrap(), b"x", "applied once");
+    });
+    drop(c);
+}
+
+/// The last lines of every daemon log, for failure messages.
+fn log_tails(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir.join("out")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("--- {}\n{}\n", entry.path().display(), lines[lines.len().saturating_sub(15)..].join("\n")));
+    }
+    out
 }

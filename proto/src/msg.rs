@@ -586,7 +586,13 @@ fn check_object(o: &ObjectId) -> Result<(), OpInvalid> {
     }
     check_name("object name", &o.name, limits::object_name_bytes_max)?;
     check_name("locator", &o.locator, limits::object_locator_bytes_max)?;
-    check_name("namespace", &o.namespace, limits::object_locator_bytes_max)
+    check_name("namespace", &o.namespace, limits::object_locator_bytes_max)?;
+    // NUL starts the OSD's own metadata keys and U+001F separates a
+    // namespace from the name in store keys: neither may come from outside.
+    if o.name.contains('\0') || o.namespace.contains(['\0', '\u{1f}']) || o.locator.contains('\0') {
+        return Err(OpInvalid("object name, locator or namespace contains a reserved character".into()));
+    }
+    Ok(())
 }
 
 fn check_subops(subops: &[SubOp], data_len: usize) -> Result<(), OpInvalid> {

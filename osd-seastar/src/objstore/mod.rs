@@ -23,7 +23,7 @@ pub mod store;
 pub mod txn;
 
 pub use device::{Device, DmaDevice, SimDevice, BLOCK};
-pub use store::{Expect, MkfsOptions, StatFs, Store};
+pub use store::{Expect, MkfsOptions, Queued, StatFs, Store};
 pub use txn::{CollId, Op, StoreError, Transaction};
 
 /// Bounds of the store. Units last; each with its why.

@@ -119,7 +119,10 @@ impl Alloc {
     }
 }
 
-struct Queued {
+/// A transaction planned and queued for the journal (see [`Store::enqueue`]).
+pub struct Queued(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+struct QueuedTxn {
     ops: Vec<PhysOp>,
     /// (data block number, content)
     data: Vec<(u64, Rc<Vec<u8>>)>,
@@ -134,7 +137,7 @@ struct Inner {
     journal_head: u64,
     journal_seq: u64,
     ckpt_seq: u64,
-    queue: Vec<Queued>,
+    queue: Vec<QueuedTxn>,
     /// Blocks written by queued or committing groups, or deferred, that
     /// are not yet in the data area: reads are served from here.
     unwritten: HashMap<u64, Rc<Vec<u8>>>,
@@ -411,6 +414,15 @@ impl<D: Device> Store<D> {
 
     /// Applies `txn` atomically; returns once it is durable.
     pub async fn submit(&self, txn: Transaction) -> Result<(), StoreError> {
+        let queued = self.enqueue(txn).await?;
+        self.durable(queued).await
+    }
+
+    /// Plans `txn` and queues it for the journal: from here on reads see
+    /// it and later transactions are planned after it, but it is durable
+    /// only once [`Store::durable`] returns. Callers that must keep an
+    /// order (a PG's log) enqueue from one task and wait elsewhere.
+    pub async fn enqueue(&self, txn: Transaction) -> Result<Queued, StoreError> {
         if txn.ops.len() > limits::txn_ops_max {
             return Err(StoreError::Invalid(format!("{} ops exceed {}", txn.ops.len(), limits::txn_ops_max)));
         }
@@ -429,9 +441,16 @@ impl<D: Device> Store<D> {
             for (b, d) in &data {
                 inner.unwritten.insert(*b, d.clone());
             }
-            inner.queue.push(Queued { ops: phys, data, freed: txn_freed, done: tx });
+            inner.queue.push(QueuedTxn { ops: phys, data, freed: txn_freed, done: tx });
             rx
         };
+        Ok(Queued(rx))
+    }
+
+    /// Waits until a queued transaction is durable (driving the group
+    /// commit if nobody else is).
+    pub async fn durable(&self, queued: Queued) -> Result<(), StoreError> {
+        let rx = queued.0;
         if !self.committing.get() {
             self.committing.set(true);
             self.commit_all().await;
@@ -737,7 +756,7 @@ impl<D: Device> Store<D> {
     /// `holding_plan_lock` says the caller already holds the plan lock.
     async fn commit_all_locked(&self, holding_plan_lock: bool) {
         loop {
-            let mut group: Vec<Queued> = std::mem::take(&mut self.inner.borrow_mut().queue);
+            let mut group: Vec<QueuedTxn> = std::mem::take(&mut self.inner.borrow_mut().queue);
             if group.is_empty() {
                 return;
             }
@@ -901,7 +920,7 @@ impl<D: Device> Store<D> {
     /// One group: its data, then one journal record, then one sync. (If
     /// the record reaches the medium and the data does not, replay sees the
     /// last record's data crcs fail and drops it.)
-    async fn commit_group(&self, group: &[Queued], body: &[u8], len: u64, inline: bool) -> Result<(), StoreError> {
+    async fn commit_group(&self, group: &[QueuedTxn], body: &[u8], len: u64, inline: bool) -> Result<(), StoreError> {
         let all: Vec<(u64, Rc<Vec<u8>>)> = if inline { Vec::new() } else { group.iter().flat_map(|q| q.data.iter().cloned()).collect() };
         let writes = self.data_writes(&all);
         let (head, seq) = {

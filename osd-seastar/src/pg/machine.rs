@@ -186,6 +186,8 @@ pub struct Pg<W> {
     params: PgParams,
     epoch: Epoch,
     acting: Vec<OsdId>,
+    /// `up_from` of each acting member (see `map_change_with`).
+    incarnation: Vec<Epoch>,
     primary: Option<OsdId>,
     state: PgState,
     log: PgLog,
@@ -222,6 +224,7 @@ impl<W: Clone> Pg<W> {
             params,
             epoch: 0,
             acting: Vec::new(),
+            incarnation: Vec::new(),
             primary: None,
             state: PgState::Stray,
             log,
@@ -251,6 +254,23 @@ impl<W: Clone> Pg<W> {
 
     pub fn info(&self) -> PgInfo {
         self.info
+    }
+
+    /// The last epoch in which this PG went active (durable).
+    pub fn les(&self) -> Epoch {
+        self.les
+    }
+
+    pub fn primary(&self) -> Option<OsdId> {
+        self.primary
+    }
+
+    pub fn acting(&self) -> &[OsdId] {
+        &self.acting
+    }
+
+    pub fn params(&self) -> &PgParams {
+        &self.params
     }
 
     pub fn log(&self) -> &PgLog {
@@ -286,10 +306,19 @@ impl<W: Clone> Pg<W> {
 
     /// A new map epoch: same acting set and primary = same interval.
     pub fn map_change(&mut self, epoch: Epoch, acting: Vec<OsdId>, primary: Option<OsdId>, out: &mut Vec<Effect<W>>) {
+        self.map_change_with(epoch, acting, primary, Vec::new(), out);
+    }
+
+    /// A new map epoch, where `incarnation` names each acting member's
+    /// current life (its `up_from`): a member that restarted between two
+    /// maps lost its peering state, so a new life is a new interval even
+    /// if the acting set reads the same.
+    pub fn map_change_with(&mut self, epoch: Epoch, acting: Vec<OsdId>, primary: Option<OsdId>, incarnation: Vec<Epoch>, out: &mut Vec<Effect<W>>) {
         if epoch <= self.epoch {
             return;
         }
-        let same = acting == self.acting && primary == self.primary;
+        let same = acting == self.acting && primary == self.primary && incarnation == self.incarnation;
+        self.incarnation = incarnation;
         if same && self.epoch != 0 {
             self.epoch = epoch;
             return;

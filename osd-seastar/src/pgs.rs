@@ -1,0 +1,673 @@
+//! The placement groups of one shard: the IO shell around the sans-IO PG
+//! state machine in [`crate::pg::machine`].
+//!
+//! The shard feeds each PG its maps (every PG of every pool whose copy on
+//! this OSD lives on this shard), client writes, messages from the other
+//! members' shards and store commit notices, and carries out the effects:
+//! store transactions, messages, client answers, object reads for
+//! recovery.
+//!
+//! Durable PG state lives in the PG's own collection, in the omap of the
+//! object [`PGMETA`] (a name no client object can take: client names may
+//! not contain NUL): `info` (last update, last complete, log tail, last
+//! epoch started), `missing`, and one key per log entry, `log.EPOCH.VERSION`
+//! in fixed-width digits so the omap order is the log order. A write's log
+//! entry goes into the same store transaction as its data.
+//!
+//! Invariants:
+//! - Every store transaction of this shard's PGs is planned by one task,
+//!   in the order the machines asked for it (`apply_loop`), so a PG's log
+//!   and an object's bytes change in log order, and an `Append` or
+//!   `Persist` is planned against everything asked before it.
+//! - Effects that follow a `Persist` are carried out only once it is
+//!   durable (peering never reports state that a crash could take back).
+//! - Messages to one peer shard leave in the order they were produced
+//!   (one outbox task per address); PG messages arriving on one
+//!   connection are fed in arrival order (never from spawned tasks).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sepia_proto::msg::{Body, EVersion, ObjectId, PeerOp, PgPeer, RepOp, SubOp, WireLogEntry, WireMissing, WireObject};
+use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
+use tokio::sync::oneshot;
+
+use crate::objstore::{CollId, Op, StoreError, Transaction};
+use crate::pg::log::{LogEntry, LogOp, PgInfo};
+use crate::pg::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
+use crate::server::{coll_of, object_key, Shard};
+
+/// The omap object holding a PG's durable state.
+pub const PGMETA: &str = "\u{0}pgmeta";
+
+pub mod limits {
+    #![allow(non_upper_case_globals)]
+    /// Store transactions queued for planning; client writes are refused
+    /// with EAGAIN before it fills (see `apply_admit_free_min`).
+    pub const apply_queue_max: usize = 4096;
+    /// Free queue slots a client write needs: the rest is kept for
+    /// peering and recovery, which cannot be refused.
+    pub const apply_admit_free_min: usize = 512;
+    /// Messages queued per peer shard before new ones are dropped (peering
+    /// resends; a lost replica write times out and the client resends).
+    pub const outbox_messages_max: usize = 4096;
+    /// How often peering and recovery are nudged.
+    pub const peering_retry_ms: u64 = 500;
+    /// PG log entries kept per PG (a member further behind needs backfill).
+    pub const log_entries_max: usize = 3000;
+    /// How long a client write waits for its replicas before EAGAIN.
+    pub const write_wait_ms: u64 = 10_000;
+}
+
+/// A client write's sub-ops and payload, as the machine carries it.
+#[derive(Debug)]
+pub struct WritePayload {
+    pub subops: Vec<SubOp>,
+    pub data: Vec<u8>,
+}
+
+pub type WriteRef = Rc<WritePayload>;
+
+pub struct PgSlot {
+    pub pg: Pg<WriteRef>,
+    /// The log tail whose older keys are already removed from the store.
+    trimmed_to: EVersion,
+}
+
+/// A store transaction a PG asked for.
+pub enum ApplyItem {
+    Apply { pg: PgId, entry: LogEntry, txn: Txn<WriteRef>, info: PgInfo, les: Epoch, trim_to: Option<EVersion> },
+    Persist { pg: PgId, info: PgInfo, les: Epoch, missing: Vec<(ObjectId, Missing)>, rewound_to: Option<EVersion>, appended: Vec<LogEntry>, trim_to: Option<EVersion>, done: oneshot::Sender<bool> },
+}
+
+fn log_key(v: EVersion) -> String {
+    format!("log.{:010}.{:020}", v.epoch, v.version)
+}
+
+/// Just past every `log.` key.
+const LOG_KEYS_END: &str = "log/";
+
+fn encode_info(info: &PgInfo, les: Epoch) -> Vec<u8> {
+    let mut b = Vec::with_capacity(40);
+    for v in [info.last_update, info.last_complete, info.log_tail] {
+        b.extend_from_slice(&v.epoch.to_le_bytes());
+        b.extend_from_slice(&v.version.to_le_bytes());
+    }
+    b.extend_from_slice(&les.to_le_bytes());
+    b
+}
+
+fn decode_info(b: &[u8]) -> Option<(PgInfo, Epoch)> {
+    if b.len() != 40 {
+        return None;
+    }
+    let ev = |at: usize| EVersion { epoch: u32::from_le_bytes(b[at..at + 4].try_into().expect("4")), version: u64::from_le_bytes(b[at + 4..at + 12].try_into().expect("8")) };
+    let info = PgInfo { last_update: ev(0), last_complete: ev(12), log_tail: ev(24) };
+    Some((info, u32::from_le_bytes(b[36..40].try_into().expect("4"))))
+}
+
+fn to_wire(e: &LogEntry) -> WireLogEntry {
+    WireLogEntry { version: e.version, reqid: e.reqid, object: e.object.clone(), delete: e.op == LogOp::Delete }
+}
+
+fn from_wire(e: WireLogEntry) -> LogEntry {
+    LogEntry { version: e.version, reqid: e.reqid, object: e.object, op: if e.delete { LogOp::Delete } else { LogOp::Modify } }
+}
+
+fn missing_to_wire(m: &[(ObjectId, Missing)]) -> Vec<WireMissing> {
+    m.iter().map(|(o, x)| WireMissing { object: o.clone(), need: x.need, have: x.have }).collect()
+}
+
+fn missing_from_wire(m: Vec<WireMissing>) -> Vec<(ObjectId, Missing)> {
+    m.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have })).collect()
+}
+
+fn archive<T>(v: &T) -> Vec<u8>
+where
+    T: for<'a> rkyv::Serialize<rkyv::api::high::HighSerializer<rkyv::util::AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>>,
+{
+    // Serializing our own value fails only on allocation failure.
+    rkyv::to_bytes::<rkyv::rancor::Error>(v).map(|b| b.to_vec()).unwrap_or_default()
+}
+
+fn unarchive<T>(b: &[u8]) -> Option<T>
+where
+    T: rkyv::Archive,
+    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>> + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(b.len());
+    aligned.extend_from_slice(b);
+    rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned).ok()
+}
+
+/// True when the op leaves the object removed (its log entry is a delete).
+fn ends_removed(subops: &[SubOp]) -> bool {
+    subops.iter().rev().find(|s| s.is_write()).is_some_and(|s| matches!(s, SubOp::Remove))
+}
+
+impl Shard {
+    /// Loads the durable state of a PG from its collection (empty if new).
+    fn load_pg(&self, pg: PgId) -> PgDurable {
+        let coll = coll_of(pg);
+        let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return PgDurable::default() };
+        let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
+        let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
+        let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
+        // The info written with the newest entry may name a later entry of
+        // the same batch that a crash lost: the log is the truth.
+        let head = log.last().map_or(info.log_tail, |e| e.version);
+        info.last_update = head;
+        info.last_complete = info.last_complete.min(head);
+        PgDurable { info, les, log, missing }
+    }
+
+    /// Feeds `map` to every PG this shard holds or should hold.
+    pub(crate) fn advance_pgs(self: &Rc<Self>, map: &Arc<OsdMap>) {
+        if self.pgs_epoch.get() >= map.epoch {
+            return;
+        }
+        self.pgs_epoch.set(map.epoch);
+        let weights = map.crush_weights();
+        let mut ws = crush_simd::Workspace::new();
+        let mut batches = Vec::new();
+        for pool in map.pools.values() {
+            let params = PgParams { size: pool.size as usize, min_size: pool.min_size as usize, log_entries_max: limits::log_entries_max, ..PgParams::default() };
+            for seed in 0..pool.pg_num {
+                let pg = PgId { pool: pool.id, seed };
+                if map.pg_shard(pg, self.osd) != Some(self.shard) {
+                    continue;
+                }
+                let placed = map.pg_placement_with(pool, pg, &weights, &mut ws);
+                let member = placed.acting.contains(&self.osd);
+                let mut pgs = self.pgs.borrow_mut();
+                if !pgs.contains_key(&pg) {
+                    if !member && !self.store.collection_exists(&coll_of(pg)) {
+                        continue;
+                    }
+                    let durable = self.load_pg(pg);
+                    let trimmed_to = durable.info.log_tail;
+                    pgs.insert(pg, PgSlot { pg: Pg::new(pg, self.osd, params.clone(), durable), trimmed_to });
+                }
+                let slot = pgs.get_mut(&pg).expect("inserted");
+                let acting: Vec<OsdId> = placed.acting.iter().copied().filter(|&o| o != crush_simd::ITEM_NONE).collect();
+                let incarnation = acting.iter().map(|&o| map.osd(o).map_or(0, |i| i.up_from)).collect();
+                let mut out = Vec::new();
+                slot.pg.map_change_with(map.epoch, acting, placed.acting_primary, incarnation, &mut out);
+                if !out.is_empty() {
+                    batches.push((pg, out));
+                }
+            }
+        }
+        // PGs of removed pools: forget them (their data stays on disk).
+        self.pgs.borrow_mut().retain(|pg, _| map.pools.contains_key(&pg.pool));
+        for (pg, out) in batches {
+            self.run_effects(pg, out);
+        }
+    }
+
+    /// Runs `f` on a PG and carries out what it asks for.
+    pub(crate) fn with_pg(self: &Rc<Self>, pg: PgId, f: impl FnOnce(&mut Pg<WriteRef>, &mut Vec<Effect<WriteRef>>)) {
+        let mut out = Vec::new();
+        {
+            let mut pgs = self.pgs.borrow_mut();
+            let Some(slot) = pgs.get_mut(&pg) else { return };
+            f(&mut slot.pg, &mut out);
+            if cfg!(debug_assertions) {
+                slot.pg.invariants();
+            }
+        }
+        self.run_effects(pg, out);
+    }
+
+    /// The state of a PG we hold, and whether `object` may be read here.
+    pub(crate) fn pg_readable(&self, pg: PgId, object: &ObjectId) -> bool {
+        self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.can_read(object))
+    }
+
+    /// Log-trim bookkeeping: the tail to remove store keys up to, if it moved.
+    fn take_trim(&self, pg: PgId) -> Option<EVersion> {
+        let mut pgs = self.pgs.borrow_mut();
+        let slot = pgs.get_mut(&pg)?;
+        let tail = slot.pg.log().tail();
+        (tail > slot.trimmed_to).then(|| {
+            slot.trimmed_to = tail;
+            tail
+        })
+    }
+
+    fn run_effects(self: &Rc<Self>, pg: PgId, effects: Vec<Effect<WriteRef>>) {
+        let mut effects = effects.into_iter();
+        while let Some(e) = effects.next() {
+            match e {
+                Effect::Apply { entry, txn } => {
+                    // The info as of this entry (a later entry of the same
+                    // batch is not durable yet).
+                    let (mut info, les) = self.pgs.borrow().get(&pg).map(|s| (s.pg.info(), s.pg.les())).unwrap_or_default();
+                    if matches!(txn, Txn::Write(_)) {
+                        info.last_update = entry.version;
+                        info.last_complete = info.last_complete.min(entry.version);
+                    }
+                    let trim_to = self.take_trim(pg);
+                    self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim_to });
+                }
+                Effect::Persist { info, les, missing, rewound_to, appended } => {
+                    let (done, durable) = oneshot::channel();
+                    let trim_to = self.take_trim(pg);
+                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim_to, done });
+                    let rest: Vec<_> = effects.collect();
+                    if !rest.is_empty() {
+                        let me = self.clone();
+                        glommio::spawn_local(async move {
+                            if durable.await == Ok(true) {
+                                me.run_effects(pg, rest);
+                            }
+                        })
+                        .detach();
+                    }
+                    return;
+                }
+                Effect::Send { to, msg } => self.send_pg_msg(pg, to, msg),
+                Effect::Reply { reqid, result, version, .. } => {
+                    if let Some(waiters) = self.replies.borrow_mut().remove(&reqid) {
+                        for w in waiters {
+                            let _ = w.send((result, version));
+                        }
+                    }
+                }
+                Effect::Read { object } => {
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        match me.read_content(pg, &object).await {
+                            Ok(content) => me.with_pg(pg, |p, out| p.content(object, content, out)),
+                            Err(e) => eprintln!("osd.{} pg {pg}: recovery read of {}: {e}", me.osd, object.name),
+                        }
+                    })
+                    .detach();
+                }
+            }
+        }
+    }
+
+    fn queue_apply(&self, item: ApplyItem) {
+        if let Err(e) = self.applies.try_send(item) {
+            // Admission keeps room for this; if it is gone anyway the PG
+            // stalls (the client times out and resends) rather than lose
+            // the order of what is queued.
+            let _ = e;
+            eprintln!("osd.{} shard {}: store queue full, a PG transaction was dropped", self.osd, self.shard);
+        }
+    }
+
+    /// True when the store queue can take a client write.
+    pub(crate) fn can_admit_write(&self) -> bool {
+        self.applies.capacity() >= limits::apply_admit_free_min
+    }
+
+    /// Plans every PG transaction, in order; waits for durability elsewhere.
+    pub(crate) async fn apply_loop(self: Rc<Self>, mut rx: tokio::sync::mpsc::Receiver<ApplyItem>) {
+        while let Some(item) = rx.recv().await {
+            match item {
+                ApplyItem::Apply { pg, entry, txn, info, les, trim_to } => {
+                    let version = entry.version;
+                    let planned = match self.apply_txn(pg, &entry, &txn, &info, les, trim_to) {
+                        Ok(t) => self.store.enqueue(t).await,
+                        Err(code) => Err(StoreError::Invalid(format!("op translates to errno {code}"))),
+                    };
+                    match planned {
+                        Ok(queued) => {
+                            let me = self.clone();
+                            glommio::spawn_local(async move {
+                                match me.store.durable(queued).await {
+                                    Ok(()) => me.with_pg(pg, |p, out| p.committed(version, out)),
+                                    Err(e) => me.apply_failed(pg, &entry, e),
+                                }
+                            })
+                            .detach();
+                        }
+                        Err(e) => self.apply_failed(pg, &entry, e),
+                    }
+                }
+                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim_to, done } => {
+                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim_to);
+                    match self.store.enqueue(t).await {
+                        Ok(queued) => {
+                            let me = self.clone();
+                            glommio::spawn_local(async move {
+                                let ok = me.store.durable(queued).await;
+                                if let Err(e) = &ok {
+                                    eprintln!("osd.{} pg {pg}: persisting PG state: {e}", me.osd);
+                                }
+                                let _ = done.send(ok.is_ok());
+                            })
+                            .detach();
+                        }
+                        Err(e) => {
+                            eprintln!("osd.{} pg {pg}: persisting PG state: {e}", self.osd);
+                            let _ = done.send(false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A write the PG ordered could not be stored here: its client hears
+    /// the error (the primary screens for space before ordering, so this
+    /// is an I/O failure).
+    fn apply_failed(&self, pg: PgId, entry: &LogEntry, e: StoreError) {
+        eprintln!("osd.{} pg {pg}: applying {}: {e}", self.osd, entry.object.name);
+        if let Some(waiters) = self.replies.borrow_mut().remove(&entry.reqid) {
+            for w in waiters {
+                let _ = w.send((e.errno().result(), entry.version));
+            }
+        }
+    }
+
+    fn meta_ops(&self, coll: CollId, ops: &mut Vec<Op>, info: &PgInfo, les: Epoch, trim_to: Option<EVersion>) {
+        if let Some(tail) = trim_to {
+            ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: "log.".into(), end: format!("{}\u{0}", log_key(tail)) });
+        }
+        ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([("info".to_string(), encode_info(info, les))]) });
+    }
+
+    fn ensure_coll(&self, coll: CollId, ops: &mut Vec<Op>) {
+        if !self.store.collection_exists(&coll) {
+            ops.push(Op::CreateCollection(coll));
+        }
+        if self.store.stat(&coll, PGMETA).is_err() {
+            ops.push(Op::Touch { coll, obj: PGMETA.into() });
+        }
+    }
+
+    fn apply_txn(&self, pg: PgId, entry: &LogEntry, txn: &Txn<WriteRef>, info: &PgInfo, les: Epoch, trim_to: Option<EVersion>) -> Result<Transaction, i32> {
+        let coll = coll_of(pg);
+        let key = object_key(&entry.object);
+        let mut ops = Vec::new();
+        self.ensure_coll(coll, &mut ops);
+        match txn {
+            Txn::Write(w) => {
+                let mut t = self.write_txn(&coll, &key, &w.subops, &w.data)?;
+                t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
+                ops.extend(t.ops);
+                ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]) });
+                self.meta_ops(coll, &mut ops, info, les, trim_to);
+            }
+            Txn::Replace(content) => {
+                if self.store.stat(&coll, &key).is_ok() {
+                    ops.push(Op::Remove { coll, obj: key.clone() });
+                }
+                if let Some(c) = content {
+                    ops.push(Op::Touch { coll, obj: key.clone() });
+                    for (i, chunk) in c.data.chunks(crate::objstore::limits::write_bytes_max).enumerate() {
+                        let offset = (i * crate::objstore::limits::write_bytes_max) as u64;
+                        ops.push(Op::Write { coll, obj: key.clone(), offset, data: chunk.to_vec() });
+                    }
+                    for (name, value) in &c.xattrs {
+                        ops.push(Op::SetAttr { coll, obj: key.clone(), name: name.clone(), value: value.clone() });
+                    }
+                    if !c.omap.is_empty() {
+                        ops.push(Op::OmapSetKeys { coll, obj: key.clone(), entries: c.omap.clone() });
+                    }
+                    if !c.omap_header.is_empty() {
+                        ops.push(Op::OmapSetHeader { coll, obj: key.clone(), value: c.omap_header.clone() });
+                    }
+                }
+                if trim_to.is_some() {
+                    self.meta_ops(coll, &mut ops, info, les, trim_to);
+                }
+            }
+        }
+        Ok(Transaction { ops })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim_to: Option<EVersion>) -> Transaction {
+        let coll = coll_of(pg);
+        let mut ops = Vec::new();
+        self.ensure_coll(coll, &mut ops);
+        if let Some(v) = rewound_to {
+            ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: format!("{}\u{0}", log_key(v)), end: LOG_KEYS_END.into() });
+        }
+        let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
+        entries.insert("missing".into(), archive(&missing_to_wire(missing)));
+        ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
+        self.meta_ops(coll, &mut ops, info, les, trim_to);
+        Transaction { ops }
+    }
+
+    /// The whole object, for a recovery push (`None`: it does not exist).
+    async fn read_content(&self, pg: PgId, object: &ObjectId) -> Result<Option<ObjectContent>, StoreError> {
+        let coll = coll_of(pg);
+        let key = object_key(object);
+        if self.store.stat(&coll, &key).is_err() {
+            return Ok(None);
+        }
+        let data = self.store.read(&coll, &key, 0, 0).await?;
+        let xattrs = self.store.getattrs(&coll, &key)?;
+        let (omap_header, omap) = self.store.omap_get(&coll, &key)?;
+        Ok(Some(ObjectContent { data, xattrs, omap, omap_header }))
+    }
+
+    /// A client write on the primary: ordered by the PG, answered once
+    /// every acting member has it durable (or a resend of a write the PG
+    /// log already holds: answered with its first outcome).
+    pub(crate) async fn pg_write(self: &Rc<Self>, pg: PgId, reqid: sepia_proto::msg::ReqId, object: ObjectId, subops: Vec<SubOp>, data: Vec<u8>) -> (i32, EVersion) {
+        let (tx, rx) = oneshot::channel();
+        self.replies.borrow_mut().entry(reqid).or_default().push(tx);
+        let delete = ends_removed(&subops);
+        let write = Rc::new(WritePayload { subops, data });
+        self.with_pg(pg, |p, out| p.client_write(ClientWrite { client: reqid.client, reqid, object, delete, write }, out));
+        let answer = futures_lite::future::or(async { rx.await.ok() }, async {
+            glommio::timer::sleep(Duration::from_millis(limits::write_wait_ms)).await;
+            None
+        })
+        .await;
+        match answer {
+            Some(a) => a,
+            None => {
+                // Forget our waiter; a resend finds the write in the log.
+                let mut replies = self.replies.borrow_mut();
+                if let Some(ws) = replies.get_mut(&reqid) {
+                    ws.retain(|w| !w.is_closed());
+                    if ws.is_empty() {
+                        replies.remove(&reqid);
+                    }
+                }
+                (sepia_proto::errno::Errno::Again.result(), EVersion::default())
+            }
+        }
+    }
+
+    /// Sends a PG message to the member's owning shard.
+    fn send_pg_msg(self: &Rc<Self>, pg: PgId, to: OsdId, msg: PeerMsg<WriteRef>) {
+        let map = self.current_map();
+        let Some(addr) = map.pg_shard(pg, to).and_then(|s| map.osd(to).and_then(|o| o.addrs.get(s as usize).cloned())) else { return };
+        let epoch = msg.epoch();
+        let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
+        let (body, data) = match msg {
+            PeerMsg::RepOp { entry, txn: Txn::Write(w), .. } => {
+                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to: EVersion::default() };
+                (Body::RepOp(rep), w.data.clone())
+            }
+            // Replacements travel as pushes, never as replica writes.
+            PeerMsg::RepOp { txn: Txn::Replace(_), .. } => return,
+            PeerMsg::Query { .. } => (peer(PeerOp::Query), Vec::new()),
+            PeerMsg::Notify { info, les, log, missing, .. } => (
+                peer(PeerOp::Notify {
+                    last_update: info.last_update,
+                    last_complete: info.last_complete,
+                    log_tail: info.log_tail,
+                    les,
+                    log: log.iter().map(to_wire).collect(),
+                    missing: missing_to_wire(&missing),
+                }),
+                Vec::new(),
+            ),
+            PeerMsg::Activate { rewind_to, append, missing, .. } => {
+                (peer(PeerOp::Activate { rewind_to, append: append.iter().map(to_wire).collect(), missing: missing_to_wire(&missing) }), Vec::new())
+            }
+            PeerMsg::ActivateAck { .. } => (peer(PeerOp::ActivateAck), Vec::new()),
+            PeerMsg::Activated { .. } => (peer(PeerOp::Activated), Vec::new()),
+            PeerMsg::RepOpAck { version, .. } => (peer(PeerOp::RepOpAck { version }), Vec::new()),
+            PeerMsg::Pull { object, .. } => (peer(PeerOp::Pull { object }), Vec::new()),
+            PeerMsg::PushAck { object, .. } => (peer(PeerOp::PushAck { object }), Vec::new()),
+            PeerMsg::Push { object, version, content, .. } => match content {
+                None => (peer(PeerOp::Push { object, version, content: None }), Vec::new()),
+                Some(c) => {
+                    if c.data.len() > sepia_proto::limits::frame_data_bytes_max {
+                        eprintln!("osd.{} pg {pg}: {} is too big to push in one message", self.osd, object.name);
+                        return;
+                    }
+                    let wire = WireObject { data_len: c.data.len() as u64, xattrs: c.xattrs.into_iter().collect(), omap: c.omap.into_iter().collect(), omap_header: c.omap_header };
+                    (peer(PeerOp::Push { object, version, content: Some(wire) }), c.data)
+                }
+            },
+        };
+        self.post(&addr, body, data);
+    }
+
+    /// Queues a one-way message to a peer shard (in order per address).
+    fn post(self: &Rc<Self>, addr: &str, body: Body, data: Vec<u8>) {
+        let existing = self.outboxes.borrow().get(addr).filter(|tx| !tx.is_closed()).cloned();
+        let tx = match existing {
+            Some(tx) => tx,
+            None => {
+                let (tx, rx) = tokio::sync::mpsc::channel(limits::outbox_messages_max);
+                self.outboxes.borrow_mut().insert(addr.to_string(), tx.clone());
+                glommio::spawn_local(self.clone().outbox(addr.to_string(), rx)).detach();
+                tx
+            }
+        };
+        if tx.try_send((body, data)).is_err() {
+            eprintln!("osd.{}: outbox to {addr} is full, a PG message was dropped", self.osd);
+        }
+    }
+
+    async fn outbox(self: Rc<Self>, addr: String, mut rx: tokio::sync::mpsc::Receiver<(Body, Vec<u8>)>) {
+        // One connection for the whole queue, so messages keep their order.
+        let mut conn = None;
+        while let Some((body, data)) = rx.recv().await {
+            if conn.as_ref().is_none_or(|c: &Rc<crate::server::PeerConn>| !c.alive.get()) {
+                conn = self.peer(&addr).await.ok();
+            }
+            if let Some(c) = &conn {
+                // A lost message is resent by peering, or times the op out.
+                let _ = self.send_on(c, &body, &data).await;
+            }
+        }
+    }
+
+    /// A PG message from a peer shard (fed in arrival order).
+    pub(crate) async fn pg_input(self: &Rc<Self>, body: Body, data: Vec<u8>) {
+        let (pg, epoch, from) = match &body {
+            Body::PgPeer(p) => (p.pg, p.epoch, p.from),
+            Body::RepOp(r) => (r.pg, r.epoch, -1),
+            _ => return,
+        };
+        if epoch > self.current_map().epoch {
+            let map = self.map_at_least_pub(epoch).await;
+            self.advance_pgs(&map);
+        }
+        let map = self.current_map();
+        self.advance_pgs(&map);
+        let msg: PeerMsg<WriteRef> = match body {
+            Body::RepOp(r) => {
+                if r.check(data.len()).is_err() {
+                    return;
+                }
+                // The sender is the PG's primary (the machine checks it).
+                let Some(primary) = self.pgs.borrow().get(&pg).and_then(|s| s.pg.primary()) else { return };
+                let entry = LogEntry { version: r.version, reqid: r.reqid, object: r.object, op: if ends_removed(&r.subops) { LogOp::Delete } else { LogOp::Modify } };
+                let msg = PeerMsg::RepOp { epoch, entry, txn: Txn::Write(Rc::new(WritePayload { subops: r.subops, data })) };
+                self.with_pg(pg, |p, out| p.peer(primary, msg, out));
+                return;
+            }
+            Body::PgPeer(p) => match p.op {
+                PeerOp::Query => PeerMsg::Query { epoch },
+                PeerOp::Notify { last_update, last_complete, log_tail, les, log, missing } => PeerMsg::Notify {
+                    epoch,
+                    info: PgInfo { last_update, last_complete, log_tail },
+                    les,
+                    log: log.into_iter().map(from_wire).collect(),
+                    missing: missing_from_wire(missing),
+                },
+                PeerOp::Activate { rewind_to, append, missing } => {
+                    PeerMsg::Activate { epoch, rewind_to, append: append.into_iter().map(from_wire).collect(), missing: missing_from_wire(missing) }
+                }
+                PeerOp::ActivateAck => PeerMsg::ActivateAck { epoch },
+                PeerOp::Activated => PeerMsg::Activated { epoch },
+                PeerOp::RepOpAck { version } => PeerMsg::RepOpAck { epoch, version },
+                PeerOp::Pull { object } => PeerMsg::Pull { epoch, object },
+                PeerOp::PushAck { object } => PeerMsg::PushAck { epoch, object },
+                PeerOp::Push { object, version, content } => {
+                    let content = match content {
+                        None => None,
+                        Some(w) => {
+                            if w.data_len != data.len() as u64 {
+                                return;
+                            }
+                            Some(ObjectContent { data, xattrs: w.xattrs.into_iter().collect(), omap: w.omap.into_iter().collect(), omap_header: w.omap_header })
+                        }
+                    };
+                    PeerMsg::Push { epoch, object, version, content }
+                }
+            },
+            _ => return,
+        };
+        self.with_pg(pg, |p, out| p.peer(from, msg, out));
+    }
+
+    /// Nudges peering and recovery on a timer; feeds new maps.
+    pub(crate) async fn pg_ticker(self: Rc<Self>) {
+        let mut maps = self.maps_rx();
+        let mut maps_open = true;
+        let mut last_states = BTreeMap::new();
+        loop {
+            let map = self.current_map();
+            self.advance_pgs(&map);
+            let busy: Vec<PgId> = self.pgs.borrow().iter().filter(|(_, s)| s.pg.state() == PgState::Peering || (s.pg.is_primary() && !s.pg.is_clean())).map(|(pg, _)| *pg).collect();
+            for pg in busy {
+                self.with_pg(pg, |p, out| p.retry(out));
+            }
+            // The operator (and the tests) see PG states change in the log.
+            let states = self.pg_states();
+            if states != last_states {
+                let summary: Vec<String> = states.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                eprintln!("osd.{} shard {} pgs: {}", self.osd, self.shard, summary.join(" "));
+                last_states = states;
+            }
+            let tick = glommio::timer::sleep(Duration::from_millis(limits::peering_retry_ms));
+            if maps_open {
+                let changed = futures_lite::future::or(async { maps.changed().await.is_ok() }, async {
+                    tick.await;
+                    true
+                });
+                // A closed map channel (shutdown) must not spin the loop.
+                maps_open = changed.await;
+            } else {
+                tick.await;
+            }
+        }
+    }
+
+    /// PG states, for `status` and tests: counts by state name.
+    pub fn pg_states(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for s in self.pgs.borrow().values() {
+            let name = match s.pg.state() {
+                PgState::Active if s.pg.is_primary() && s.pg.acting().len() < s.pg.params().size => "active+undersized",
+                PgState::Active if s.pg.is_primary() && !s.pg.is_clean() => "active+recovering",
+                PgState::Active if s.pg.is_primary() => "active+clean",
+                PgState::Active => "active",
+                PgState::Peering => "peering",
+                PgState::Down => "down",
+                PgState::Incomplete => "incomplete",
+                PgState::Stray => "stray",
+            };
+            *out.entry(name.to_string()).or_default() += 1;
+        }
+        out
+    }
+}
