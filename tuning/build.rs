@@ -22,10 +22,16 @@ fn main() {
         "/lib64",
         "/lib",
     ];
-    if dirs.iter().any(|d| Path::new(d).join("libudev.so").exists()) {
+    if dirs
+        .iter()
+        .any(|d| Path::new(d).join("libudev.so").exists())
+    {
         return;
     }
-    let Some(runtime) = dirs.iter().map(|d| Path::new(d).join("libudev.so.1")).find(|p| p.exists())
+    let Some(runtime) = dirs
+        .iter()
+        .map(|d| Path::new(d).join("libudev.so.1"))
+        .find(|p| p.exists())
     else {
         // No udev at all: hwloc was built without it and will not ask.
         return;

@@ -1,13 +1,17 @@
-//! `sepia-bench cluster`: the IOPS benchmark of a whole local cluster — a
-//! monitor and OSDs as real processes on loopback, data in files under a
-//! temporary folder — against the raw device loop on the same file system,
-//! in the same run.
+//! `sepia-bench cluster` (the main job): the IOPS benchmark of a whole
+//! local cluster — a monitor and OSDs as real processes on loopback, data
+//! in files under a temporary folder — against the raw device loop on the
+//! same file system, in the same run. With `--conf` it runs against an
+//! existing cluster instead.
 //!
-//! Cases: 4 KiB random overwrites of existing objects (each acknowledged
-//! once durable on every replica) and 4 KiB random reads, at 1 and 32 ops
-//! in flight, through the librados-style client.
+//! Pools: `size1` (one copy) and, with three OSDs or more, `size3`. Cases
+//! per pool: 4 KiB random overwrites of existing objects (each
+//! acknowledged once durable on every replica) and 4 KiB random reads, at
+//! 1 and 32 ops in flight, through the librados-style client. CPU is split
+//! between the OSD processes (from /proc, when their pids are known) and
+//! this process (the client).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,27 +21,45 @@ use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
 use sepia_client::rados::{IoCtx, Rados};
 
-use crate::raw::Row;
+/// One measurement of the main job's table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterRow {
+    pub name: String,
+    pub iops: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// CPU of the OSD processes per I/O (None: their pids are unknown, or
+    /// a raw row, which has no OSD).
+    pub osd_cpu_us_per_io: Option<f64>,
+    /// CPU of this process per I/O: the client (or the raw loop).
+    pub client_cpu_us_per_io: f64,
+    /// IOPS over the raw row of the same kind and depth.
+    pub ratio_to_raw: f64,
+}
 
 #[derive(Debug, Clone)]
 pub struct ClusterBenchConfig {
     pub osds: usize,
-    pub replicas: u32,
     pub seconds: u64,
     pub objects: u64,
     pub pg_num: u32,
 }
 
-fn cpu_time_children_and_self() -> Duration {
-    crate::raw::cpu_time_of(libc::RUSAGE_SELF) + crate::raw::cpu_time_of(libc::RUSAGE_CHILDREN)
+fn client_cpu() -> Duration {
+    crate::raw::cpu_time_of(libc::RUSAGE_SELF)
 }
 
-/// CPU seconds used so far by the cluster's daemons (from /proc).
-fn daemons_cpu(dir: &Path) -> f64 {
+/// CPU seconds used so far by the cluster's OSDs (from /proc; the pid
+/// files the launcher writes under `run/`).
+fn osds_cpu(run_dir: &Path) -> f64 {
     let ticks = 100.0; // USER_HZ on Linux
     let mut total = 0.0;
-    let Ok(entries) = std::fs::read_dir(dir.join("run")) else { return 0.0 };
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return 0.0 };
     for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("osd.") {
+            continue;
+        }
         let Ok(pid) = std::fs::read_to_string(e.path()) else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else { continue };
         // Fields after the command's closing parenthesis: utime is 14th, stime 15th overall.
@@ -54,11 +76,19 @@ fn name(i: u64) -> String {
     format!("bench_obj_{i:08}")
 }
 
-async fn case(io: &IoCtx, dir: &Path, cfg: &ClusterBenchConfig, write: bool, depth: usize) -> Result<Row, String> {
+/// Where the OSDs' pid files are (None: a cluster we did not start and
+/// whose conf is not in a launcher folder).
+fn run_dir_of(conf_path: &Path) -> Option<PathBuf> {
+    let run = conf_path.parent()?.join("run");
+    run.is_dir().then_some(run)
+}
+
+async fn case(io: &IoCtx, pool: &str, run_dir: Option<&Path>, cfg: &ClusterBenchConfig, write: bool, depth: usize) -> Result<ClusterRow, String> {
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds")));
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(cfg.seconds);
-    let cpu0 = cpu_time_children_and_self() + Duration::from_secs_f64(daemons_cpu(dir));
+    let osd0 = run_dir.map(osds_cpu);
+    let client0 = client_cpu();
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..depth {
@@ -88,63 +118,96 @@ async fn case(io: &IoCtx, dir: &Path, cfg: &ClusterBenchConfig, write: bool, dep
         t.await.map_err(|e| e.to_string())??;
     }
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = (cpu_time_children_and_self() + Duration::from_secs_f64(daemons_cpu(dir)) - cpu0).as_secs_f64();
-    let n = done.load(Ordering::Relaxed);
+    let n = done.load(Ordering::Relaxed).max(1) as f64;
+    let osd_cpu = match (run_dir, osd0) {
+        (Some(d), Some(before)) => Some((osds_cpu(d) - before) * 1e6 / n),
+        _ => None,
+    };
+    let client_cpu_s = (client_cpu() - client0).as_secs_f64();
     let h = hist.lock().expect("histogram");
     let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    Ok(Row {
-        name: format!("cluster.{}.qd{depth}", if write { "write" } else { "read" }),
-        iops: n as f64 / wall,
+    Ok(ClusterRow {
+        name: format!("{pool}.{}.qd{depth}", if write { "write" } else { "read" }),
+        iops: n / wall,
         p50_us: us(0.5),
         p99_us: us(0.99),
         p999_us: us(0.999),
-        // Client and daemons together: the whole cost of an op on this box.
-        cpu_us_per_io: cpu * 1e6 / n.max(1) as f64,
+        osd_cpu_us_per_io: osd_cpu,
+        client_cpu_us_per_io: client_cpu_s * 1e6 / n,
+        ratio_to_raw: 0.0,
     })
 }
 
-/// Starts the cluster under `dir`, runs the cases, stops the cluster.
-pub fn run(dir: &Path, cfg: &ClusterBenchConfig) -> Result<Vec<Row>, String> {
-    cluster::up(&UpOptions { dir: dir.to_path_buf(), mons: 1, osds: cfg.osds, down_out_interval_s: 600 })?;
+/// Starts a cluster under `dir` (or uses the one `conf` names), runs the
+/// cases on each pool, stops the cluster it started.
+pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<Vec<ClusterRow>, String> {
+    let conf_path = match conf {
+        Some(c) => c.to_path_buf(),
+        None => {
+            eprintln!("sepia-bench: starting 1 monitor and {} OSD(s) under {}", cfg.osds, dir.display());
+            cluster::up(&UpOptions { dir: dir.to_path_buf(), mons: 1, osds: cfg.osds, down_out_interval_s: 600 })?;
+            dir.join("sepia.conf")
+        }
+    };
     let result = (|| {
-        let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
+        let conf = Config::load(&conf_path.to_string_lossy())?;
+        let run_dir = run_dir_of(&conf_path);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(async {
             let rados = Rados::connect_conf(&conf, "client.admin").await.map_err(|e| e.to_string())?;
-            let args: Vec<String> = format!("osd pool create bench {} --size {}", cfg.pg_num, cfg.replicas).split(' ').map(String::from).collect();
-            let r = rados.command(&args, false).await.map_err(|e| e.to_string())?;
-            if r.result != 0 {
-                return Err(format!("pool create: {}", r.status));
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while rados.osdmap().pool_by_name("bench").is_none() {
-                if Instant::now() > deadline {
-                    return Err("pool never reached the client".into());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let io = rados.ioctx("bench").map_err(|e| e.to_string())?;
-            // Fill, 32 at a time.
-            let block = vec![0xabu8; 4096];
-            let mut i = 0;
-            while i < cfg.objects {
-                let mut fill = Vec::new();
-                for j in i..(i + 32).min(cfg.objects) {
-                    let (io, block) = (io.clone(), block.clone());
-                    fill.push(tokio::spawn(async move { io.write_full(&name(j), &block).await.map_err(|e| e.to_string()) }));
-                }
-                for f in fill {
-                    f.await.map_err(|e| e.to_string())??;
-                }
-                i += 32;
+            let up = rados.osdmap().osds.iter().filter(|o| o.up).count();
+            let mut pools = vec![("size1", 1)];
+            if up >= 3 {
+                pools.push(("size3", 3));
+            } else {
+                eprintln!("sepia-bench: {up} OSD(s) up, so no size-3 pool");
             }
             let mut rows = Vec::new();
-            for (write, depth) in [(true, 1), (true, 32), (false, 1), (false, 32)] {
-                rows.push(case(&io, dir, cfg, write, depth).await?);
+            for (pool, size) in pools {
+                let io = prepare_pool(&rados, pool, size, cfg).await?;
+                for (write, depth) in [(true, 1), (true, 32), (false, 1), (false, 32)] {
+                    eprintln!("sepia-bench: {pool} {} qd{depth}, {} s", if write { "write" } else { "read" }, cfg.seconds);
+                    rows.push(case(&io, pool, run_dir.as_deref(), cfg, write, depth).await?);
+                }
             }
             Ok(rows)
         })
     })();
-    let _ = cluster::down(dir);
+    if conf.is_none() {
+        let _ = cluster::down(dir);
+    }
     result
+}
+
+/// Creates the pool (if needed) and fills it with `cfg.objects` 4 KiB
+/// objects, 32 at a time.
+async fn prepare_pool(rados: &Arc<Rados>, pool: &str, size: u32, cfg: &ClusterBenchConfig) -> Result<IoCtx, String> {
+    let args: Vec<String> = format!("osd pool create {pool} {} --size {size} --min-size 1", cfg.pg_num).split(' ').map(String::from).collect();
+    let r = rados.command(&args, false).await.map_err(|e| e.to_string())?;
+    if r.result != 0 {
+        return Err(format!("pool create {pool}: {}", r.status));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rados.osdmap().pool_by_name(pool).is_none() {
+        if Instant::now() > deadline {
+            return Err(format!("pool {pool} never reached the client"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let io = rados.ioctx(pool).map_err(|e| e.to_string())?;
+    eprintln!("sepia-bench: filling {pool} with {} objects", cfg.objects);
+    let block = vec![0xabu8; 4096];
+    let mut i = 0;
+    while i < cfg.objects {
+        let mut fill = Vec::new();
+        for j in i..(i + 32).min(cfg.objects) {
+            let (io, block) = (io.clone(), block.clone());
+            fill.push(tokio::spawn(async move { io.write_full(&name(j), &block).await.map_err(|e| e.to_string()) }));
+        }
+        for f in fill {
+            f.await.map_err(|e| e.to_string())??;
+        }
+        i += 32;
+    }
+    Ok(io)
 }

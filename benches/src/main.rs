@@ -6,11 +6,11 @@
 //! - `placement`: CRUSH placement on a 1000-OSD map (5 racks × 8 hosts × 25
 //!   OSDs, straw2), scalar and batched SIMD mappers against Ceph's
 //!   `crushtool` in the same run, in mappings per second per core.
-//! - no subcommand: both, briefly.
-//!
-//! The cluster IOPS benchmark (embedded monitors and OSDs on loopback, data
-//! in files under a temporary folder, ratios against `raw`) becomes the
-//! default when the OSD and client land (issue #7).
+//! - `store`: one shard's object store against `raw` on the same file.
+//! - `cluster` — and no subcommand, the main job: the cluster IOPS
+//!   benchmark (a monitor and three OSDs as processes on loopback, data in
+//!   files under a temporary folder; pools of size 1 and 3) with `raw` in
+//!   the same run, one table with ratios to raw.
 
 // Bounds are named `thing_unit_max`, like the `limits` modules.
 #![allow(non_upper_case_globals)]
@@ -30,7 +30,7 @@ use crush_simd::tester::{weight_vector, ScalarBatch};
 use crush_simd::text;
 
 #[derive(Parser)]
-#[command(name = "sepia-bench", about = "Sepia benchmarks: raw-disk baseline and CRUSH placement (cluster IOPS lands with #7)")]
+#[command(name = "sepia-bench", about = "Sepia benchmarks: with no subcommand, the cluster IOPS benchmark against the raw device")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -55,16 +55,18 @@ struct ClusterArgs {
     /// under the system temp dir).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// OSDs (one data file each).
-    #[arg(long, default_value_t = 1)]
+    /// Run against this existing cluster instead of starting one (its
+    /// conf and admin keyring; OSD CPU is reported when the conf sits in
+    /// a `sepia cluster up` folder).
+    #[arg(long)]
+    conf: Option<PathBuf>,
+    /// OSDs to start (one data file each); a size-3 pool needs three.
+    #[arg(long, default_value_t = 3)]
     osds: usize,
-    /// Replicas per object (pool size).
-    #[arg(long, default_value_t = 1)]
-    replicas: u32,
     /// Seconds per case.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Objects of 4 KiB written first.
+    /// Objects of 4 KiB written to each pool first.
     #[arg(long, default_value_t = 8192)]
     objects: u64,
     #[arg(long, value_enum, default_value = "text")]
@@ -135,7 +137,7 @@ fn main() -> ExitCode {
         Some(Command::Cluster(args)) => cmd_cluster(&args),
         None => {
             // The main job: the cluster IOPS benchmark beside the raw device.
-            let args = ClusterArgs { dir: None, osds: 1, replicas: 1, seconds: 10, objects: 8192, format: Format::Text };
+            let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, format: Format::Text };
             cmd_cluster(&args)
         }
     };
@@ -225,8 +227,8 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
 }
 
 fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
-    if args.osds == 0 || args.seconds == 0 || args.objects == 0 || args.replicas == 0 || args.replicas as usize > args.osds {
-        return Err("--osds, --seconds, --objects positive and --replicas <= --osds".into());
+    if args.osds == 0 || args.seconds == 0 || args.objects == 0 {
+        return Err("--osds, --seconds and --objects must be positive".into());
     }
     let dir = args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("sepia-bench-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir);
@@ -237,36 +239,43 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
     raw::preallocate(&raw_path, raw_bytes).map_err(|e| format!("{}: {e}", raw_path.display()))?;
     let mut rows = Vec::new();
     for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
-        rows.push(raw::run(&raw_path, raw_bytes, op, depth, Duration::from_secs(args.seconds)).map_err(|e| format!("raw: {e}"))?);
+        eprintln!("sepia-bench: raw {} qd{depth}, {} s", if op == raw::Op::Write { "write" } else { "read" }, args.seconds);
+        let r = raw::run(&raw_path, raw_bytes, op, depth, Duration::from_secs(args.seconds)).map_err(|e| format!("raw: {e}"))?;
+        rows.push(cluster::ClusterRow {
+            name: r.name,
+            iops: r.iops,
+            p50_us: r.p50_us,
+            p99_us: r.p99_us,
+            p999_us: r.p999_us,
+            osd_cpu_us_per_io: None,
+            client_cpu_us_per_io: r.cpu_us_per_io,
+            ratio_to_raw: 1.0,
+        });
     }
     let _ = std::fs::remove_file(&raw_path);
-    let cfg = cluster::ClusterBenchConfig { osds: args.osds, replicas: args.replicas, seconds: args.seconds, objects: args.objects, pg_num: 32 };
-    let result = cluster::run(&dir.join("cluster"), &cfg);
+    let cfg = cluster::ClusterBenchConfig { osds: args.osds, seconds: args.seconds, objects: args.objects, pg_num: 32 };
+    let result = cluster::run(&dir.join("cluster"), args.conf.as_deref(), &cfg);
     let _ = std::fs::remove_dir_all(&dir);
-    rows.extend(result?);
-    let find = |n: &str| rows.iter().find(|r| r.name == n).map(|r| r.iops).unwrap_or(0.0);
-    let ratio = |a: &str, b: &str| find(a) / find(b).max(1e-9);
-    let ratios = serde_json::json!({
-        "write_qd1": ratio("cluster.write.qd1", "raw.write.qd1"),
-        "write_qd32": ratio("cluster.write.qd32", "raw.write.qd32"),
-        "read_qd1": ratio("cluster.read.qd1", "raw.read.qd1"),
-        "read_qd32": ratio("cluster.read.qd32", "raw.read.qd32"),
-    });
+    let measured = result?;
+    for mut r in measured {
+        // size1.write.qd32 -> raw.write.qd32
+        let raw_name = format!("raw.{}", r.name.split_once('.').map_or("", |(_, rest)| rest));
+        let raw_iops = rows.iter().find(|x| x.name == raw_name).map_or(0.0, |x| x.iops);
+        r.ratio_to_raw = if raw_iops > 0.0 { r.iops / raw_iops } else { 0.0 };
+        rows.push(r);
+    }
     match args.format {
-        Format::Json => println!("{}", serde_json::json!({ "osds": args.osds, "replicas": args.replicas, "rows": rows, "ratios": ratios })),
+        Format::Json => println!("{}", serde_json::json!({ "osds": args.osds, "seconds_per_case": args.seconds, "rows": rows })),
         Format::Text => {
-            println!("sepia-bench cluster: {} OSD(s), {} replica(s), 4 KiB random I/O through the client, {} s per case", args.osds, args.replicas, args.seconds);
-            println!("{:<18} {:>10} {:>9} {:>9} {:>9} {:>12}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "CPU us/IO");
+            println!("sepia-bench: 4 KiB random I/O, {} s per case; raw = our io_uring O_DIRECT loop (writes O_DSYNC) on the same file system", args.seconds);
+            println!("{:<18} {:>10} {:>9} {:>9} {:>9} {:>12} {:>12} {:>8}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "OSD us/IO", "client us/IO", "x raw");
             for r in &rows {
-                println!("{:<18} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12.2}", r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io);
+                let osd = r.osd_cpu_us_per_io.map_or("-".to_string(), |v| format!("{v:.1}"));
+                println!(
+                    "{:<18} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12} {:>12.1} {:>8.2}",
+                    r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, osd, r.client_cpu_us_per_io, r.ratio_to_raw
+                );
             }
-            println!(
-                "ratios cluster/raw: write qd1 {:.2}x, write qd32 {:.2}x, read qd1 {:.2}x, read qd32 {:.2}x (cluster CPU counts client, monitor and OSDs)",
-                ratio("cluster.write.qd1", "raw.write.qd1"),
-                ratio("cluster.write.qd32", "raw.write.qd32"),
-                ratio("cluster.read.qd1", "raw.read.qd1"),
-                ratio("cluster.read.qd32", "raw.read.qd32")
-            );
         }
     }
     Ok(())

@@ -3,15 +3,18 @@
 //!
 //! A client op reaches the shard that owns its PG on the acting primary;
 //! any other shard, or an op from a newer map than ours (after a short
-//! wait for that map), or one computed with a different primary, is
-//! answered `-EAGAIN` with our epoch so the client recomputes and resends.
-//! Writes become one store transaction, sent to every other member of the
-//! acting set (their owning shards) and applied locally at the same time;
-//! the client hears back once every member has it durable.
+//! wait for that map), or one computed with a different primary, or one
+//! for a PG that has not finished peering (or an object not yet recovered
+//! here), is answered `-EAGAIN` with our epoch so the client recomputes
+//! and resends. Reads are served from the local store; writes are handed
+//! to the PG (`pgs`), which orders them in its log, sends them to the
+//! other members' owning shards, applies them locally and answers once
+//! every member has them durable. Connections present an authorizer
+//! (ticket) first when the cluster requires auth; ops are checked against
+//! the ticket's osd caps.
 //!
-//! Not yet here (issue #7 continues): PG logs, peering and recovery (the
-//! state machine in `pg` is built and simulated but not wired), so copies
-//! of an OSD that was down are not caught up; watch/notify.
+//! Not yet here (issue #7 continues): backfill for a member behind the
+//! log tail, watch/notify.
 //!
 //! Invariant: nothing here blocks the executor — every wait is an await —
 //! and nothing crosses to another core: peers are other processes' (or

@@ -49,12 +49,27 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &str, status: Status, value: impl Into<String>, advice: impl Into<String>) -> Check {
-        Check { name: name.to_string(), status, value: value.into(), advice: advice.into() }
+    fn new(
+        name: &str,
+        status: Status,
+        value: impl Into<String>,
+        advice: impl Into<String>,
+    ) -> Check {
+        Check {
+            name: name.to_string(),
+            status,
+            value: value.into(),
+            advice: advice.into(),
+        }
     }
 
     fn unavailable(name: &str, what: &str) -> Check {
-        Check::new(name, Status::Warn, "unavailable", format!("{what} is not visible on this host"))
+        Check::new(
+            name,
+            Status::Warn,
+            "unavailable",
+            format!("{what} is not visible on this host"),
+        )
     }
 }
 
@@ -193,12 +208,21 @@ pub fn judge_io_uring(
 pub type Limit = Option<u64>;
 
 fn getrlimit(resource: libc::__rlimit_resource_t) -> io::Result<(Limit, Limit)> {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes one rlimit into the struct we own.
     if unsafe { libc::getrlimit(resource, &mut r) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let conv = |v: libc::rlim_t| if v == libc::RLIM_INFINITY { None } else { Some(v) };
+    let conv = |v: libc::rlim_t| {
+        if v == libc::RLIM_INFINITY {
+            None
+        } else {
+            Some(v)
+        }
+    };
     Ok((conv(r.rlim_cur), conv(r.rlim_max)))
 }
 
@@ -210,7 +234,9 @@ fn fmt_limit(l: Limit) -> String {
 /// does not charge registered buffers against RLIMIT_MEMLOCK).
 fn has_cap_ipc_lock(root: &SysRoot) -> bool {
     const CAP_IPC_LOCK_BIT: u32 = 14;
-    let Ok(status) = root.read("/proc/self/status") else { return false };
+    let Ok(status) = root.read("/proc/self/status") else {
+        return false;
+    };
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
@@ -223,7 +249,12 @@ fn has_cap_ipc_lock(root: &SysRoot) -> bool {
 pub fn memlock(ctx: &CheckContext) -> Check {
     match getrlimit(libc::RLIMIT_MEMLOCK) {
         Ok((soft, hard)) => judge_memlock(soft, hard, ctx.shards(), has_cap_ipc_lock(&ctx.root)),
-        Err(e) => Check::new("memlock", Status::Warn, "unavailable", format!("getrlimit: {e}")),
+        Err(e) => Check::new(
+            "memlock",
+            Status::Warn,
+            "unavailable",
+            format!("getrlimit: {e}"),
+        ),
     }
 }
 
@@ -246,7 +277,11 @@ pub fn judge_memlock(soft: Limit, hard: Limit, shards: usize, cap_ipc_lock: bool
         human_bytes(needed),
         human_bytes(limits::glommio_io_memory_per_shard_bytes),
         limits::glommio_rings_per_shard_count,
-        if cap_ipc_lock { ", CAP_IPC_LOCK held" } else { "" }
+        if cap_ipc_lock {
+            ", CAP_IPC_LOCK held"
+        } else {
+            ""
+        }
     );
     let raise = "set LimitMEMLOCK=infinity in the sepia-osd systemd unit, or add \
                  '<user> - memlock unlimited' to /etc/security/limits.conf and log in \
@@ -297,7 +332,12 @@ pub fn judge_memlock(soft: Limit, hard: Limit, shards: usize, cap_ipc_lock: bool
 pub fn nofile() -> Check {
     match getrlimit(libc::RLIMIT_NOFILE) {
         Ok((soft, hard)) => judge_nofile(soft, hard),
-        Err(e) => Check::new("nofile", Status::Warn, "unavailable", format!("getrlimit: {e}")),
+        Err(e) => Check::new(
+            "nofile",
+            Status::Warn,
+            "unavailable",
+            format!("getrlimit: {e}"),
+        ),
     }
 }
 
@@ -327,7 +367,10 @@ fn cpu_dirs(root: &SysRoot) -> Result<Vec<String>, SysError> {
     Ok(root
         .list_dir("/sys/devices/system/cpu")?
         .into_iter()
-        .filter(|n| n.strip_prefix("cpu").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|n| {
+            n.strip_prefix("cpu")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect())
 }
 
@@ -339,7 +382,9 @@ pub fn cpu_governor(root: &SysRoot) -> Check {
     };
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for cpu in &cpus {
-        if let Ok(g) = root.read(format!("/sys/devices/system/cpu/{cpu}/cpufreq/scaling_governor")) {
+        if let Ok(g) = root.read(format!(
+            "/sys/devices/system/cpu/{cpu}/cpufreq/scaling_governor"
+        )) {
             *counts.entry(g).or_default() += 1;
         }
     }
@@ -358,7 +403,11 @@ pub fn judge_governors(counts: &std::collections::BTreeMap<String, usize>) -> Ch
              set the BIOS/host power profile to maximum performance",
         );
     }
-    let value = counts.iter().map(|(g, n)| format!("{g} x{n}")).collect::<Vec<_>>().join(", ");
+    let value = counts
+        .iter()
+        .map(|(g, n)| format!("{g} x{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if counts.keys().all(|g| g == "performance") {
         Check::new(name, Status::Ok, value, "")
     } else {
@@ -381,16 +430,27 @@ pub fn transparent_hugepages(root: &SysRoot) -> Check {
     match enabled {
         Ok(e) => judge_thp(
             topology::selected_scheduler(&e).as_deref(),
-            defrag.ok().as_deref().and_then(topology::selected_scheduler).as_deref(),
+            defrag
+                .ok()
+                .as_deref()
+                .and_then(topology::selected_scheduler)
+                .as_deref(),
         ),
-        Err(_) => Check::unavailable("transparent_hugepages", "/sys/kernel/mm/transparent_hugepage"),
+        Err(_) => Check::unavailable(
+            "transparent_hugepages",
+            "/sys/kernel/mm/transparent_hugepage",
+        ),
     }
 }
 
 /// Judges the selected THP `enabled` and `defrag` words.
 pub fn judge_thp(enabled: Option<&str>, defrag: Option<&str>) -> Check {
     let name = "transparent_hugepages";
-    let value = format!("enabled={} defrag={}", enabled.unwrap_or("?"), defrag.unwrap_or("?"));
+    let value = format!(
+        "enabled={} defrag={}",
+        enabled.unwrap_or("?"),
+        defrag.unwrap_or("?")
+    );
     let fix = "echo madvise > /sys/kernel/mm/transparent_hugepage/enabled and \
                echo madvise > /sys/kernel/mm/transparent_hugepage/defrag \
                (persist with transparent_hugepage=madvise on the kernel command line)";
@@ -435,27 +495,47 @@ pub fn cpuidle(root: &SysRoot) -> Check {
     let base = "/sys/devices/system/cpu/cpu0/cpuidle";
     if let Ok(names) = root.list_dir(base) {
         for st in names.iter().filter(|n| n.starts_with("state")) {
-            let name = root.read(format!("{base}/{st}/name")).unwrap_or_else(|_| st.clone());
-            let Ok(lat) = root.read_i64(format!("{base}/{st}/latency")) else { continue };
-            let disabled = root.read_i64(format!("{base}/{st}/disable")).map(|v| v != 0).unwrap_or(false);
-            states.push(IdleState { name, latency_us: lat.max(0) as u64, disabled });
+            let name = root
+                .read(format!("{base}/{st}/name"))
+                .unwrap_or_else(|_| st.clone());
+            let Ok(lat) = root.read_i64(format!("{base}/{st}/latency")) else {
+                continue;
+            };
+            let disabled = root
+                .read_i64(format!("{base}/{st}/disable"))
+                .map(|v| v != 0)
+                .unwrap_or(false);
+            states.push(IdleState {
+                name,
+                latency_us: lat.max(0) as u64,
+                disabled,
+            });
         }
     }
-    let max_cstate = root.read("/sys/module/intel_idle/parameters/max_cstate").ok();
+    let max_cstate = root
+        .read("/sys/module/intel_idle/parameters/max_cstate")
+        .ok();
     judge_cpuidle(&driver, &states, max_cstate.as_deref())
 }
 
 /// Judges the idle driver and cpu0's states.
 pub fn judge_cpuidle(driver: &str, states: &[IdleState], max_cstate: Option<&str>) -> Check {
     let name = "cpuidle";
-    let deepest = states.iter().filter(|s| !s.disabled).max_by_key(|s| s.latency_us);
+    let deepest = states
+        .iter()
+        .filter(|s| !s.disabled)
+        .max_by_key(|s| s.latency_us);
     let mut value = format!("driver {driver}");
     if let Some(m) = max_cstate {
         let _ = write!(value, ", intel_idle.max_cstate={m}");
     }
     match deepest {
         Some(d) => {
-            let _ = write!(value, ", deepest enabled {} ({} us exit latency)", d.name, d.latency_us);
+            let _ = write!(
+                value,
+                ", deepest enabled {} ({} us exit latency)",
+                d.name, d.latency_us
+            );
         }
         None if states.is_empty() => value.push_str(", idle states not visible"),
         None => value.push_str(", all idle states disabled"),
@@ -499,8 +579,15 @@ pub fn nvme_scheduler(ctx: &CheckContext) -> Check {
         // Planned OSD devices that are flash (not rotational) too; a disk
         // keeps its elevator, mq-deadline is right for spinning media.
         for o in &p.osds {
-            let d = o.device.strip_prefix("/dev/").unwrap_or(&o.device).to_string();
-            let flash = root.read_i64(format!("/sys/block/{d}/queue/rotational")).ok() == Some(0);
+            let d = o
+                .device
+                .strip_prefix("/dev/")
+                .unwrap_or(&o.device)
+                .to_string();
+            let flash = root
+                .read_i64(format!("/sys/block/{d}/queue/rotational"))
+                .ok()
+                == Some(0);
             if flash && !devices.contains(&d) {
                 devices.push(d);
             }
@@ -573,7 +660,7 @@ pub fn nic_irqs(root: &SysRoot, nic: &str, interrupts: &str) -> Vec<u32> {
     if let Some(dir) = topology::sysfs_device_dir(root, &format!("/sys/class/net/{nic}/device")) {
         if let Some(n) = dir.file_name().and_then(|n| n.to_str()) {
             // virtio names its vectors after the virtio device (virtio2-input.0).
-            keys.push(format!("{n}-"));
+            keys.push(n.to_string());
         }
         let mut cur = Some(dir.as_path());
         for _ in 0..limits::sysfs_parent_walk_max_count {
@@ -597,17 +684,21 @@ pub fn nic_irqs(root: &SysRoot, nic: &str, interrupts: &str) -> Vec<u32> {
         }
     }
     for line in interrupts.lines() {
-        let Some((num, rest)) = line.trim_start().split_once(':') else { continue };
-        let Ok(num) = num.parse::<u32>() else { continue };
-        // The description follows the per-CPU counters; match whole words
-        // or prefixes like "eth0-TxRx-3" and "virtio2-input.0".
-        let mentions = rest.split_whitespace().any(|w| {
-            keys.iter().any(|k| {
-                w == k
-                    || w.strip_prefix(k.as_str()).is_some_and(|r| k.ends_with('-') || r.starts_with(['-', '@', '.']))
-                    || w.ends_with(&format!("-{k}"))
-            })
-        });
+        let Some((num, rest)) = line.trim_start().split_once(':') else {
+            continue;
+        };
+        let Ok(num) = num.parse::<u32>() else {
+            continue;
+        };
+        // Descriptions name the vector after the interface, the virtio
+        // device or the PCI function: "eth0-TxRx-3", "i40e-eth0-TxRx-0",
+        // "virtio2-input.0", "PCI-MSIX-0000:00:03.0",
+        // "mlx5_comp0@pci:0000:85:00.0". Compare whole tokens only, so
+        // eth0 does not match eth01.
+        let mentions = rest
+            .split(|c: char| c.is_whitespace() || c == '-' || c == '@')
+            .map(|t| t.strip_prefix("pci:").unwrap_or(t))
+            .any(|t| keys.iter().any(|k| k == t));
         if mentions {
             irqs.insert(num);
         }
@@ -647,16 +738,29 @@ pub fn nic_irq_affinity(ctx: &CheckContext) -> Check {
                 _ => root.read_cpu_list(format!("/proc/irq/{irq}/smp_affinity_list")),
             };
             if let Ok(cpus) = cpus {
-                found.push(NicIrq { nic: nic.clone(), irq, cpus });
+                found.push(NicIrq {
+                    nic: nic.clone(),
+                    irq,
+                    cpus,
+                });
             }
         }
     }
     let shard_cpus = ctx.plan.as_ref().map(|p| (p.shard_pus(), reserved_pus(p)));
-    judge_irqs(&nics, &found, shard_cpus.as_ref().map(|(s, r)| (s.as_slice(), r.as_slice())))
+    judge_irqs(
+        &nics,
+        &found,
+        shard_cpus
+            .as_ref()
+            .map(|(s, r)| (s.as_slice(), r.as_slice())),
+    )
 }
 
 fn reserved_pus(p: &Plan) -> Vec<u32> {
-    p.reserved.iter().flat_map(|r| r.pus.iter().copied()).collect()
+    p.reserved
+        .iter()
+        .flat_map(|r| r.pus.iter().copied())
+        .collect()
 }
 
 /// Judges NIC IRQ affinities against `(shard cpus, reserved cpus)` of a plan.
@@ -680,7 +784,11 @@ pub fn judge_irqs(nics: &[String], irqs: &[NicIrq], plan: Option<(&[u32], &[u32]
             continue;
         }
         let all: Vec<u32> = mine.iter().flat_map(|i| i.cpus.iter().copied()).collect();
-        parts.push(format!("{nic}: {} irqs on cpus {}", mine.len(), format_cpu_list(&all)));
+        parts.push(format!(
+            "{nic}: {} irqs on cpus {}",
+            mine.len(),
+            format_cpu_list(&all)
+        ));
     }
     let mut value = parts.join("; ");
     let Some((shards, reserved)) = plan else {
@@ -691,8 +799,10 @@ pub fn judge_irqs(nics: &[String], irqs: &[NicIrq], plan: Option<(&[u32], &[u32]
             "",
         );
     };
-    let overlapping: Vec<&NicIrq> =
-        irqs.iter().filter(|i| i.cpus.iter().any(|c| shards.contains(c))).collect();
+    let overlapping: Vec<&NicIrq> = irqs
+        .iter()
+        .filter(|i| i.cpus.iter().any(|c| shards.contains(c)))
+        .collect();
     if overlapping.is_empty() {
         return Check::new(name, Status::Ok, value + "; none on shard cpus", "");
     }
@@ -761,7 +871,10 @@ pub fn probe_o_direct(dir: &Path) -> ODirectProbe {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let path = dir.join(format!(".sepia-tune-odirect-{}-{nanos}", std::process::id()));
+    let path = dir.join(format!(
+        ".sepia-tune-odirect-{}-{nanos}",
+        std::process::id()
+    ));
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -816,9 +929,12 @@ pub fn judge_o_direct(dir: &Path, probe: ODirectProbe) -> Check {
             "unavailable",
             format!("{d} is not a directory: pass --data-dir on the OSD data path"),
         ),
-        ODirectProbe::Refused(fs, e) => {
-            Check::new(name, Status::Fail, format!("O_DIRECT refused in {d} ({fs}): {e}"), fix)
-        }
+        ODirectProbe::Refused(fs, e) => Check::new(
+            name,
+            Status::Fail,
+            format!("O_DIRECT refused in {d} ({fs}): {e}"),
+            fix,
+        ),
         ODirectProbe::Failed(fs, e) => Check::new(
             name,
             Status::Fail,
@@ -870,21 +986,42 @@ mod tests {
     #[test]
     fn memlock_thresholds() {
         let floor = limits::glommio_memlock_floor_bytes;
-        assert_eq!(judge_memlock(Some(floor - 1), None, 1, false).status, Status::Fail);
-        assert_eq!(judge_memlock(Some(floor - 1), None, 1, true).status, Status::Fail);
-        assert_eq!(judge_memlock(Some(8 << 20), Some(8 << 20), 2, false).status, Status::Warn);
-        assert_eq!(judge_memlock(Some(8 << 20), Some(8 << 20), 2, true).status, Status::Ok);
-        assert_eq!(judge_memlock(Some(60 << 20), None, 2, false).status, Status::Ok);
+        assert_eq!(
+            judge_memlock(Some(floor - 1), None, 1, false).status,
+            Status::Fail
+        );
+        assert_eq!(
+            judge_memlock(Some(floor - 1), None, 1, true).status,
+            Status::Fail
+        );
+        assert_eq!(
+            judge_memlock(Some(8 << 20), Some(8 << 20), 2, false).status,
+            Status::Warn
+        );
+        assert_eq!(
+            judge_memlock(Some(8 << 20), Some(8 << 20), 2, true).status,
+            Status::Ok
+        );
+        assert_eq!(
+            judge_memlock(Some(60 << 20), None, 2, false).status,
+            Status::Ok
+        );
         assert_eq!(judge_memlock(None, None, 128, false).status, Status::Ok);
         // 2 shards x 3 rings x 10 MiB = 60 MiB: one byte less warns.
-        assert_eq!(judge_memlock(Some((60 << 20) - 1), None, 2, false).status, Status::Warn);
+        assert_eq!(
+            judge_memlock(Some((60 << 20) - 1), None, 2, false).status,
+            Status::Warn
+        );
     }
 
     #[test]
     fn nofile_thresholds() {
         assert_eq!(judge_nofile(Some(1024), Some(4096)).status, Status::Warn);
         assert_eq!(judge_nofile(Some(1024), Some(1 << 20)).status, Status::Warn);
-        assert_eq!(judge_nofile(Some(1 << 20), Some(1 << 20)).status, Status::Ok);
+        assert_eq!(
+            judge_nofile(Some(1 << 20), Some(1 << 20)).status,
+            Status::Ok
+        );
         assert_eq!(judge_nofile(None, None).status, Status::Ok);
     }
 
@@ -908,10 +1045,25 @@ mod tests {
 
     #[test]
     fn cpuidle_judgement() {
-        let st = |n: &str, l, d| IdleState { name: n.into(), latency_us: l, disabled: d };
-        let deep = [st("POLL", 0, false), st("C1", 2, false), st("C6", 133, false)];
-        assert_eq!(judge_cpuidle("intel_idle", &deep, None).status, Status::Warn);
-        let limited = [st("POLL", 0, false), st("C1", 2, false), st("C6", 133, true)];
+        let st = |n: &str, l, d| IdleState {
+            name: n.into(),
+            latency_us: l,
+            disabled: d,
+        };
+        let deep = [
+            st("POLL", 0, false),
+            st("C1", 2, false),
+            st("C6", 133, false),
+        ];
+        assert_eq!(
+            judge_cpuidle("intel_idle", &deep, None).status,
+            Status::Warn
+        );
+        let limited = [
+            st("POLL", 0, false),
+            st("C1", 2, false),
+            st("C6", 133, true),
+        ];
         let c = judge_cpuidle("intel_idle", &limited, Some("1"));
         assert_eq!(c.status, Status::Ok);
         assert!(c.value.contains("C1"), "{}", c.value);
@@ -922,14 +1074,25 @@ mod tests {
     fn irq_overlap() {
         let nics = vec!["eth0".to_string()];
         let irqs = vec![
-            NicIrq { nic: "eth0".into(), irq: 40, cpus: vec![0] },
-            NicIrq { nic: "eth0".into(), irq: 41, cpus: vec![5, 6] },
+            NicIrq {
+                nic: "eth0".into(),
+                irq: 40,
+                cpus: vec![0],
+            },
+            NicIrq {
+                nic: "eth0".into(),
+                irq: 41,
+                cpus: vec![5, 6],
+            },
         ];
         let c = judge_irqs(&nics, &irqs, Some((&[4, 5], &[0])));
         assert_eq!(c.status, Status::Warn);
         assert!(c.value.contains("shard cpus 5"), "{}", c.value);
         assert!(c.advice.contains("reserved cpus 0"), "{}", c.advice);
-        assert_eq!(judge_irqs(&nics, &irqs, Some((&[1, 2], &[0]))).status, Status::Ok);
+        assert_eq!(
+            judge_irqs(&nics, &irqs, Some((&[1, 2], &[0]))).status,
+            Status::Ok
+        );
         assert_eq!(judge_irqs(&nics, &irqs, None).status, Status::Ok);
         assert_eq!(judge_irqs(&nics, &[], None).status, Status::Warn);
     }

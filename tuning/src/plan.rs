@@ -59,7 +59,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { shards_per_osd: None, reserve_cores: 0, avoid_smt: true }
+        Policy {
+            shards_per_osd: None,
+            reserve_cores: 0,
+            avoid_smt: true,
+        }
     }
 }
 
@@ -79,7 +83,9 @@ pub enum PlanError {
     #[error("shards per OSD must be 1..={max}, not {0}", max = limits::shards_per_osd_max_count)]
     BadShardCount(usize),
     /// An OSD's device is not a block device of this topology.
-    #[error("osd.{osd}: device {device:?} is not a block device of this topology (known: {known})")]
+    #[error(
+        "osd.{osd}: device {device:?} is not a block device of this topology (known: {known})"
+    )]
     UnknownDevice {
         /// The OSD.
         osd: u32,
@@ -191,7 +197,9 @@ impl Plan {
     /// PUs (Linux CPU numbers) to pin the shards of `osd_id` to, shard 0
     /// first; empty when the OSD is not in the plan.
     pub fn cores_for(&self, osd_id: u32) -> Vec<usize> {
-        self.osd(osd_id).map(|o| o.cpus.iter().map(|&c| c as usize).collect()).unwrap_or_default()
+        self.osd(osd_id)
+            .map(|o| o.cpus.iter().map(|&c| c as usize).collect())
+            .unwrap_or_default()
     }
 
     /// The part of the plan for `osd_id`.
@@ -206,7 +214,11 @@ impl Plan {
 
     /// Every PU that runs a shard, ascending.
     pub fn shard_pus(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.osds.iter().flat_map(|o| o.cpus.iter().copied()).collect();
+        let mut v: Vec<u32> = self
+            .osds
+            .iter()
+            .flat_map(|o| o.cpus.iter().copied())
+            .collect();
         v.sort_unstable();
         v
     }
@@ -259,7 +271,11 @@ impl Plan {
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         let total = self.total_shards();
-        let smt = if self.policy.avoid_smt { "SMT siblings left idle" } else { "SMT siblings allowed" };
+        let smt = if self.policy.avoid_smt {
+            "SMT siblings left idle"
+        } else {
+            "SMT siblings allowed"
+        };
         let _ = writeln!(
             s,
             "plan: OSDs {}, shards {} ({}), reserved cores {}, idle cores {}",
@@ -271,7 +287,11 @@ impl Plan {
         );
         if !self.reserved.is_empty() {
             let cores: Vec<u32> = self.reserved.iter().map(|r| r.core).collect();
-            let pus: Vec<u32> = self.reserved.iter().flat_map(|r| r.pus.iter().copied()).collect();
+            let pus: Vec<u32> = self
+                .reserved
+                .iter()
+                .flat_map(|r| r.pus.iter().copied())
+                .collect();
             let _ = writeln!(
                 s,
                 "reserved: cores {} (cpus {}) {}",
@@ -310,11 +330,17 @@ pub fn parse_osd_specs(args: &[String]) -> Result<Vec<OsdSpec>, PlanError> {
             Some((id, dev)) => {
                 let id = id.trim().trim_start_matches("osd.");
                 match (id.parse::<u32>(), dev.is_empty()) {
-                    (Ok(id), false) => Ok(OsdSpec { id, device: dev.to_string() }),
+                    (Ok(id), false) => Ok(OsdSpec {
+                        id,
+                        device: dev.to_string(),
+                    }),
                     _ => Err(PlanError::BadSpec(a.clone())),
                 }
             }
-            None if !a.is_empty() => Ok(OsdSpec { id: i as u32, device: a.clone() }),
+            None if !a.is_empty() => Ok(OsdSpec {
+                id: i as u32,
+                device: a.clone(),
+            }),
             None => Err(PlanError::BadSpec(a.clone())),
         })
         .collect()
@@ -370,7 +396,9 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
     let mut osd_numa = Vec::with_capacity(osds.len());
     for o in osds {
         let dev = device_candidates(&o.device).iter().find_map(|c| {
-            topo.devices.iter().find(|d| d.kind == DeviceKind::Block && &d.name == c)
+            topo.devices
+                .iter()
+                .find(|d| d.kind == DeviceKind::Block && &d.name == c)
         });
         match dev {
             Some(d) => osd_numa.push(d.numa),
@@ -384,7 +412,11 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
                 return Err(PlanError::UnknownDevice {
                     osd: o.id,
                     device: o.device.clone(),
-                    known: if known.is_empty() { "none".into() } else { known.join(", ") },
+                    known: if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    },
                 });
             }
         }
@@ -393,38 +425,73 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
     // Reserve whole cores, near the NIC if we know where it is.
     let cores = &topo.cores;
     if policy.reserve_cores >= cores.len() {
-        return Err(PlanError::ReserveTooLarge { reserve: policy.reserve_cores, cores: cores.len() });
+        return Err(PlanError::ReserveTooLarge {
+            reserve: policy.reserve_cores,
+            cores: cores.len(),
+        });
     }
-    let nic = topo.devices.iter().find(|d| d.kind == DeviceKind::Net && d.numa.is_some());
-    let (order, reserved_reason): (Vec<&Core>, String) = match nic.and_then(|n| n.numa.map(|m| (n, m))) {
-        // The NIC's node first (its IRQs and softirqs run there), then the rest.
-        Some((n, node)) => (
-            cores
-                .iter()
-                .filter(|c| c.numa == Some(node))
-                .chain(cores.iter().filter(|c| c.numa != Some(node)))
-                .collect(),
-            format!("on NUMA node {node} (local to {})", n.name),
-        ),
-        None => (cores.iter().collect(), "from core 0 (no NIC locality known)".to_string()),
-    };
+    let nic = topo
+        .devices
+        .iter()
+        .find(|d| d.kind == DeviceKind::Net && d.numa.is_some());
+    let (order, reserved_reason): (Vec<&Core>, String) =
+        match nic.and_then(|n| n.numa.map(|m| (n, m))) {
+            // The NIC's node first (its IRQs and softirqs run there), then the rest.
+            Some((n, node)) => (
+                cores
+                    .iter()
+                    .filter(|c| c.numa == Some(node))
+                    .chain(cores.iter().filter(|c| c.numa != Some(node)))
+                    .collect(),
+                format!("on NUMA node {node} (local to {})", n.name),
+            ),
+            None => (
+                cores.iter().collect(),
+                "from core 0 (no NIC locality known)".to_string(),
+            ),
+        };
     let reserved: Vec<ReservedCore> = order
         .iter()
         .take(policy.reserve_cores)
-        .map(|c| ReservedCore { core: c.id, numa: c.numa, pus: c.pus.clone() })
+        .map(|c| ReservedCore {
+            core: c.id,
+            numa: c.numa,
+            pus: c.pus.clone(),
+        })
         .collect();
     let reserved_ids: BTreeSet<u32> = reserved.iter().map(|r| r.core).collect();
 
     // Slots per NUMA node: first PUs of every free core, then (with SMT
     // allowed) the second PUs, and so on.
-    let free: Vec<&Core> =
-        cores.iter().filter(|c| !reserved_ids.contains(&c.id)).collect();
-    let depth = if policy.avoid_smt { 1 } else { topo.threads_per_core().max(1) };
+    let free: Vec<&Core> = cores
+        .iter()
+        .filter(|c| !reserved_ids.contains(&c.id))
+        .collect();
+    let depth = if policy.avoid_smt {
+        1
+    } else {
+        topo.threads_per_core().max(1)
+    };
     let mut slots: BTreeMap<Option<u32>, VecDeque<Slot>> = BTreeMap::new();
+    // A topology built by our loaders never repeats a PU or a core id, but
+    // one deserialized from JSON might: never hand out either twice.
+    let mut seen_pus: BTreeSet<u32> = reserved
+        .iter()
+        .flat_map(|r| r.pus.iter().copied())
+        .collect();
+    let mut seen_cores = BTreeSet::new();
+    let free: Vec<&Core> = free
+        .into_iter()
+        .filter(|c| seen_cores.insert(c.id))
+        .collect();
     for rank in 0..depth {
         for c in &free {
-            if let Some(&pu) = c.pus.get(rank) {
-                slots.entry(c.numa).or_default().push_back(Slot { core: c.id, pu, numa: c.numa });
+            if let Some(&pu) = c.pus.get(rank).filter(|&&pu| seen_pus.insert(pu)) {
+                slots.entry(c.numa).or_default().push_back(Slot {
+                    core: c.id,
+                    pu,
+                    numa: c.numa,
+                });
             }
         }
     }
@@ -452,8 +519,12 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
     let mut granted: Vec<Vec<Slot>> = vec![Vec::new(); osds.len()];
     let nodes: BTreeSet<u32> = osd_numa.iter().flatten().copied().collect();
     for node in nodes {
-        let here: Vec<usize> = (0..osds.len()).filter(|&i| osd_numa[i] == Some(node)).collect();
-        let Some(queue) = slots.get_mut(&Some(node)) else { continue };
+        let here: Vec<usize> = (0..osds.len())
+            .filter(|&i| osd_numa[i] == Some(node))
+            .collect();
+        let Some(queue) = slots.get_mut(&Some(node)) else {
+            continue;
+        };
         let want: Vec<usize> = here.iter().map(|&i| demand[i]).collect();
         let share = fair_share(&want, queue.len());
         for (k, &i) in here.iter().enumerate() {
@@ -466,10 +537,14 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
     // time from the node with the most free slots.
     for i in 0..osds.len() {
         while granted[i].len() < demand[i] {
-            let Some((_, q)) = slots.iter_mut().filter(|(_, q)| !q.is_empty()).max_by(|a, b| {
-                // Most free slots; ties → the lower node id.
-                a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0))
-            }) else {
+            let Some((_, q)) = slots
+                .iter_mut()
+                .filter(|(_, q)| !q.is_empty())
+                .max_by(|a, b| {
+                    // Most free slots; ties → the lower node id.
+                    a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0))
+                })
+            else {
                 // Cannot happen: total demand <= total slots was checked.
                 break;
             };
@@ -521,8 +596,11 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
         });
     }
     let used: BTreeSet<u32> = plans.iter().flat_map(|p| p.cores.iter().copied()).collect();
-    let idle_cores: Vec<u32> =
-        free.iter().map(|c| c.id).filter(|id| !used.contains(id)).collect();
+    let idle_cores: Vec<u32> = free
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !used.contains(id))
+        .collect();
     if !policy.avoid_smt {
         let mut per_core: BTreeMap<u32, usize> = BTreeMap::new();
         for p in &plans {
@@ -532,7 +610,9 @@ pub fn plan(topo: &Topology, osds: &[OsdSpec], policy: &Policy) -> Result<Plan, 
         }
         let doubled = per_core.values().filter(|&&n| n > 1).count();
         if doubled > 0 {
-            warnings.push(format!("{doubled} cores run two or more shards on SMT siblings"));
+            warnings.push(format!(
+                "{doubled} cores run two or more shards on SMT siblings"
+            ));
         }
     }
     let plan = Plan {
@@ -562,7 +642,12 @@ fn oversubscribed(
         hints.push("allow SMT siblings (--allow-smt)");
     }
     hints.push("use fewer shards per OSD");
-    PlanError::Oversubscribed { shards, slots, unit, hint: format!(" ({})", hints.join(", or ")) }
+    PlanError::Oversubscribed {
+        shards,
+        slots,
+        unit,
+        hint: format!(" ({})", hints.join(", or ")),
+    }
 }
 
 /// "All cores evenly": every OSD gets `slots / osds`, and the remainder goes
@@ -584,13 +669,19 @@ fn even_demand(
     }
     let mut has_extra = vec![false; n];
     while extra > 0 {
-        let pick = (0..n)
-            .filter(|&i| !has_extra[i])
-            .max_by(|&a, &b| {
-                let sa = if osd_numa[a].is_some() { spare[&osd_numa[a]] } else { isize::MIN };
-                let sb = if osd_numa[b].is_some() { spare[&osd_numa[b]] } else { isize::MIN };
-                sa.cmp(&sb).then(b.cmp(&a))
-            });
+        let pick = (0..n).filter(|&i| !has_extra[i]).max_by(|&a, &b| {
+            let sa = if osd_numa[a].is_some() {
+                spare[&osd_numa[a]]
+            } else {
+                isize::MIN
+            };
+            let sb = if osd_numa[b].is_some() {
+                spare[&osd_numa[b]]
+            } else {
+                isize::MIN
+            };
+            sa.cmp(&sb).then(b.cmp(&a))
+        });
         let Some(i) = pick else { break };
         has_extra[i] = true;
         demand[i] += 1;
@@ -637,7 +728,10 @@ mod tests {
 
     #[test]
     fn partitions_map_to_disks() {
-        assert_eq!(device_candidates("/dev/nvme0n1p2"), vec!["nvme0n1p2", "nvme0n1"]);
+        assert_eq!(
+            device_candidates("/dev/nvme0n1p2"),
+            vec!["nvme0n1p2", "nvme0n1"]
+        );
         assert_eq!(device_candidates("sda3"), vec!["sda3", "sda"]);
         assert_eq!(device_candidates("nvme0n1"), vec!["nvme0n1"]);
         assert_eq!(device_candidates("vda"), vec!["vda"]);
@@ -645,11 +739,33 @@ mod tests {
 
     #[test]
     fn osd_specs_parse() {
-        let a = ["nvme0n1".to_string(), "7=nvme1n1".into(), "osd.9=/dev/sda".into()];
+        let a = [
+            "nvme0n1".to_string(),
+            "7=nvme1n1".into(),
+            "osd.9=/dev/sda".into(),
+        ];
         let v = parse_osd_specs(&a).unwrap();
-        assert_eq!(v[0], OsdSpec { id: 0, device: "nvme0n1".into() });
-        assert_eq!(v[1], OsdSpec { id: 7, device: "nvme1n1".into() });
-        assert_eq!(v[2], OsdSpec { id: 9, device: "/dev/sda".into() });
+        assert_eq!(
+            v[0],
+            OsdSpec {
+                id: 0,
+                device: "nvme0n1".into()
+            }
+        );
+        assert_eq!(
+            v[1],
+            OsdSpec {
+                id: 7,
+                device: "nvme1n1".into()
+            }
+        );
+        assert_eq!(
+            v[2],
+            OsdSpec {
+                id: 9,
+                device: "/dev/sda".into()
+            }
+        );
         assert!(parse_osd_specs(&["x=nvme0n1".to_string()]).is_err());
         assert!(parse_osd_specs(&["3=".to_string()]).is_err());
     }

@@ -61,14 +61,21 @@ impl SysError {
         if source.kind() == io::ErrorKind::NotFound {
             SysError::Missing(path.to_path_buf())
         } else {
-            SysError::Io { path: path.to_path_buf(), source }
+            SysError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 
     fn parse(path: &Path, value: &str, expected: &'static str) -> Self {
         // Keep messages short even when a file is garbage.
         let value: String = value.chars().take(64).collect();
-        SysError::Parse { path: path.to_path_buf(), value, expected }
+        SysError::Parse {
+            path: path.to_path_buf(),
+            value,
+            expected,
+        }
     }
 }
 
@@ -128,7 +135,8 @@ impl SysRoot {
     pub fn read_i64(&self, host_path: impl AsRef<Path>) -> Result<i64, SysError> {
         let path = self.path(&host_path);
         let s = self.read(&host_path)?;
-        s.parse::<i64>().map_err(|_| SysError::parse(&path, &s, "an integer"))
+        s.parse::<i64>()
+            .map_err(|_| SysError::parse(&path, &s, "an integer"))
     }
 
     /// Reads an attribute holding a cpu list (`0-3,8,10-11`).
@@ -172,7 +180,10 @@ fn read_bounded(path: &Path, limit_bytes: u64) -> Result<String, SysError> {
         .read_to_end(&mut buf)
         .map_err(|e| SysError::io(path, e))?;
     if buf.len() as u64 > limit_bytes {
-        return Err(SysError::TooLarge { path: path.to_path_buf(), limit_bytes });
+        return Err(SysError::TooLarge {
+            path: path.to_path_buf(),
+            limit_bytes,
+        });
     }
     String::from_utf8(buf).map_err(|_| SysError::parse(path, "<binary>", "UTF-8 text"))
 }
@@ -242,7 +253,10 @@ mod tests {
 
     #[test]
     fn cpu_lists_round_trip() {
-        assert_eq!(parse_cpu_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(
+            parse_cpu_list("0-3,8,10-11"),
+            Some(vec![0, 1, 2, 3, 8, 10, 11])
+        );
         assert_eq!(parse_cpu_list(""), Some(vec![]));
         assert_eq!(parse_cpu_list("5"), Some(vec![5]));
         assert_eq!(format_cpu_list(&[11, 0, 1, 2, 3, 8, 10]), "0-3,8,10-11");
@@ -263,9 +277,15 @@ mod tests {
         assert!(root.read("/sys/nothing").unwrap_err().is_missing());
         fs::create_dir_all(root.path("/sys/x")).unwrap();
         fs::write(root.path("/sys/x/n"), "12x\n").unwrap();
-        assert!(matches!(root.read_i64("/sys/x/n"), Err(SysError::Parse { .. })));
+        assert!(matches!(
+            root.read_i64("/sys/x/n"),
+            Err(SysError::Parse { .. })
+        ));
         fs::write(root.path("/sys/x/big"), vec![b'1'; 70 << 10]).unwrap();
-        assert!(matches!(root.read("/sys/x/big"), Err(SysError::TooLarge { .. })));
+        assert!(matches!(
+            root.read("/sys/x/big"),
+            Err(SysError::TooLarge { .. })
+        ));
         fs::write(root.path("/sys/x/n"), " 42\n").unwrap();
         assert_eq!(root.read_i64("/sys/x/n").unwrap(), 42);
     }

@@ -254,16 +254,20 @@ impl Topology {
     /// the file describes another machine.
     pub fn from_xml_file(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
         let path = path.as_ref();
-        let meta = std::fs::metadata(path)
-            .map_err(|source| TopologyError::XmlRead { path: path.into(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| TopologyError::XmlRead {
+            path: path.into(),
+            source,
+        })?;
         if meta.len() > limits::topology_xml_max_bytes {
             return Err(TopologyError::XmlTooLarge {
                 path: path.into(),
                 limit_bytes: limits::topology_xml_max_bytes,
             });
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| TopologyError::XmlRead { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::XmlRead {
+            path: path.into(),
+            source,
+        })?;
         Self::from_xml_str(&text, &path.display().to_string())
     }
 
@@ -277,7 +281,9 @@ impl Topology {
             .with_cpu_icache_type_filter(TypeFilter::KeepAll)
             .map_err(|e| TopologyError::Hwloc(e.to_string()))?
             .build()
-            .map_err(|e| TopologyError::Hwloc(format!("{source}: {e}")))?;
+            .map_err(|e| {
+                TopologyError::Hwloc(format!("{source}: not a valid hwloc topology ({e})"))
+            })?;
         from_hwloc(&hw, source)
     }
 
@@ -288,8 +294,10 @@ impl Topology {
         let mut warnings = Vec::new();
         let found = sysfs_devices(root, &mut warnings);
         for mut dev in found {
-            if let Some(known) =
-                self.devices.iter_mut().find(|d| d.name == dev.name && d.kind == dev.kind)
+            if let Some(known) = self
+                .devices
+                .iter_mut()
+                .find(|d| d.name == dev.name && d.kind == dev.kind)
             {
                 if known.numa.is_none() && dev.numa.is_some() {
                     known.numa = dev.numa;
@@ -331,7 +339,11 @@ impl Topology {
 
     /// All PUs, ascending.
     pub fn pus(&self) -> Vec<u32> {
-        let mut v: Vec<u32> = self.cores.iter().flat_map(|c| c.pus.iter().copied()).collect();
+        let mut v: Vec<u32> = self
+            .cores
+            .iter()
+            .flat_map(|c| c.pus.iter().copied())
+            .collect();
         v.sort_unstable();
         v
     }
@@ -385,13 +397,18 @@ impl Topology {
             );
         }
         for n in &self.numa_nodes {
-            let cores: Vec<u32> =
-                self.cores.iter().filter(|c| c.numa == Some(n.id)).map(|c| c.id).collect();
+            let cores: Vec<u32> = self
+                .cores
+                .iter()
+                .filter(|c| c.numa == Some(n.id))
+                .map(|c| c.id)
+                .collect();
             let _ = writeln!(
                 s,
                 "numa {}: {}, cores {}, cpus {}",
                 n.id,
-                n.memory_bytes.map_or("memory unknown".to_string(), human_bytes),
+                n.memory_bytes
+                    .map_or("memory unknown".to_string(), human_bytes),
                 format_cpu_list(&cores),
                 format_cpu_list(&n.pus)
             );
@@ -527,7 +544,11 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
             _ => None,
         };
         let pus = bits(n.cpuset()).ok_or_else(too_many)?;
-        numa_nodes.push(NumaNode { id, memory_bytes, pus });
+        numa_nodes.push(NumaNode {
+            id,
+            memory_bytes,
+            pus,
+        });
     }
     numa_nodes.sort_by_key(|n| n.id);
 
@@ -535,7 +556,12 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
     for p in hw.objects_with_type(ObjectType::Package) {
         let id = os_index_u32(p).unwrap_or_else(|| logical_u32(p));
         let pus = bits(p.cpuset()).ok_or_else(too_many)?;
-        packages.push(Package { id, model: cstr(p.info("CPUModel")), cores: 0, pus });
+        packages.push(Package {
+            id,
+            model: cstr(p.info("CPUModel")),
+            cores: 0,
+            pus,
+        });
     }
 
     let mut cores = Vec::new();
@@ -559,14 +585,15 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
             .first_ancestor_with_type(ObjectType::Package)
             .map(|p| os_index_u32(p).unwrap_or_else(|| logical_u32(p)))
             .unwrap_or(0);
-        let numa = numa_nodes.iter().find(|n| n.pus.contains(&pus[0])).map(|n| n.id);
+        let numa = numa_nodes
+            .iter()
+            .find(|n| n.pus.contains(&pus[0]))
+            .map(|n| n.id);
         // The last-level cache is the ancestor cache with the highest level.
         let llc = c
             .ancestors()
             .filter_map(|a| match a.attributes() {
-                Some(ObjectAttributes::Cache(ca))
-                    if ca.cache_type() != CacheType::Instruction =>
-                {
+                Some(ObjectAttributes::Cache(ca)) if ca.cache_type() != CacheType::Instruction => {
                     Some((ca.depth(), logical_u32(a)))
                 }
                 _ => None,
@@ -575,7 +602,11 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
             .map(|(_, idx)| idx);
         cores.push(Core {
             id: cores.len() as u32,
-            os_index: if c.object_type() == ObjectType::Core { os_index_u32(c) } else { None },
+            os_index: if c.object_type() == ObjectType::Core {
+                os_index_u32(c)
+            } else {
+                None
+            },
             package,
             numa,
             llc,
@@ -608,13 +639,15 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
     }
     let caches = caches
         .into_iter()
-        .map(|((level, kind, size_bytes, line_bytes), count)| CacheLevel {
-            level,
-            kind,
-            size_bytes,
-            line_bytes,
-            count,
-        })
+        .map(
+            |((level, kind, size_bytes, line_bytes), count)| CacheLevel {
+                level,
+                kind,
+                size_bytes,
+                line_bytes,
+                count,
+            },
+        )
         .collect();
 
     let mut devices = Vec::new();
@@ -641,12 +674,22 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
         // A device is local to the node(s) of its first non-I/O ancestor; if
         // that ancestor spans several nodes (hung off the machine), the
         // locality is unknown.
-        let nodes = d.first_non_io_ancestor().and_then(|a| bits(a.nodeset())).unwrap_or_default();
+        let nodes = d
+            .first_non_io_ancestor()
+            .and_then(|a| bits(a.nodeset()))
+            .unwrap_or_default();
         let (numa, locality) = match nodes.as_slice() {
             [one] => (Some(*one), Locality::Hwloc),
             _ => (None, Locality::Unknown),
         };
-        devices.push(IoDevice { name, kind, numa, locality, pci, queue: None });
+        devices.push(IoDevice {
+            name,
+            kind,
+            numa,
+            locality,
+            pci,
+            queue: None,
+        });
     }
 
     let mut topo = Topology {
@@ -667,7 +710,10 @@ fn from_hwloc(hw: &hwlocality::Topology, source: &str) -> Result<Topology, Topol
 /// queue facts.
 fn sysfs_devices(root: &SysRoot, warnings: &mut Vec<String>) -> Vec<IoDevice> {
     let mut out = Vec::new();
-    for (dir, kind) in [("/sys/block", DeviceKind::Block), ("/sys/class/net", DeviceKind::Net)] {
+    for (dir, kind) in [
+        ("/sys/block", DeviceKind::Block),
+        ("/sys/class/net", DeviceKind::Net),
+    ] {
         let names = match root.list_dir(dir) {
             Ok(n) => n,
             Err(e) => {
@@ -685,7 +731,11 @@ fn sysfs_devices(root: &SysRoot, warnings: &mut Vec<String>) -> Vec<IoDevice> {
             let (numa, pci) = sysfs_locality(root, &link, warnings);
             let queue = (kind == DeviceKind::Block).then(|| block_queue(root, &name, warnings));
             out.push(IoDevice {
-                locality: if numa.is_some() { Locality::Sysfs } else { Locality::Unknown },
+                locality: if numa.is_some() {
+                    Locality::Sysfs
+                } else {
+                    Locality::Unknown
+                },
                 name,
                 kind,
                 numa,
@@ -717,7 +767,11 @@ pub(crate) fn sysfs_locality(
             break;
         }
         if pci.is_none() {
-            pci = d.file_name().and_then(|n| n.to_str()).filter(|n| is_pci_address(n)).map(String::from);
+            pci = d
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| is_pci_address(n))
+                .map(String::from);
         }
         let attr = d.join("numa_node");
         if attr.exists() {
@@ -748,6 +802,34 @@ fn read_i64_abs(path: &Path) -> Result<i64, SysError> {
     SysRoot::new("/").read_i64(path)
 }
 
+/// The whole-disk block device (kernel name) holding `path` on this host:
+/// a device node (`/dev/nvme0n1p2`) names itself, a file or directory its
+/// file system's device, found through `/sys/dev/block/MAJ:MIN` under
+/// `root`; a partition resolves to its disk. `None` for anything else
+/// (tmpfs, overlayfs, device-mapper without a single disk...).
+pub fn block_device_of(root: &SysRoot, path: &Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(path).ok()?;
+    let dev = if meta.file_type().is_block_device() {
+        meta.rdev()
+    } else {
+        meta.dev()
+    };
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    if major == 0 {
+        // Anonymous device numbers: no block device behind the file system.
+        return None;
+    }
+    let link = format!("/sys/dev/block/{major}:{minor}");
+    let dir = sysfs_device_dir(root, &link)?;
+    let dir = if dir.join("partition").exists() {
+        dir.parent()?.to_path_buf()
+    } else {
+        dir
+    };
+    dir.file_name()?.to_str().map(String::from)
+}
+
 /// `0000:01:00.0`
 pub(crate) fn is_pci_address(s: &str) -> bool {
     let b = s.as_bytes();
@@ -755,7 +837,9 @@ pub(crate) fn is_pci_address(s: &str) -> bool {
         && b[4] == b':'
         && b[7] == b':'
         && b[10] == b'.'
-        && b.iter().enumerate().all(|(i, c)| [4, 7, 10].contains(&i) || c.is_ascii_hexdigit())
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10].contains(&i) || c.is_ascii_hexdigit())
 }
 
 /// The selected scheduler of a `scheduler` attribute: `none [mq-deadline]`
@@ -808,8 +892,14 @@ mod tests {
 
     #[test]
     fn schedulers_are_parsed() {
-        assert_eq!(selected_scheduler("none [mq-deadline] kyber bfq").as_deref(), Some("mq-deadline"));
-        assert_eq!(selected_scheduler("[none] mq-deadline").as_deref(), Some("none"));
+        assert_eq!(
+            selected_scheduler("none [mq-deadline] kyber bfq").as_deref(),
+            Some("mq-deadline")
+        );
+        assert_eq!(
+            selected_scheduler("[none] mq-deadline").as_deref(),
+            Some("none")
+        );
         assert_eq!(selected_scheduler("none").as_deref(), Some("none"));
         assert_eq!(selected_scheduler("none kyber"), None);
     }

@@ -11,20 +11,34 @@ use sepia_tuning::plan::{plan, OsdSpec, Plan, PlanError, PlanFileError, Policy};
 use sepia_tuning::topology::Topology;
 
 fn load(name: &str) -> Topology {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topologies").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/topologies")
+        .join(name);
     Topology::from_xml_file(p).unwrap()
 }
 
 fn osds(devs: &[&str]) -> Vec<OsdSpec> {
-    devs.iter().enumerate().map(|(i, d)| OsdSpec { id: i as u32, device: d.to_string() }).collect()
+    devs.iter()
+        .enumerate()
+        .map(|(i, d)| OsdSpec {
+            id: i as u32,
+            device: d.to_string(),
+        })
+        .collect()
 }
 
 fn all_nvme() -> Vec<OsdSpec> {
-    osds(&["nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "nvme4n1", "nvme5n1", "nvme6n1", "nvme7n1"])
+    osds(&[
+        "nvme0n1", "nvme1n1", "nvme2n1", "nvme3n1", "nvme4n1", "nvme5n1", "nvme6n1", "nvme7n1",
+    ])
 }
 
 fn policy(shards: Option<usize>, reserve: usize, avoid_smt: bool) -> Policy {
-    Policy { shards_per_osd: shards, reserve_cores: reserve, avoid_smt }
+    Policy {
+        shards_per_osd: shards,
+        reserve_cores: reserve,
+        avoid_smt,
+    }
 }
 
 /// Dense fixture: NUMA node of a Linux CPU number.
@@ -64,10 +78,19 @@ fn dense_all_cores_each_osd_on_its_node() {
         let want = dense_device_node(&o.device).unwrap();
         assert_eq!(o.numa, Some(want));
         for &cpu in &o.cpus {
-            assert_eq!(dense_node(cpu), want, "osd.{} ({}) on cpu {cpu}", o.id, o.device);
+            assert_eq!(
+                dense_node(cpu),
+                want,
+                "osd.{} ({}) on cpu {cpu}",
+                o.id,
+                o.device
+            );
         }
         assert!(o.shards.iter().all(|s| s.local));
-        assert_eq!(p.cores_for(o.id), o.cpus.iter().map(|&c| c as usize).collect::<Vec<_>>());
+        assert_eq!(
+            p.cores_for(o.id),
+            o.cpus.iter().map(|&c| c as usize).collect::<Vec<_>>()
+        );
     }
     assert_no_cpu_twice(&p);
     // SMT avoided: 64 shards on 64 distinct physical cores, first threads.
@@ -83,23 +106,41 @@ fn dense_reserve_is_taken_near_the_nic() {
     let t = load("dense-2s64c-8nvme.xml");
     let p = plan(&t, &all_nvme(), &policy(None, 4, true)).unwrap();
     assert_eq!(p.reserved.len(), 4);
-    let reserved_cpus: BTreeSet<u32> = p.reserved.iter().flat_map(|r| r.pus.iter().copied()).collect();
+    let reserved_cpus: BTreeSet<u32> = p
+        .reserved
+        .iter()
+        .flat_map(|r| r.pus.iter().copied())
+        .collect();
     // eth0 is on node 1, so the reserve is there, not at core 0; whole
     // cores (both threads).
     assert_eq!(reserved_cpus.len(), 8);
-    assert!(reserved_cpus.iter().all(|&c| dense_node(c) == 1), "{reserved_cpus:?}");
+    assert!(
+        reserved_cpus.iter().all(|&c| dense_node(c) == 1),
+        "{reserved_cpus:?}"
+    );
     assert!(!reserved_cpus.contains(&0));
     let used: BTreeSet<u32> = all_cpus(&p).iter().map(|&c| dense_core(c)).collect();
     let reserved_cores: BTreeSet<u32> = reserved_cpus.iter().map(|&c| dense_core(c)).collect();
-    assert!(used.is_disjoint(&reserved_cores), "a shard on a reserved core");
+    assert!(
+        used.is_disjoint(&reserved_cores),
+        "a shard on a reserved core"
+    );
     // 60 free cores, all used, every shard still local, each OSD within one
     // shard of the others.
     assert_eq!(p.total_shards(), 60);
     let counts: Vec<usize> = p.osds.iter().map(|o| o.shards.len()).collect();
-    assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{counts:?}");
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "{counts:?}"
+    );
     for o in &p.osds {
         let want = dense_device_node(&o.device).unwrap();
-        assert!(o.cpus.iter().all(|&c| dense_node(c) == want), "osd.{} {:?}", o.id, o.cpus);
+        assert!(
+            o.cpus.iter().all(|&c| dense_node(c) == want),
+            "osd.{} {:?}",
+            o.id,
+            o.cpus
+        );
     }
     assert_no_cpu_twice(&p);
 }
@@ -131,16 +172,43 @@ fn dense_oversubscription_is_an_error() {
     let t = load("dense-2s64c-8nvme.xml");
     let e = plan(&t, &all_nvme(), &policy(Some(9), 0, true)).unwrap_err();
     assert!(
-        matches!(e, PlanError::Oversubscribed { shards: 72, slots: 64, .. }),
+        matches!(
+            e,
+            PlanError::Oversubscribed {
+                shards: 72,
+                slots: 64,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("--allow-smt"), "{e}");
     // Reserve counts against the cores.
     let e = plan(&t, &all_nvme(), &policy(Some(8), 1, true)).unwrap_err();
-    assert!(matches!(e, PlanError::Oversubscribed { shards: 64, slots: 63, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            PlanError::Oversubscribed {
+                shards: 64,
+                slots: 63,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     // With SMT: 128 PUs, 8 x 17 = 136.
     let e = plan(&t, &all_nvme(), &policy(Some(17), 0, false)).unwrap_err();
-    assert!(matches!(e, PlanError::Oversubscribed { shards: 136, slots: 128, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            PlanError::Oversubscribed {
+                shards: 136,
+                slots: 128,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let e = plan(&t, &all_nvme(), &policy(None, 64, true)).unwrap_err();
     assert!(matches!(e, PlanError::ReserveTooLarge { .. }), "{e:?}");
 }
@@ -157,9 +225,17 @@ fn dense_with_smt_uses_siblings_only_when_cores_run_out() {
     assert_eq!(distinct.len(), 64);
     for o in &p.osds {
         let want = dense_device_node(&o.device).unwrap();
-        assert!(o.cpus.iter().all(|&c| dense_node(c) == want), "osd.{} {:?}", o.id, o.cpus);
+        assert!(
+            o.cpus.iter().all(|&c| dense_node(c) == want),
+            "osd.{} {:?}",
+            o.id,
+            o.cpus
+        );
     }
-    assert!(!p.warnings.is_empty(), "doubled siblings should be reported");
+    assert!(
+        !p.warnings.is_empty(),
+        "doubled siblings should be reported"
+    );
 }
 
 #[test]
@@ -171,7 +247,13 @@ fn dense_spill_is_shared_evenly_and_counted() {
     let p = plan(&t, &four, &policy(Some(10), 0, true)).unwrap();
     for o in &p.osds {
         let local = o.cpus.iter().filter(|&&c| dense_node(c) == 0).count();
-        assert_eq!((o.shards.len(), local), (10, 8), "osd.{} {:?}", o.id, o.cpus);
+        assert_eq!(
+            (o.shards.len(), local),
+            (10, 8),
+            "osd.{} {:?}",
+            o.id,
+            o.cpus
+        );
         assert_eq!(o.shards.iter().filter(|s| s.local).count(), 8);
     }
     assert_no_cpu_twice(&p);
@@ -197,8 +279,14 @@ fn unknown_locality_is_balanced_across_nodes() {
 fn partitions_and_dev_paths_resolve_to_their_disk() {
     let t = load("dense-2s64c-8nvme.xml");
     let specs = vec![
-        OsdSpec { id: 10, device: "/dev/nvme6n1p1".into() },
-        OsdSpec { id: 11, device: "/dev/nvme1n1".into() },
+        OsdSpec {
+            id: 10,
+            device: "/dev/nvme6n1p1".into(),
+        },
+        OsdSpec {
+            id: 11,
+            device: "/dev/nvme1n1".into(),
+        },
     ];
     let p = plan(&t, &specs, &policy(Some(4), 0, true)).unwrap();
     assert!(p.cores_for(10).iter().all(|&c| dense_node(c as u32) == 1));
@@ -211,15 +299,33 @@ fn bad_specs_are_errors() {
     let t = load("dense-2s64c-8nvme.xml");
     let e = plan(&t, &osds(&["nvme9n1"]), &Policy::default()).unwrap_err();
     assert!(matches!(e, PlanError::UnknownDevice { .. }), "{e:?}");
-    assert!(e.to_string().contains("nvme0n1"), "lists the known devices: {e}");
+    assert!(
+        e.to_string().contains("nvme0n1"),
+        "lists the known devices: {e}"
+    );
     let e = plan(&t, &osds(&["eth0"]), &Policy::default()).unwrap_err();
-    assert!(matches!(e, PlanError::UnknownDevice { .. }), "a NIC is not a block device");
-    assert_eq!(plan(&t, &[], &Policy::default()).unwrap_err(), PlanError::NoOsds);
+    assert!(
+        matches!(e, PlanError::UnknownDevice { .. }),
+        "a NIC is not a block device"
+    );
+    assert_eq!(
+        plan(&t, &[], &Policy::default()).unwrap_err(),
+        PlanError::NoOsds
+    );
     let dup = vec![
-        OsdSpec { id: 1, device: "nvme0n1".into() },
-        OsdSpec { id: 1, device: "nvme1n1".into() },
+        OsdSpec {
+            id: 1,
+            device: "nvme0n1".into(),
+        },
+        OsdSpec {
+            id: 1,
+            device: "nvme1n1".into(),
+        },
     ];
-    assert_eq!(plan(&t, &dup, &Policy::default()).unwrap_err(), PlanError::DuplicateOsd(1));
+    assert_eq!(
+        plan(&t, &dup, &Policy::default()).unwrap_err(),
+        PlanError::DuplicateOsd(1)
+    );
     let e = plan(&t, &osds(&["nvme0n1"]), &policy(Some(0), 0, true)).unwrap_err();
     assert_eq!(e, PlanError::BadShardCount(0));
 }
@@ -230,7 +336,11 @@ fn single_socket_reserve_from_the_nic_node_and_all_local() {
     let p = plan(&t, &osds(&["nvme0n1", "nvme1n1"]), &policy(None, 2, true)).unwrap();
     // One node, so the NIC's node is node 0 and the reserve is its first
     // two cores: CPUs 0, 1 and their siblings 16, 17.
-    let reserved: BTreeSet<u32> = p.reserved.iter().flat_map(|r| r.pus.iter().copied()).collect();
+    let reserved: BTreeSet<u32> = p
+        .reserved
+        .iter()
+        .flat_map(|r| r.pus.iter().copied())
+        .collect();
     assert_eq!(reserved, BTreeSet::from([0, 1, 16, 17]));
     assert_eq!(p.osds[0].shards.len() + p.osds[1].shards.len(), 14);
     assert_eq!(p.osds[0].shards.len(), 7);
@@ -250,9 +360,28 @@ fn this_vm_two_cores() {
     assert_eq!(p.cores_for(0).len(), 1);
     assert!(!p.cores_for(0).contains(&(p.reserved[0].pus[0] as usize)));
     let e = plan(&t, &osds(&["vda"]), &policy(Some(3), 0, true)).unwrap_err();
-    assert!(matches!(e, PlanError::Oversubscribed { shards: 3, slots: 2, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            PlanError::Oversubscribed {
+                shards: 3,
+                slots: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     // Two OSDs on two cores, each one shard.
-    let two = vec![OsdSpec { id: 0, device: "vda".into() }, OsdSpec { id: 1, device: "vda".into() }];
+    let two = vec![
+        OsdSpec {
+            id: 0,
+            device: "vda".into(),
+        },
+        OsdSpec {
+            id: 1,
+            device: "vda".into(),
+        },
+    ];
     let p = plan(&t, &two, &Policy::default()).unwrap();
     assert_eq!(p.cores_for(0).len() + p.cores_for(1).len(), 2);
     assert_no_cpu_twice(&p);
@@ -261,7 +390,11 @@ fn this_vm_two_cores() {
 #[test]
 fn live_host_plan_is_valid() {
     let t = Topology::discover().unwrap();
-    let Some(dev) = t.devices.iter().find(|d| d.kind == sepia_tuning::DeviceKind::Block) else {
+    let Some(dev) = t
+        .devices
+        .iter()
+        .find(|d| d.kind == sepia_tuning::DeviceKind::Block)
+    else {
         return; // No block device visible (a container): nothing to plan.
     };
     let p = plan(&t, &osds(&[&dev.name]), &Policy::default()).unwrap();
@@ -290,5 +423,27 @@ fn plan_json_round_trips_and_is_validated() {
     bad.osds[1].cores[0] = stolen.core;
     let e = Plan::from_json(&serde_json::to_string(&bad).unwrap()).unwrap_err();
     assert!(matches!(e, PlanFileError::Inconsistent(_)), "{e:?}");
-    assert!(matches!(Plan::from_json("{\"osds\": 3}"), Err(PlanFileError::Json(_))));
+    assert!(matches!(
+        Plan::from_json("{\"osds\": 3}"),
+        Err(PlanFileError::Json(_))
+    ));
+}
+
+#[test]
+fn a_corrupt_topology_never_yields_a_shared_cpu() {
+    // A topology edited by hand (it is Serialize/Deserialize): core 1
+    // repeats core 0's CPUs and core id, core 2 has no CPU at all.
+    let mut t = load("single-1s16c-2nvme.xml");
+    t.cores[1].pus = t.cores[0].pus.clone();
+    t.cores[3].id = t.cores[2].id;
+    t.cores[4].pus.clear();
+    let p = plan(&t, &osds(&["nvme0n1"]), &policy(None, 1, false)).unwrap();
+    assert_no_cpu_twice(&p);
+    assert_eq!(p.validate(), Ok(()));
+    let reserved: BTreeSet<u32> = p
+        .reserved
+        .iter()
+        .flat_map(|r| r.pus.iter().copied())
+        .collect();
+    assert!(all_cpus(&p).iter().all(|c| !reserved.contains(c)));
 }

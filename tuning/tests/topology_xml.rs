@@ -9,7 +9,9 @@ use sepia_tuning::sys::SysRoot;
 use sepia_tuning::topology::{DeviceKind, Locality, Topology, TopologyError};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topologies").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/topologies")
+        .join(name)
 }
 
 fn load(name: &str) -> Topology {
@@ -17,7 +19,9 @@ fn load(name: &str) -> Topology {
 }
 
 fn numa_of(t: &Topology, dev: &str) -> Option<u32> {
-    t.device(dev).unwrap_or_else(|| panic!("{dev} missing")).numa
+    t.device(dev)
+        .unwrap_or_else(|| panic!("{dev} missing"))
+        .numa
 }
 
 #[test]
@@ -45,7 +49,10 @@ fn dense_counts_and_smt_numbering() {
     // Two L3s (one per package), 64 of each private level.
     let l3 = t.caches.iter().find(|c| c.level == 3).expect("L3");
     assert_eq!((l3.count, l3.size_bytes), (2, Some(48 << 20)));
-    assert!(t.caches.iter().any(|c| c.level == 1 && c.kind == "instruction" && c.count == 64));
+    assert!(t
+        .caches
+        .iter()
+        .any(|c| c.level == 1 && c.kind == "instruction" && c.count == 64));
     // Cores of one package share their LLC.
     assert_eq!(t.cores[0].llc, t.cores[31].llc);
     assert_ne!(t.cores[0].llc, t.cores[32].llc);
@@ -61,13 +68,25 @@ fn dense_device_localities_come_from_the_pci_tree() {
         assert_eq!(numa_of(&t, &format!("nvme{i}n1")), Some(1), "nvme{i}n1");
     }
     let eth0 = t.device("eth0").unwrap();
-    assert_eq!((eth0.kind, eth0.numa, eth0.locality), (DeviceKind::Net, Some(1), Locality::Hwloc));
+    assert_eq!(
+        (eth0.kind, eth0.numa, eth0.locality),
+        (DeviceKind::Net, Some(1), Locality::Hwloc)
+    );
     assert_eq!(eth0.pci.as_deref(), Some("0000:85:00.0"));
-    assert_eq!(t.device("/dev/nvme5n1").unwrap().pci.as_deref(), Some("0000:82:00.0"));
+    assert_eq!(
+        t.device("/dev/nvme5n1").unwrap().pci.as_deref(),
+        Some("0000:82:00.0")
+    );
     // The SATA controller hangs off the machine: no single node.
     let sda = t.device("sda").unwrap();
     assert_eq!((sda.numa, sda.locality), (None, Locality::Unknown));
-    assert_eq!(t.devices.iter().filter(|d| d.kind == DeviceKind::Block).count(), 9);
+    assert_eq!(
+        t.devices
+            .iter()
+            .filter(|d| d.kind == DeviceKind::Block)
+            .count(),
+        9
+    );
     // XML carries no sysfs queue facts.
     assert!(t.devices.iter().all(|d| d.queue.is_none()));
 }
@@ -75,7 +94,15 @@ fn dense_device_localities_come_from_the_pci_tree() {
 #[test]
 fn single_socket() {
     let t = load("single-1s16c-2nvme.xml");
-    assert_eq!((t.packages.len(), t.numa_nodes.len(), t.cores.len(), t.pus().len()), (1, 1, 16, 32));
+    assert_eq!(
+        (
+            t.packages.len(),
+            t.numa_nodes.len(),
+            t.cores.len(),
+            t.pus().len()
+        ),
+        (1, 1, 16, 32)
+    );
     assert_eq!(t.cores[3].pus, vec![3, 19]);
     for d in ["nvme0n1", "nvme1n1", "eth0"] {
         assert_eq!(numa_of(&t, d), Some(0), "{d}");
@@ -85,12 +112,23 @@ fn single_socket() {
 #[test]
 fn this_vm() {
     let t = load("this-vm-2c.xml");
-    assert_eq!((t.packages.len(), t.numa_nodes.len(), t.cores.len(), t.pus().len()), (1, 1, 2, 2));
+    assert_eq!(
+        (
+            t.packages.len(),
+            t.numa_nodes.len(),
+            t.cores.len(),
+            t.pus().len()
+        ),
+        (1, 1, 2, 2)
+    );
     assert_eq!(t.threads_per_core(), 1);
     assert_eq!(t.device("vda").unwrap().kind, DeviceKind::Block);
     assert_eq!(numa_of(&t, "vda"), Some(0));
     assert_eq!(numa_of(&t, "eth0"), Some(0));
-    assert_eq!(t.device("vda").unwrap().pci.as_deref(), Some("0000:00:02.0"));
+    assert_eq!(
+        t.device("vda").unwrap().pci.as_deref(),
+        Some("0000:00:02.0")
+    );
 }
 
 #[test]
@@ -107,7 +145,10 @@ fn live_discovery_is_consistent() {
             assert!(t.numa_nodes.iter().any(|x| x.id == n));
         }
     }
-    assert_eq!(pus.len(), std::thread::available_parallelism().unwrap().get());
+    assert_eq!(
+        pus.len(),
+        std::thread::available_parallelism().unwrap().get()
+    );
 }
 
 #[test]
@@ -143,23 +184,47 @@ fn link(root: &Path, host_link: &str, host_target: &str) {
 /// devices without a `device` link.
 fn fake_sysfs(root: &Path) {
     let nvme_pci = "/sys/devices/pci0000:80/0000:80:01.0/0000:81:00.0";
-    link(root, "/sys/block/nvme0n1/device", &format!("{nvme_pci}/nvme/nvme0"));
+    link(
+        root,
+        "/sys/block/nvme0n1/device",
+        &format!("{nvme_pci}/nvme/nvme0"),
+    );
     write(root, &format!("{nvme_pci}/numa_node"), "1\n");
-    write(root, "/sys/block/nvme0n1/queue/logical_block_size", "4096\n");
+    write(
+        root,
+        "/sys/block/nvme0n1/queue/logical_block_size",
+        "4096\n",
+    );
     write(root, "/sys/block/nvme0n1/queue/rotational", "0\n");
     write(root, "/sys/block/nvme0n1/queue/nr_requests", "1023\n");
-    write(root, "/sys/block/nvme0n1/queue/scheduler", "[none] mq-deadline kyber\n");
-    write(root, "/sys/block/nvme0n1/queue/write_cache", "write through\n");
+    write(
+        root,
+        "/sys/block/nvme0n1/queue/scheduler",
+        "[none] mq-deadline kyber\n",
+    );
+    write(
+        root,
+        "/sys/block/nvme0n1/queue/write_cache",
+        "write through\n",
+    );
     write(root, "/sys/block/nvme0n1/queue/io_poll", "1\n");
 
     let sd_pci = "/sys/devices/pci0000:00/0000:00:17.0";
-    link(root, "/sys/block/sdb/device", &format!("{sd_pci}/ata1/host0/target0:0:0/0:0:0:0"));
+    link(
+        root,
+        "/sys/block/sdb/device",
+        &format!("{sd_pci}/ata1/host0/target0:0:0/0:0:0:0"),
+    );
     write(root, &format!("{sd_pci}/numa_node"), "-1\n");
     write(root, "/sys/block/sdb/queue/rotational", "garbage\n");
 
     fs::create_dir_all(root.join("sys/block/loop0/queue")).unwrap();
     let nic_pci = "/sys/devices/pci0000:00/0000:00:03.0";
-    link(root, "/sys/class/net/eth0/device", &format!("{nic_pci}/virtio2"));
+    link(
+        root,
+        "/sys/class/net/eth0/device",
+        &format!("{nic_pci}/virtio2"),
+    );
     write(root, &format!("{nic_pci}/numa_node"), "0\n");
     fs::create_dir_all(root.join("sys/class/net/lo")).unwrap();
 }
@@ -173,7 +238,11 @@ fn sysfs_fallback_when_hwloc_has_no_io() {
     t.merge_sysfs(&SysRoot::new(dir.path()), true);
 
     let names: Vec<&str> = t.devices.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["nvme0n1", "sdb", "eth0"], "loop0 and lo have no device link");
+    assert_eq!(
+        names,
+        ["nvme0n1", "sdb", "eth0"],
+        "loop0 and lo have no device link"
+    );
     let nvme = t.device("nvme0n1").unwrap();
     assert_eq!((nvme.numa, nvme.locality), (Some(1), Locality::Sysfs));
     assert_eq!(nvme.pci.as_deref(), Some("0000:81:00.0"));
@@ -189,7 +258,11 @@ fn sysfs_fallback_when_hwloc_has_no_io() {
     assert_eq!((sdb.numa, sdb.locality), (None, Locality::Unknown));
     // A corrupt attribute is a None fact plus a warning, not a failure.
     assert_eq!(sdb.queue.as_ref().unwrap().rotational, None);
-    assert!(t.warnings.iter().any(|w| w.contains("rotational")), "{:?}", t.warnings);
+    assert!(
+        t.warnings.iter().any(|w| w.contains("rotational")),
+        "{:?}",
+        t.warnings
+    );
 
     let eth0 = t.device("eth0").unwrap();
     assert_eq!((eth0.kind, eth0.numa), (DeviceKind::Net, Some(0)));
@@ -205,4 +278,39 @@ fn sysfs_fallback_on_a_single_node_host_makes_everything_local() {
     let sdb = t.device("sdb").unwrap();
     assert_eq!((sdb.numa, sdb.locality), (Some(0), Locality::SingleNode));
     assert!(sdb.queue.is_none(), "queue facts not requested");
+}
+
+#[test]
+fn a_data_file_resolves_to_the_disk_under_its_partition() {
+    use std::os::unix::fs::MetadataExt;
+    let data = tempfile::tempdir().unwrap();
+    let dev = fs::metadata(data.path()).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = tempfile::tempdir().unwrap();
+    let root = SysRoot::new(sys.path());
+    if major == 0 {
+        // tmpfs/overlay: no block device, which is the answer.
+        assert_eq!(
+            sepia_tuning::topology::block_device_of(&root, data.path()),
+            None
+        );
+        return;
+    }
+    assert_eq!(
+        sepia_tuning::topology::block_device_of(&root, data.path()),
+        None,
+        "no sysfs entry"
+    );
+    // Pretend the file system sits on partition 2 of nvme3n1.
+    let disk = "/sys/devices/pci0000:00/0000:00:04.0/nvme/nvme3/nvme3n1";
+    link(
+        sys.path(),
+        &format!("/sys/dev/block/{major}:{minor}"),
+        &format!("{disk}/nvme3n1p2"),
+    );
+    write(sys.path(), &format!("{disk}/nvme3n1p2/partition"), "2\n");
+    assert_eq!(
+        sepia_tuning::topology::block_device_of(&root, data.path()).as_deref(),
+        Some("nvme3n1")
+    );
 }

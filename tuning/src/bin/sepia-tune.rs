@@ -13,10 +13,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sepia_tuning::check::{self, CheckContext, Status};
 use sepia_tuning::plan::{self, OsdSpec, Plan, Policy};
 use sepia_tuning::sys::SysRoot;
-use sepia_tuning::topology::Topology;
+use sepia_tuning::topology::{self, Topology};
 
 #[derive(Parser)]
-#[command(name = "sepia-tune", version, about = "Topology, shard plans and system checks for Sepia OSD nodes")]
+#[command(
+    name = "sepia-tune",
+    version,
+    about = "Topology, shard plans and system checks for Sepia OSD nodes"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -133,8 +137,21 @@ fn load(source: &Source) -> Result<Topology, BoxError> {
     })
 }
 
-fn osd_specs(devices: &[String]) -> Result<Vec<OsdSpec>, BoxError> {
-    Ok(plan::parse_osd_specs(devices)?)
+/// Parses `--osds`; on a live topology, an OSD given as a path (a data file
+/// or directory, a partition node) is resolved to the disk that holds it.
+fn osd_specs(devices: &[String], topo: &Topology, live: bool) -> Result<Vec<OsdSpec>, BoxError> {
+    let mut specs = plan::parse_osd_specs(devices)?;
+    if live {
+        for s in &mut specs {
+            let path = std::path::Path::new(&s.device);
+            if topo.device(&s.device).is_none() && path.is_absolute() {
+                if let Some(disk) = topology::block_device_of(&SysRoot::default(), path) {
+                    s.device = disk;
+                }
+            }
+        }
+    }
+    Ok(specs)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), BoxError> {
@@ -152,9 +169,13 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Plan { plan: args, source, format } => {
+        Cmd::Plan {
+            plan: args,
+            source,
+            format,
+        } => {
             let topo = load(&source)?;
-            let osds = osd_specs(&args.osds)?;
+            let osds = osd_specs(&args.osds, &topo, source.topology.is_none())?;
             let p = plan::plan(&topo, &osds, &args.policy.policy())?;
             match format {
                 Format::Json => print_json(&p)?,
@@ -162,7 +183,12 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { data_dir, plan: args, root, format } => {
+        Cmd::Check {
+            data_dir,
+            plan: args,
+            root,
+            format,
+        } => {
             let root = SysRoot::new(root);
             let live = root.root() == std::path::Path::new("/");
             // The plan (if any) needs a topology; a fake root has no hwloc
@@ -174,8 +200,11 @@ fn run(cli: Cli) -> Result<ExitCode, BoxError> {
             let plan: Option<Plan> = if args.osds.is_empty() {
                 None
             } else {
-                let topo = topo.as_ref().ok_or("--osds needs a topology (use --topology)")?;
-                Some(plan::plan(topo, &osd_specs(&args.osds)?, &args.policy.policy())?)
+                let topo = topo
+                    .as_ref()
+                    .ok_or("--osds needs a topology (use --topology)")?;
+                let osds = osd_specs(&args.osds, topo, args.source.topology.is_none())?;
+                Some(plan::plan(topo, &osds, &args.policy.policy())?)
             };
             let data_dir = data_dir.unwrap_or_else(|| {
                 std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/tmp"))
