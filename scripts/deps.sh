@@ -3,7 +3,7 @@
 # Idempotent: runs `apt-get update` once, and only when something is missing.
 set -euo pipefail
 
-packages=(pkg-config build-essential libisal-dev libhwloc-dev)
+packages=(pkg-config build-essential libisal-dev libhwloc-dev libudev-dev)
 # Optional tools the benchmarks compare against: `--bench-tools` adds them.
 if [[ "${1:-}" == "--bench-tools" ]]; then
     packages+=(ceph-base fio)

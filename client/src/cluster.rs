@@ -89,7 +89,7 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     );
     std::fs::write(&keyring, admin).map_err(|e| e.to_string())?;
     for name in &names {
-        start_mon(dir, name)?;
+        spawn_mon(dir, name, true)?;
     }
     wait_for_quorum(dir, Duration::from_secs(30))?;
     if opts.osds > 0 {
@@ -155,9 +155,19 @@ pub fn wait_for_osds_up(dir: &Path, count: usize, timeout: Duration) -> Result<(
 
 /// Starts (or restarts) monitor `name` of the cluster in `dir`.
 pub fn start_mon(dir: &Path, name: &str) -> Result<u32, String> {
+    spawn_mon(dir, name, false)
+}
+
+/// Starts a monitor; `mkfs` creates its store (only when the cluster is
+/// made: a restarted monitor must find its old store).
+fn spawn_mon(dir: &Path, name: &str, mkfs: bool) -> Result<u32, String> {
     let bin = sibling_binary("sepia-mon")?;
-    let log = std::fs::File::create(dir.join("out").join(format!("mon.{name}.log"))).map_err(|e| e.to_string())?;
-    let child = Command::new(bin)
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("out").join(format!("mon.{name}.log"))).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(bin);
+    if mkfs {
+        cmd.arg("--mkfs");
+    }
+    let child = cmd
         .arg("-c")
         .arg(dir.join("sepia.conf"))
         .arg("-i")

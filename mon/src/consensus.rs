@@ -1,19 +1,13 @@
-//! The consensus log among several monitors (Paxos; see `crate::paxos`
-//! when present). Until it lands, multi-monitor clusters are refused with
-//! a clear error rather than run without agreement.
+//! Opens the consensus log a monitor runs: the Paxos log among several
+//! monitors ([`crate::paxos`]), or the solo log of a one-monitor cluster
+//! ([`crate::solo`]).
 
 use std::path::Path;
 
-use crate::daemon::Consensus;
-use crate::solo::SoloLog;
+use crate::paxos::{PaxosLog, PeerLinks};
 
-/// Opens the replicated log of monitor `rank` among `addrs`.
-pub async fn open(_dir: &Path, _rank: u32, addrs: &[String]) -> std::io::Result<SoloLog> {
-    Err(std::io::Error::other(format!(
-        "a {}-monitor quorum needs the Paxos log, which is not built into this binary yet; run one monitor",
-        addrs.len()
-    )))
+/// Opens the replicated log of monitor `rank` (must run inside a tokio
+/// runtime: it starts the peer links).
+pub fn open(dir: &Path, rank: u32, links: PeerLinks) -> std::io::Result<PaxosLog> {
+    PaxosLog::open(dir, rank, links)
 }
-
-#[allow(dead_code)]
-fn assert_consensus<C: Consensus>() {}

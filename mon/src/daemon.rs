@@ -31,6 +31,9 @@ pub mod limits {
     pub const replies_queued_max: usize = 256;
     /// Open client/OSD connections.
     pub const connections_max: usize = 4096;
+    /// How long a proposed batch may wait for its commit before the
+    /// leader gives up on it (elections take well under a second).
+    pub const proposal_timeout: std::time::Duration = std::time::Duration::from_secs(10);
 }
 
 /// What the consensus layer offers the daemon. The Paxos implementation
@@ -51,6 +54,9 @@ pub trait Consensus: Send {
     fn election_epoch(&self) -> u64;
     /// A state snapshot to persist alongside the decided index.
     fn persist_state(&mut self, _index: u64, _snapshot: &[u8]) {}
+    /// A consensus message from the monitor of rank `from_rank`
+    /// (untrusted bytes: implementations check and drop bad ones).
+    fn incoming(&mut self, _from_rank: u32, _bytes: &[u8]) {}
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,7 @@ pub async fn run<C: Consensus>(
     }
 
     let mut was_leader = false;
+    let mut proposed_at: Option<Instant> = None;
     loop {
         tokio::select! {
             Some((id, tx)) = new_conn_rx.recv() => {
@@ -245,6 +252,9 @@ pub async fn run<C: Consensus>(
                             }
                         }
                     }
+                    Body::MonPaxos(m) => {
+                        consensus.incoming(m.from, &m.bytes);
+                    }
                     Body::Ping(p) if !p.reply => {
                         if let Some(tx) = conns.get(&req.conn) {
                             let mut back = p.clone();
@@ -258,6 +268,7 @@ pub async fn run<C: Consensus>(
             _ = propose.tick() => {
                 let now = start.elapsed().as_millis() as u64;
                 if let Some(entry) = services.flush(&state, now) {
+                    proposed_at = Some(Instant::now());
                     if let Err(e) = consensus.propose(entry) {
                         for (w, r) in services.lose_leadership() {
                             send_waiter(&conns, &mut waiters, w, r);
@@ -272,7 +283,15 @@ pub async fn run<C: Consensus>(
             _ = tick.tick() => {
                 let now = start.elapsed().as_millis() as u64;
                 consensus.tick();
-                let leader = consensus.is_leader() && consensus.have_quorum();
+                let mut leader = consensus.is_leader() && consensus.have_quorum();
+                // A proposal that never commits (a leader cut off and back,
+                // whose entry the new majority never saw): give up on it, its
+                // requesters retry, and leadership starts afresh.
+                if services.has_in_flight() && proposed_at.is_some_and(|t| t.elapsed() > limits::proposal_timeout) {
+                    eprintln!("mon.{}: a proposal did not commit in {:?}; retrying as a new leader", config.name, limits::proposal_timeout);
+                    proposed_at = None;
+                    leader = false;
+                }
                 if leader && !was_leader {
                     services.become_leader(&state, now);
                 } else if !leader && was_leader {
@@ -311,7 +330,8 @@ pub async fn run<C: Consensus>(
             consensus.persist_state(state.applied, &state.snapshot());
             let _ = auth_tx.send(auth_view(&state));
         }
-        if state.bootstrapped {
+        // A monitor outside the majority serves no map as current.
+        if state.bootstrapped && consensus.have_quorum() {
             subscribers.retain(|_, s| {
                 if s.have >= state.osdmap.epoch {
                     return true;

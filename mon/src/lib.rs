@@ -5,8 +5,9 @@
 //!   (MonMap, OSDMap with history, auth database) and the leader's
 //!   [`services::service`] that batches requests into log entries.
 //! - [`daemon`] — the tokio shell: client/OSD listener, consensus, clock.
-//! - [`consensus`] — the Paxos log among several monitors; [`solo`] — the
-//!   log of a one-monitor cluster.
+//! - [`paxos`] — the replicated log among several monitors (omnipaxos,
+//!   durable file storage, peer links); [`solo`] — the log of a
+//!   one-monitor cluster; [`consensus`] opens the right one.
 //!
 //! Invariants: every change is a committed log entry applied identically
 //! by every monitor; a monitor outside the majority changes nothing and
@@ -14,5 +15,6 @@
 
 pub mod consensus;
 pub mod daemon;
+pub mod paxos;
 pub mod services;
 pub mod solo;

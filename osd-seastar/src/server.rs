@@ -432,6 +432,11 @@ impl Shard {
 
     async fn client_op(self: &Rc<Self>, op: OsdOp, data: &[u8]) -> (OsdOpReply, Vec<u8>) {
         let map = self.map_at_least(op.epoch).await;
+        if map.epoch < op.epoch {
+            // The client knows a newer map than we could get: retry later
+            // (its pool may not exist in ours yet).
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+        }
         if let Err(e) = op.check(data.len()) {
             let _ = e;
             return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
@@ -624,6 +629,9 @@ impl Shard {
     async fn pg_list(&self, l: PgList) -> PgListReply {
         let map = self.map_at_least(l.epoch).await;
         let reply = |result, objects, more| PgListReply { reqid: l.reqid, result, epoch: map.epoch, objects, more };
+        if map.epoch < l.epoch {
+            return reply(Errno::Again.result(), Vec::new(), false);
+        }
         if self.primary_for(&map, l.pg).is_none() {
             return reply(Errno::Again.result(), Vec::new(), false);
         }

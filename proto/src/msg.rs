@@ -250,6 +250,15 @@ pub struct PgPeer {
     pub op: PeerOp,
 }
 
+/// A consensus message between monitors (omnipaxos's, serialized by the
+/// monitor; opaque here). One-way: no reply.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MonPaxos {
+    /// The sender's rank in the MonMap.
+    pub from: u32,
+    pub bytes: Vec<u8>,
+}
+
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MapKind {
     MonMap,
@@ -485,6 +494,7 @@ messages! {
     RepOpReply(RepOpReply) = 61,
     PgPeer(PgPeer) = 62,
     Ping(Ping) = 70,
+    MonPaxos(MonPaxos) = 71,
     Watch(Watch) = 80,
     Notify(Notify) = 81,
     NotifyEvent(NotifyEvent) = 82,

@@ -3,6 +3,11 @@
 //!
 //! Admin words go to the monitors as they are; the monitors parse them.
 
+// mimalloc: small, frequent allocations (frames, messages, map updates)
+// cost less and do not contend across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -4,6 +4,11 @@
 //! `mon_initial_members` giving their names in rank order), the admin
 //! keyring, and the failure-handling intervals.
 
+// mimalloc: small, frequent allocations (frames, messages, map updates)
+// cost less and do not contend across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +33,30 @@ struct Cli {
     /// Where this monitor keeps its store.
     #[arg(long = "data")]
     data: PathBuf,
+    /// Create the store (a new monitor of a new cluster). Without it the
+    /// store must exist: a monitor whose store was lost must not rejoin
+    /// under its old rank, where it could undo decided changes.
+    #[arg(long = "mkfs")]
+    mkfs: bool,
+}
+
+/// Creates or checks `DIR/mon.fsid`, the mark of a monitor store.
+fn check_store(dir: &std::path::Path, fsid: &[u8; 16], mkfs: bool) -> Result<(), String> {
+    let mark = dir.join("mon.fsid");
+    let want = sepia_proto::uuid::format(fsid);
+    match std::fs::read_to_string(&mark) {
+        Ok(have) if have.trim() == want => Ok(()),
+        Ok(have) => Err(format!("{} belongs to cluster {}, not {want}", dir.display(), have.trim())),
+        Err(_) if mkfs => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(&mark, format!("{want}\n")).map_err(|e| format!("{}: {e}", mark.display()))?;
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("{}: {e}", dir.display()))
+        }
+        Err(_) => Err(format!(
+            "no monitor store in {}: a new monitor needs --mkfs; a monitor whose store was lost must be re-added, not restarted (it could undo decided changes)",
+            dir.display()
+        )),
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -78,6 +107,9 @@ fn main() -> ExitCode {
     let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
         return fail("the config needs a valid fsid");
     };
+    if let Err(e) = check_store(&cli.data, &fsid, cli.mkfs) {
+        return fail(e);
+    }
     let num = |key: &str, default: u64| conf.get(&section, key).and_then(|v| v.parse().ok()).unwrap_or(default);
     let failure_domain = if num("osd_crush_chooseleaf_type", 1) == 0 { "osd" } else { "host" };
     let mon_config = MonConfig {
@@ -101,8 +133,12 @@ fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut services = MonServices::new(rank as u64 + 1, mon_config);
-    let bootstrap = services.bootstrap_entry(monmap, &osdmap, auth);
     let mut state = ClusterState::new();
+    // Until the bootstrap entry commits, peers (and the admin) authenticate
+    // against the local keyring: monitors must talk to agree on anything.
+    // The bootstrap entry then sets the same database everywhere.
+    state.auth = auth.iter().cloned().collect();
+    let bootstrap = services.bootstrap_entry(monmap, &osdmap, auth);
     // The osdmap fsid must be the cluster's even before bootstrap commits.
     state.osdmap.fsid = fsid;
     let daemon_config = DaemonConfig {
@@ -111,7 +147,16 @@ fn main() -> ExitCode {
         public_addr: addrs[rank].clone(),
         auth_required: conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1"),
         propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 50)),
-        tick_interval: Duration::from_millis(200),
+        // Paxos elections count ticks (see `paxos::limits`).
+        tick_interval: Duration::from_millis(if addrs.len() > 1 { 50 } else { 200 }),
+    };
+    let links = sepia_mon::paxos::PeerLinks {
+        addrs: addrs.clone(),
+        entity: "client.admin".into(),
+        secret: match conf.secret_for("client.admin") {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        },
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -124,7 +169,7 @@ fn main() -> ExitCode {
             let log = sepia_mon::solo::SoloLog::open(&cli.data)?;
             daemon::run(daemon_config, listener, log, state, services, Some(bootstrap)).await
         } else {
-            let paxos = sepia_mon::consensus::open(&cli.data, rank as u32, &addrs).await?;
+            let paxos = sepia_mon::consensus::open(&cli.data, rank as u32, links)?;
             daemon::run(daemon_config, listener, paxos, state, services, Some(bootstrap)).await
         }
     });

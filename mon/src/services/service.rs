@@ -115,6 +115,11 @@ impl MonServices {
         }
     }
 
+    /// True while a proposed batch waits for its commit.
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     pub fn is_leader(&self) -> bool {
         self.leader
     }

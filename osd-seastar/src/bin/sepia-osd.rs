@@ -6,6 +6,11 @@
 //! with those addresses. SIGTERM: goodbye to the monitors and exit;
 //! `kill -9`: the next start replays each shard's journal.
 
+// mimalloc: small, frequent allocations (frames, messages, map updates)
+// cost less and do not contend across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,9 +38,15 @@ struct Cli {
     /// Size of a data file created at the first start.
     #[arg(long = "size-mib", default_value_t = 1024)]
     size_mib: u64,
-    /// CPUs to pin shards to, comma separated (default: not pinned).
+    /// CPUs to pin shards to, comma separated, one per shard (default: not
+    /// pinned, unless `--plan` says).
     #[arg(long = "cores")]
     cores: Option<String>,
+    /// A shard plan: a file from `sepia-tune plan --format json` (this
+    /// OSD's entry is used), or `auto` to plan this OSD alone on the cores
+    /// local to its data device.
+    #[arg(long = "plan")]
+    plan: Option<String>,
     /// Address to listen on (ports are chosen per shard).
     #[arg(long = "host", default_value = "127.0.0.1")]
     host: String,
@@ -67,6 +78,31 @@ fn read_identity(data: &Path) -> Option<([u8; 16], u32)> {
     Some((uuid?, shards?))
 }
 
+/// The CPU of each shard (empty: not pinned), from `--cores` or `--plan`.
+fn shard_cores(cli: &Cli, shards: u32) -> Result<Vec<usize>, String> {
+    use sepia_tuning::plan::{plan, OsdSpec, Plan, Policy};
+    let cores: Vec<usize> = match (&cli.cores, cli.plan.as_deref()) {
+        (Some(_), Some(_)) => return Err("--cores and --plan exclude each other".into()),
+        (None, None) => return Ok(Vec::new()),
+        (Some(list), None) => list.split(',').map(|x| x.trim().parse::<usize>().map_err(|_| format!("--cores: '{x}' is not a CPU number"))).collect::<Result<_, _>>()?,
+        (None, Some("auto")) => {
+            let topo = sepia_tuning::topology::Topology::discover().map_err(|e| format!("--plan auto: topology: {e}"))?;
+            let spec = OsdSpec { id: cli.id as u32, device: cli.data.to_string_lossy().into_owned() };
+            let policy = Policy { shards_per_osd: Some(shards as usize), ..Policy::default() };
+            plan(&topo, &[spec], &policy).map_err(|e| format!("--plan auto: {e}"))?.cores_for(cli.id as u32)
+        }
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| format!("--plan {file}: {e}"))?;
+            let p = Plan::from_json(&text).map_err(|e| format!("--plan {file}: {e}"))?;
+            p.cores_for(cli.id as u32)
+        }
+    };
+    if cores.len() != shards as usize {
+        return Err(format!("{} CPU(s) for {shards} shard(s): give one per shard", cores.len()));
+    }
+    Ok(cores)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let conf = match Config::load(&cli.conf.to_string_lossy()) {
@@ -81,7 +117,6 @@ fn main() -> ExitCode {
     if mon_addrs.is_empty() {
         return fail("the config names no monitors (mon_host)");
     }
-    let cores: Vec<usize> = cli.cores.as_deref().map(|c| c.split(',').filter_map(|x| x.trim().parse().ok()).collect()).unwrap_or_default();
 
     // First start: format and register.
     let (uuid, shards) = match read_identity(&cli.data) {
@@ -126,6 +161,14 @@ fn main() -> ExitCode {
             (uuid, cli.shards)
         }
     };
+
+    let cores = match shard_cores(&cli, shards) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if !cores.is_empty() {
+        eprintln!("osd.{}: shards pinned to cpus {:?}", cli.id, cores);
+    }
 
     // One executor per shard: mount, listen, report the address, wait for
     // the map channel, serve.

@@ -1122,6 +1122,11 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What planning needs of an onode: everything but its omap.
+fn planning_copy(o: &Onode) -> Onode {
+    Onode { size: o.size, mtime_ms: o.mtime_ms, blocks: o.blocks.clone(), xattrs: o.xattrs.clone(), omap: BTreeMap::new(), omap_header: Vec::new() }
+}
+
 /// The metadata as a transaction being planned sees it: the committed
 /// metadata with the transaction's own earlier ops applied on copies.
 #[derive(Default)]
@@ -1172,7 +1177,7 @@ impl View {
                     o.mtime_ms = *mtime_ms;
                     return;
                 }
-                let mut o = self.onode(meta, coll, obj).cloned().unwrap_or_default();
+                let mut o = self.onode(meta, coll, obj).map(planning_copy).unwrap_or_default();
                 o.mtime_ms = *mtime_ms;
                 self.objs.insert((*coll, obj.clone()), Some(o));
                 if !existed {
@@ -1185,13 +1190,18 @@ impl View {
                 }
                 self.objs.insert((*coll, obj.clone()), None);
             }
+            // Planning never looks at omap contents, only at existence,
+            // sizes, blocks and xattr names: omap ops leave the view alone
+            // (a PG's log lives in one omap; copying it per write was
+            // O(log length)).
+            PhysOp::OmapSet { .. } | PhysOp::OmapRm { .. } | PhysOp::OmapRmRange { .. } | PhysOp::OmapHeader { .. } | PhysOp::OmapClear { .. } => {}
             other => {
                 let Some((coll, obj)) = other.object_target() else { return };
                 let key = (*coll, obj.to_string());
                 // Copy the object into the view once; later ops of the
                 // transaction change the copy in place.
                 if !self.objs.contains_key(&key) {
-                    let base = if self.colls.get(coll) == Some(&false) { None } else { meta.onode(coll, obj).cloned() };
+                    let base = if self.colls.get(coll) == Some(&false) { None } else { meta.onode(coll, obj).map(planning_copy) };
                     self.objs.insert(key.clone(), base);
                 }
                 if let Some(Some(o)) = self.objs.get_mut(&key) {

@@ -1,0 +1,265 @@
+//! More of the end-to-end path with real processes on loopback: hostile
+//! bytes on an OSD port, many objects of random sizes on a size-3 pool,
+//! and `kill -9` of an OSD while writers run.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use sepia_client::cluster::{self, UpOptions};
+use sepia_client::config::Config;
+use sepia_client::rados::{IoCtx, Rados};
+use sepia_proto::msg::{SubOp, SubOpValue};
+
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = cluster::down(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start(name: &str, osds: usize) -> (Cluster, Config) {
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds, down_out_interval_s: 600 }).expect("cluster up");
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
+    (Cluster { dir }, conf)
+}
+
+async fn pool(rados: &Arc<Rados>, name: &str, size: u32, min_size: u32, pg_num: u32) -> IoCtx {
+    let args: Vec<String> = format!("osd pool create {name} {pg_num} --size {size} --min-size {min_size}").split(' ').map(String::from).collect();
+    assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rados.osdmap().pool_by_name(name).is_none() {
+        assert!(Instant::now() < deadline, "pool never reached the client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rados.ioctx(name).unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// True when the peer closed the connection within `within`.
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn garbage_and_oversized_frames_close_only_that_connection() {
+    let (_c, conf) = start("garbage", 1);
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "p", 8, 1, 1).await;
+        io.write_full("kept", b"still here").await.unwrap();
+        let map = rados.osdmap();
+        let addr = map.osd(0).unwrap().addrs[0].clone();
+        // Random bytes.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut garbage = vec![0u8; 64 << 10];
+        rng.fill(&mut garbage[..]);
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = s.write_all(&garbage);
+        assert!(closed_within(&mut s, Duration::from_secs(10)), "garbage: the OSD kept the connection");
+        // A well-formed header that announces a 4 GiB body.
+        let hello = sepia_proto::hello::local_hello("client.x", map.fsid);
+        let f = sepia_proto::msg::encode(&sepia_proto::msg::Body::Hello(hello), 1, &[], None).unwrap();
+        let mut header = f.header.to_vec();
+        header[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(&header).unwrap();
+        assert!(closed_within(&mut s, Duration::from_secs(10)), "oversized body length: the OSD kept the connection");
+        // A truncated frame followed by silence does not hurt anyone else.
+        let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+        idle.write_all(&f.header[..10]).unwrap();
+        // Others are served throughout.
+        assert_eq!(io.read("kept", 0, 0).await.unwrap(), b"still here");
+        io.write_full("after", b"garbage").await.unwrap();
+        assert_eq!(io.read("after", 0, 0).await.unwrap(), b"garbage");
+        drop(idle);
+    });
+}
+
+#[test]
+fn ten_thousand_objects_of_random_sizes_on_a_size_3_pool() {
+    let (_c, conf) = start("many", 3);
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "r3", 3, 2, 32).await;
+        const OBJECTS: usize = 10_000;
+        let contents: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for t in 0..32u64 {
+            let (io, contents, next) = (io.clone(), contents.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(t);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= OBJECTS {
+                        return;
+                    }
+                    let len = rng.gen_range(0..20_000usize);
+                    let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                    let name = format!("o{i}");
+                    io.write_full(&name, &data).await.unwrap();
+                    // Every tenth object also gets an append, a truncate and a compound op.
+                    let mut want = data;
+                    if i % 10 == 0 {
+                        io.append(&name, b"tail").await.unwrap();
+                        want.extend_from_slice(b"tail");
+                        let cut = want.len() / 2;
+                        io.truncate(&name, cut as u64).await.unwrap();
+                        want.truncate(cut);
+                        let subops = vec![
+                            SubOp::Write { offset: 1, data_offset: 0, len: 3 },
+                            SubOp::SetXattr { name: "user.i".into(), value: i.to_le_bytes().to_vec() },
+                            SubOp::OmapSetVals { entries: vec![("k".into(), name.clone().into_bytes())] },
+                        ];
+                        io.operate(&name, subops, b"abc".to_vec()).await.unwrap();
+                        if want.len() < 4 {
+                            want.resize(4, 0);
+                        }
+                        want[1..4].copy_from_slice(b"abc");
+                    }
+                    contents.lock().unwrap().insert(name, want);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let contents = Arc::try_unwrap(contents).unwrap().into_inner().unwrap();
+        assert_eq!(contents.len(), OBJECTS);
+        let names: Vec<String> = contents.keys().cloned().collect();
+        let contents = Arc::new(contents);
+        let mut tasks = Vec::new();
+        for chunk in names.chunks(OBJECTS / 16) {
+            let (io, chunk, contents) = (io.clone(), chunk.to_vec(), contents.clone());
+            tasks.push(tokio::spawn(async move {
+                for name in chunk {
+                    assert_eq!(io.read(&name, 0, 0).await.unwrap(), contents[&name], "{name}");
+                    let i: usize = name[1..].parse().unwrap();
+                    if i % 10 == 0 {
+                        let (outs, _) = io.operate(&name, vec![SubOp::GetXattr { name: "user.i".into() }, SubOp::OmapGetValsByKeys { keys: vec!["k".into()] }], Vec::new()).await.unwrap();
+                        assert_eq!(outs[0].value, SubOpValue::Bytes(i.to_le_bytes().to_vec()));
+                        assert_eq!(outs[1].value, SubOpValue::Vals { entries: vec![("k".into(), name.clone().into_bytes())], more: false });
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut listed = io.list().await.unwrap();
+        listed.sort();
+        let mut expected = names.clone();
+        expected.sort();
+        assert_eq!(listed, expected, "ls shows exactly the objects written");
+    });
+}
+
+fn pg_summary(dir: &Path, osd: i32) -> String {
+    let log = std::fs::read_to_string(dir.join("out").join(format!("osd.{osd}.log"))).unwrap_or_default();
+    log.lines().rev().find(|l| l.contains(" pgs: ")).unwrap_or("").to_string()
+}
+
+#[test]
+fn kill_9_while_writers_run_loses_no_acknowledged_write() {
+    let (c, conf) = start("kill-writers", 3);
+    let rt = runtime();
+    let acked = rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "w", 3, 2, 16).await;
+        let acked: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for t in 0..8u32 {
+            let (io, acked, stop) = (io.clone(), acked.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                let mut failures = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Overwrite a small set of objects, so later writes
+                    // must win over earlier ones on every copy.
+                    let name = format!("w{t}-{}", n % 20);
+                    let value = format!("writer {t} write {n}").into_bytes();
+                    match io.write_full(&name, &value).await {
+                        Ok(()) => {
+                            acked.lock().unwrap().insert(name, value);
+                        }
+                        // Unacknowledged: the object may hold either value.
+                        Err(_) => {
+                            failures += 1;
+                            acked.lock().unwrap().remove(&name);
+                        }
+                    }
+                    n += 1;
+                }
+                (n, failures)
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(cluster::signal(&c.dir, "osd.2", 9));
+        let killed = Instant::now();
+        while rados.osdmap().is_up(2) {
+            assert!(killed.elapsed() < Duration::from_secs(60), "osd.2 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let acked_at_down = acked.lock().unwrap().len();
+        // Writes continue on the two copies left.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = 0;
+        for w in writers {
+            let (n, _failures) = w.await.unwrap();
+            total += n;
+        }
+        assert!(total > 0 && acked_at_down > 0);
+        let acked = acked.lock().unwrap().clone();
+        for (name, value) in &acked {
+            assert_eq!(&io.read(name, 0, 0).await.unwrap(), value, "{name} before osd.2 returns");
+        }
+        acked
+    });
+    // osd.2 returns and catches up; every acknowledged write still reads back.
+    cluster::start_osd(&c.dir, 2).unwrap();
+    cluster::wait_for_osds_up(&c.dir, 3, Duration::from_secs(30)).unwrap();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = rados.ioctx("w").unwrap();
+        let start = Instant::now();
+        loop {
+            let summaries: Vec<String> = (0..3).map(|o| pg_summary(&c.dir, o)).collect();
+            let settled = summaries.iter().all(|s| !s.is_empty() && ["recovering", "undersized", "peering", "down", "incomplete"].iter().all(|w| !s.contains(w)));
+            if settled {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "PGs never became clean: {summaries:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for (name, value) in &acked {
+            assert_eq!(&io.read(name, 0, 0).await.unwrap(), value, "{name} after osd.2 returned");
+        }
+    });
+}
