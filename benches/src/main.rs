@@ -16,6 +16,7 @@
 #![allow(non_upper_case_globals)]
 
 mod cluster;
+mod mon;
 mod raw;
 mod store;
 
@@ -47,6 +48,24 @@ enum Command {
     /// The whole local cluster (monitor + OSD processes on loopback) against
     /// the raw device loop on the same file system.
     Cluster(ClusterArgs),
+    /// Three monitors on loopback: commit latency of one map change and
+    /// OSD beacons absorbed per second.
+    Mon(MonArgs),
+}
+
+#[derive(Args)]
+struct MonArgs {
+    /// Map changes timed one after another.
+    #[arg(long, default_value_t = 300)]
+    changes: u64,
+    /// Seconds of beacons.
+    #[arg(long, default_value_t = 5)]
+    beacon_seconds: u64,
+    /// Connections sending beacons (16 in flight each).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(Args, Clone)]
@@ -135,6 +154,7 @@ fn main() -> ExitCode {
         Some(Command::Placement(args)) => cmd_placement(&args),
         Some(Command::Store(args)) => cmd_store(&args),
         Some(Command::Cluster(args)) => cmd_cluster(&args),
+        Some(Command::Mon(args)) => cmd_mon(&args),
         None => {
             // The main job: the cluster IOPS benchmark beside the raw device.
             let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, format: Format::Text };
@@ -276,6 +296,26 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
                     r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, osd, r.client_cpu_us_per_io, r.ratio_to_raw
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn cmd_mon(args: &MonArgs) -> Result<(), String> {
+    if args.changes == 0 || args.beacon_seconds == 0 || args.connections == 0 {
+        return Err("--changes, --beacon-seconds and --connections must be positive".into());
+    }
+    let dir = std::env::temp_dir().join(format!("sepia-bench-mon-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = mon::run(&dir, args.changes, args.beacon_seconds, args.connections);
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = result?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&f).map_err(|e| e.to_string())?),
+        Format::Text => {
+            println!("sepia-bench mon: {} monitors on loopback, Paxos log fsynced on each", f.monitors);
+            println!("commit latency of one map change ({} changes, one at a time): p50 {:.2} ms, p99 {:.2} ms", f.changes, f.commit_p50_us / 1000.0, f.commit_p99_us / 1000.0);
+            println!("OSD beacons absorbed by the leader: {:.0}/s over {} connections", f.beacons_per_s, f.beacon_connections);
         }
     }
     Ok(())

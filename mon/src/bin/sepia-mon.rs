@@ -146,7 +146,7 @@ fn main() -> ExitCode {
         rank: rank as u32,
         public_addr: addrs[rank].clone(),
         auth_required: conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1"),
-        propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 50)),
+        propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 2)),
         // Paxos elections count ticks (see `paxos::limits`).
         tick_interval: Duration::from_millis(if addrs.len() > 1 { 50 } else { 200 }),
     };

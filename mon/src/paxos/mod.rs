@@ -19,6 +19,8 @@
 //! in order; a message whose sender is not the connection's claimed rank
 //! or whose receiver is not us is dropped.
 
+#[cfg(test)]
+mod sim;
 pub mod storage;
 
 use std::path::Path;

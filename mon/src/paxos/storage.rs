@@ -168,9 +168,14 @@ where
     /// On error nothing is applied (and the file is cut back), so the call is atomic.
     fn commit(&mut self, recs: Vec<Rec<T>>) -> StorageResult<()> {
         let needs_checkpoint = recs.iter().any(|r| matches!(r, Rec::Trim(_)));
+        // A decided index alone needs no fsync: after a crash a lower one
+        // is learned again from the leader, and the daemon replays decided
+        // entries from the start anyway. Promises and accepted entries
+        // are what Paxos must never forget.
+        let only_decided = recs.iter().all(|r| matches!(r, Rec::Decided(_)));
         let buf = frame(&serde_json::to_vec(&recs)?);
         let res = self.file.write_all(&buf).and_then(|_| {
-            if self.sync { self.file.sync_data() } else { Ok(()) }
+            if self.sync && !only_decided { self.file.sync_data() } else { Ok(()) }
         });
         if let Err(e) = res {
             let _ = self.file.set_len(self.file_len); // best effort; replay also drops torn tails
