@@ -56,6 +56,9 @@ pub mod limits {
     /// set may be fuller than we are, and a write the PG log ordered must
     /// not fail for space anywhere.
     pub const space_reserve_bytes: u64 = 4 << 20;
+    /// Metadata headroom a client write must leave, for the same reason
+    /// (and for the PG log entries of removes and recovery).
+    pub const metadata_reserve_bytes: u64 = 256 << 10;
 }
 
 /// The store key of an object: namespace and name (the locator only chose
@@ -468,6 +471,12 @@ impl Shard {
             // Screen for space before the PG orders the write: a write the
             // log holds must not fail for space on any member.
             if !data.is_empty() && self.store.statfs().available_bytes < data.len() as u64 + limits::space_reserve_bytes {
+                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
+            }
+            // The same for metadata (objects, xattrs, omap, the PG log):
+            // removes are let through, they make room.
+            let removes = op.subops.iter().any(|s| matches!(s, SubOp::Remove));
+            if !removes && self.store.metadata_headroom_bytes() < limits::metadata_reserve_bytes {
                 return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
             }
         }

@@ -77,6 +77,11 @@ fn cluster_command(words: &[String]) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // `sepia ls | head`: a closed pipe ends us quietly, as it ends `ls`.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let mut cli = Cli::parse();
     // `--format json` may come after the command words, as with `ceph`.
     let mut words = Vec::with_capacity(cli.words.len());

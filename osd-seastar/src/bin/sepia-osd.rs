@@ -87,7 +87,11 @@ fn shard_cores(cli: &Cli, shards: u32) -> Result<Vec<usize>, String> {
         (Some(list), None) => list.split(',').map(|x| x.trim().parse::<usize>().map_err(|_| format!("--cores: '{x}' is not a CPU number"))).collect::<Result<_, _>>()?,
         (None, Some("auto")) => {
             let topo = sepia_tuning::topology::Topology::discover().map_err(|e| format!("--plan auto: topology: {e}"))?;
-            let spec = OsdSpec { id: cli.id as u32, device: cli.data.to_string_lossy().into_owned() };
+            // A data file (or partition) plans on the disk that holds it.
+            let absolute = std::fs::canonicalize(&cli.data).unwrap_or_else(|_| cli.data.clone());
+            let device = sepia_tuning::topology::block_device_of(&sepia_tuning::sys::SysRoot::default(), &absolute)
+                .unwrap_or_else(|| cli.data.to_string_lossy().into_owned());
+            let spec = OsdSpec { id: cli.id as u32, device };
             let policy = Policy { shards_per_osd: Some(shards as usize), ..Policy::default() };
             plan(&topo, &[spec], &policy).map_err(|e| format!("--plan auto: {e}"))?.cores_for(cli.id as u32)
         }

@@ -57,6 +57,9 @@ pub mod limits {
     /// Deferred blocks (journal only) held before they are written to the
     /// data area; their content stays in memory until then (4 MiB).
     pub const deferred_blocks_max: usize = 1024;
+    /// The part of a checkpoint slot kept free (1/8): metadata estimates
+    /// are bounds, and a checkpoint that does not fit would stop the store.
+    pub const ckpt_reserve_fraction: u64 = 8;
 }
 
 #[cfg(test)]

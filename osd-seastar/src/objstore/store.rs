@@ -68,6 +68,8 @@ pub struct Counters {
     pub checkpoints: u64,
     pub checksum_errors: u64,
     pub replayed_records: u64,
+    /// Transactions refused because the metadata would outgrow a checkpoint.
+    pub metadata_full: u64,
 }
 
 /// Bitmap allocator over the data blocks, next-fit from a cursor so that a
@@ -146,6 +148,9 @@ struct Inner {
     deferred: BTreeSet<u64>,
     failed: Option<String>,
     counters: Counters,
+    /// An upper bound of the next checkpoint's size: the last checkpoint's
+    /// body plus what ops since may have added (`meta_growth_bytes`).
+    meta_bytes_bound: u64,
 }
 
 pub struct Store<D: Device> {
@@ -248,6 +253,7 @@ impl<D: Device> Store<D> {
         aligned.extend_from_slice(&body);
         let wire = rkyv::from_bytes::<MetaWire, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint: {e}")))?;
         let mut meta = Meta::from_wire(wire);
+        let ckpt_body_bytes = body.len() as u64;
         // Replay.
         let mut seq = ckpt.journal_seq;
         let mut pos = 0u64;
@@ -360,6 +366,7 @@ impl<D: Device> Store<D> {
                 deferred: BTreeSet::new(),
                 failed: None,
                 counters: Counters { replayed_records: replayed, ..Counters::default() },
+                meta_bytes_bound: ckpt_body_bytes,
             }),
             committing: Cell::new(false),
             plan_lock: async_lock::Mutex::new(()),
@@ -432,8 +439,21 @@ impl<D: Device> Store<D> {
                 return Err(StoreError::Failed(f.clone()));
             }
             let (phys, data) = self.plan(&txn).await?;
-            let (tx, rx) = tokio::sync::oneshot::channel();
             let mut inner = self.inner.borrow_mut();
+            // Metadata must always fit a checkpoint: a transaction that
+            // could grow it past the slot (less a reserve) is refused with
+            // ENOSPC, while ones that shrink it (removes) go on.
+            let growth: i64 = phys.iter().map(|op| meta_growth_bytes(&inner.meta, op)).sum();
+            let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
+            if growth > 0 && inner.meta_bytes_bound + growth as u64 > limit {
+                for (b, _) in &data {
+                    inner.alloc.release(*b);
+                }
+                inner.counters.metadata_full += 1;
+                return Err(StoreError::MetadataFull(format!("metadata of ~{} bytes would outgrow the {}-byte checkpoint slot", inner.meta_bytes_bound + growth as u64, self.header.ckpt_bytes)));
+            }
+            inner.meta_bytes_bound = inner.meta_bytes_bound.saturating_add_signed(growth);
+            let (tx, rx) = tokio::sync::oneshot::channel();
             let mut txn_freed = Vec::new();
             for op in &phys {
                 inner.meta.apply(op, &mut txn_freed);
@@ -953,10 +973,10 @@ impl<D: Device> Store<D> {
         // (durably) before the journal restarts.
         self.flush_deferred().await?;
         self.dev.sync().await?;
-        let (body, seq, journal_seq) = {
+        let (body, seq, journal_seq, bound_at_snapshot) = {
             let inner = self.inner.borrow();
             let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta.to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            (body, inner.ckpt_seq + 1, inner.journal_seq)
+            (body, inner.ckpt_seq + 1, inner.journal_seq, inner.meta_bytes_bound)
         };
         let slot = (seq % 2) as usize;
         Self::write_ckpt(&self.dev, self.base, &self.header, slot, seq, journal_seq, &body).await?;
@@ -964,11 +984,22 @@ impl<D: Device> Store<D> {
         let mut inner = self.inner.borrow_mut();
         inner.ckpt_seq = seq;
         inner.journal_head = 0;
+        // The body is the measured base; ops planned while it was written
+        // count on top of it.
+        let growth_since = inner.meta_bytes_bound.saturating_sub(bound_at_snapshot);
+        inner.meta_bytes_bound = body.len() as u64 + growth_since;
         inner.counters.checkpoints += 1;
         Ok(())
     }
 
     // ---- reads ----
+
+    /// Bytes of metadata growth the checkpoint slot still takes (an
+    /// estimate from below: writes beyond it are refused with ENOSPC).
+    pub fn metadata_headroom_bytes(&self) -> u64 {
+        let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
+        limit.saturating_sub(self.inner.borrow().meta_bytes_bound)
+    }
 
     pub fn collections(&self) -> Vec<CollId> {
         self.inner.borrow().meta.colls.keys().copied().collect()
@@ -1120,6 +1151,38 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
         return Err(StoreError::Invalid(format!("object name of {} bytes", obj.len())));
     }
     Ok(())
+}
+
+/// An upper bound of how many bytes `op` adds to the serialized metadata
+/// (negative: what a remove surely frees). Conservative: overwrites count
+/// as growth until the next checkpoint measures the truth.
+fn meta_growth_bytes(meta: &Meta, op: &PhysOp) -> i64 {
+    const OBJECT: i64 = 160;
+    const ENTRY: i64 = 40;
+    let len = |n: usize| n as i64;
+    match op {
+        PhysOp::CreateColl(_) => 128,
+        PhysOp::RemoveColl(_) | PhysOp::RmAttr { .. } | PhysOp::OmapRm { .. } | PhysOp::OmapRmRange { .. } | PhysOp::OmapClear { .. } | PhysOp::DropBlocks { .. } | PhysOp::SetSize { .. } => 0,
+        PhysOp::Touch { coll, obj, .. } => {
+            if meta.onode(coll, obj).is_some() {
+                0
+            } else {
+                OBJECT + len(obj.len())
+            }
+        }
+        PhysOp::Remove { coll, obj } => match meta.onode(coll, obj) {
+            // Only the object's fixed part and blocks: surely freed.
+            Some(o) => -(len(obj.len()) + len(o.blocks.len()) * 24),
+            None => 0,
+        },
+        PhysOp::SetBlocks { coll, obj, blocks } => {
+            let o = meta.onode(coll, obj);
+            blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * ENTRY
+        }
+        PhysOp::SetAttr { name, value, .. } => len(name.len() + value.len()) + ENTRY,
+        PhysOp::OmapSet { entries, .. } => entries.iter().map(|(k, v)| len(k.len() + v.len()) + ENTRY).sum(),
+        PhysOp::OmapHeader { value, .. } => len(value.len()),
+    }
 }
 
 /// What planning needs of an onode: everything but its omap.

@@ -411,3 +411,42 @@ fn eio_is_an_error_never_data_and_a_failed_write_stops_writes() {
     assert!(s.stat(&C1, "c").is_err());
     assert_eq!(block_on(s.read(&C1, "a", 0, 0)).unwrap(), vec![1; 8192]);
 }
+
+#[test]
+fn metadata_that_would_outgrow_a_checkpoint_is_refused_and_removes_make_room() {
+    // A small checkpoint slot, plenty of data space: metadata fills first.
+    let dev = SimDevice::new(64 << 20);
+    let small = MkfsOptions { checkpoint_bytes: Some(256 << 10), ..opts(1 << 20) };
+    block_on(Store::mkfs(&dev, &small)).unwrap();
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    block_on(async {
+        s.submit(txn(vec![Op::CreateCollection(C1)])).await.unwrap();
+        let mut made = 0;
+        let refused = loop {
+            let name = format!("object-with-a-longish-name-{made:06}");
+            match s.submit(txn(vec![w(C1, &name, 0, b"x")])).await {
+                Ok(()) => made += 1,
+                Err(e) => break e,
+            }
+            assert!(made < 100_000, "metadata never filled");
+        };
+        assert!(matches!(refused, StoreError::MetadataFull(_)), "{refused:?}");
+        assert_eq!(refused.errno(), sepia_proto::errno::Errno::NoSpc);
+        assert!(made > 100, "only {made} objects fit");
+        // The store did not stop: reads work, checkpoints fit, removes go on.
+        assert_eq!(s.read(&C1, "object-with-a-longish-name-000000", 0, 0).await.unwrap(), b"x");
+        s.sync_checkpoint().await.unwrap();
+        for i in 0..made / 2 {
+            s.submit(txn(vec![Op::Remove { coll: C1, obj: format!("object-with-a-longish-name-{i:06}") }])).await.unwrap();
+        }
+        s.sync_checkpoint().await.unwrap();
+        s.submit(txn(vec![w(C1, "after-removes", 0, b"room again")])).await.unwrap();
+        assert_eq!(s.counters().metadata_full, 1);
+    });
+    drop(s);
+    // Everything kept is still there after a remount.
+    let s = block_on(Store::mount(dev, 0, expect())).unwrap();
+    block_on(async {
+        assert_eq!(s.read(&C1, "after-removes", 0, 0).await.unwrap(), b"room again");
+    });
+}
