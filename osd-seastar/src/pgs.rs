@@ -55,12 +55,13 @@ pub mod limits {
     pub const outbox_messages_max: usize = 4096;
     /// How often peering and recovery are nudged.
     pub const peering_retry_ms: u64 = 500;
-    /// PG log entries kept per PG while it is not clean (a member further
-    /// behind needs backfill, which is not built yet).
+    /// PG log entries kept per PG: a member further behind needs backfill
+    /// (not built yet), and a resent write older than this is no longer
+    /// recognised. Every entry lives in the store's metadata (~150 bytes).
+    /// Trimming a clean PG shorter needs a durable dup index that outlives
+    /// the log (Ceph's pg_log_dup_t): the PG simulator showed resends of
+    /// trimmed writes applied twice without one.
     pub const log_entries_max: usize = 3000;
-    /// Entries a clean PG keeps: every entry lives in the store's metadata
-    /// (and every checkpoint), ~150 bytes each (Ceph trims a clean PG to 250).
-    pub const log_entries_clean: usize = 256;
     /// How long a client write waits for its replicas before EAGAIN.
     pub const write_wait_ms: u64 = 10_000;
 }
@@ -462,14 +463,7 @@ impl Shard {
         self.replies.borrow_mut().entry(reqid).or_default().push(tx);
         let delete = ends_removed(&subops);
         let write = Rc::new(WritePayload { subops, data });
-        self.with_pg(pg, |p, out| {
-            p.client_write(ClientWrite { client: reqid.client, reqid, object, delete, write }, out);
-            // A clean PG keeps a short log (the replicas trim with the
-            // replica write that carries the same point).
-            if let Some(v) = p.trim_point(limits::log_entries_clean) {
-                p.trim_log(v);
-            }
-        });
+        self.with_pg(pg, |p, out| p.client_write(ClientWrite { client: reqid.client, reqid, object, delete, write }, out));
         let answer = futures_lite::future::or(async { rx.await.ok() }, async {
             glommio::timer::sleep(Duration::from_millis(limits::write_wait_ms)).await;
             None
@@ -499,9 +493,7 @@ impl Shard {
         let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
         let (body, data) = match msg {
             PeerMsg::RepOp { entry, txn: Txn::Write(w), .. } => {
-                // Replicas trim to where the primary's log starts.
-                let trim_to = self.pgs.borrow().get(&pg).map(|s| s.pg.log().tail()).unwrap_or_default();
-                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to };
+                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to: EVersion::default() };
                 (Body::RepOp(rep), w.data.clone())
             }
             // Replacements travel as pushes, never as replica writes.
@@ -593,14 +585,8 @@ impl Shard {
                 // The sender is the PG's primary (the machine checks it).
                 let Some(primary) = self.pgs.borrow().get(&pg).and_then(|s| s.pg.primary()) else { return };
                 let entry = LogEntry { version: r.version, reqid: r.reqid, object: r.object, op: if ends_removed(&r.subops) { LogOp::Delete } else { LogOp::Modify } };
-                let trim_to = r.trim_to;
                 let msg = PeerMsg::RepOp { epoch, entry, txn: Txn::Write(Rc::new(WritePayload { subops: r.subops, data })) };
-                self.with_pg(pg, |p, out| {
-                    p.peer(primary, msg, out);
-                    if trim_to > EVersion::default() && p.primary() == Some(primary) {
-                        p.trim_log(trim_to);
-                    }
-                });
+                self.with_pg(pg, |p, out| p.peer(primary, msg, out));
                 return;
             }
             Body::PgPeer(p) => match p.op {

@@ -91,18 +91,6 @@ impl PgLog {
         }
     }
 
-    /// Drops the entries at or before `v` (all members have them: a
-    /// clean PG needs no history that old).
-    pub fn trim_to(&mut self, v: EVersion) {
-        while self.entries.front().is_some_and(|e| e.version <= v) {
-            let old = self.entries.pop_front().expect("checked");
-            if self.dups.get(&old.reqid) == Some(&old.version) {
-                self.dups.remove(&old.reqid);
-            }
-            self.tail = old.version;
-        }
-    }
-
     /// Entries newer than `v`, oldest first (`None` if `v` is older than
     /// the tail: the caller needs a backfill, not a log).
     pub fn since(&self, v: EVersion) -> Option<Vec<LogEntry>> {

@@ -286,24 +286,6 @@ impl<W: Clone> Pg<W> {
         self.state == PgState::Active && self.is_primary() && !self.missing.contains_key(object)
     }
 
-    /// Primary of a clean PG with more than `keep` log entries: the
-    /// version up to which every member may trim its log (the primary
-    /// tells replicas with its next replica write).
-    pub fn trim_point(&self, keep: usize) -> Option<EVersion> {
-        if !self.is_primary() || !self.is_clean() || self.log.len() <= keep {
-            return None;
-        }
-        self.log.entries().nth(self.log.len() - keep - 1).map(|e| e.version)
-    }
-
-    /// Trims the log up to `v` (a replica does it when the primary says).
-    pub fn trim_log(&mut self, v: EVersion) {
-        // Never past what we applied: a lagging member keeps its history.
-        let v = v.min(self.info.last_complete);
-        self.log.trim_to(v);
-        self.info.log_tail = self.log.tail();
-    }
-
     /// True when recovery has nothing left to do.
     pub fn is_clean(&self) -> bool {
         self.state == PgState::Active
