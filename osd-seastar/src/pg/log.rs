@@ -43,12 +43,20 @@ pub struct PgLog {
     tail: EVersion,
     dups: HashMap<ReqId, EVersion>,
     entries_max: usize,
+    /// Request ids of trimmed entries, oldest first: a client may resend a
+    /// write long after it left the log (its attempt timed out), and it
+    /// must still be recognised. In memory only (a restart forgets them).
+    trimmed_dups: VecDeque<(ReqId, EVersion)>,
+    trimmed_index: HashMap<ReqId, EVersion>,
 }
+
+/// Trimmed entries whose request ids are still recognised, per PG.
+const TRIMMED_DUPS_MAX: usize = 10_000;
 
 impl PgLog {
     pub fn new(entries_max: usize) -> PgLog {
         assert!(entries_max > 0);
-        PgLog { entries: VecDeque::new(), tail: EVersion::default(), dups: HashMap::new(), entries_max }
+        PgLog { entries: VecDeque::new(), tail: EVersion::default(), dups: HashMap::new(), entries_max, trimmed_dups: VecDeque::new(), trimmed_index: HashMap::new() }
     }
 
     pub fn head(&self) -> EVersion {
@@ -73,7 +81,7 @@ impl PgLog {
 
     /// The version a request already got, if it is still in the log.
     pub fn dup(&self, reqid: &ReqId) -> Option<EVersion> {
-        self.dups.get(reqid).copied()
+        self.dups.get(reqid).or_else(|| self.trimmed_index.get(reqid)).copied()
     }
 
     /// Appends an entry newer than `head`, trimming the oldest beyond the
@@ -87,7 +95,23 @@ impl PgLog {
             if self.dups.get(&old.reqid) == Some(&old.version) {
                 self.dups.remove(&old.reqid);
             }
+            self.remember_trimmed(old.reqid, old.version);
             self.tail = old.version;
+        }
+    }
+
+    fn remember_trimmed(&mut self, reqid: ReqId, version: EVersion) {
+        // Recovery pushes carry no request (client 0).
+        if reqid.client == 0 && reqid.tid == 0 {
+            return;
+        }
+        self.trimmed_index.insert(reqid, version);
+        self.trimmed_dups.push_back((reqid, version));
+        while self.trimmed_dups.len() > TRIMMED_DUPS_MAX {
+            let (r, v) = self.trimmed_dups.pop_front().expect("non-empty");
+            if self.trimmed_index.get(&r) == Some(&v) {
+                self.trimmed_index.remove(&r);
+            }
         }
     }
 
@@ -131,6 +155,7 @@ impl PgLog {
             prev = e.version;
         }
         assert!(self.entries.len() <= self.entries_max);
+        assert!(self.trimmed_dups.len() <= TRIMMED_DUPS_MAX && self.trimmed_index.len() <= self.trimmed_dups.len());
         for (r, v) in &self.dups {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
@@ -157,7 +182,8 @@ mod tests {
         assert!(log.since(EVersion { epoch: 1, version: 1 }).is_none(), "before the tail: backfill");
         assert_eq!(log.since(EVersion { epoch: 1, version: 3 }).unwrap().len(), 2);
         assert_eq!(log.dup(&ReqId { client: 1, tid: 5 }), Some(EVersion { epoch: 1, version: 5 }));
-        assert_eq!(log.dup(&ReqId { client: 1, tid: 1 }), None, "trimmed entries leave the dup index");
+        assert_eq!(log.dup(&ReqId { client: 1, tid: 1 }), Some(EVersion { epoch: 1, version: 1 }), "a trimmed write is still recognised when resent");
+        assert_eq!(log.dup(&ReqId { client: 1, tid: 99 }), None);
         let dropped = log.rewind_to(EVersion { epoch: 1, version: 3 });
         assert_eq!(dropped.len(), 2);
         assert_eq!(log.head(), EVersion { epoch: 1, version: 3 });
