@@ -102,6 +102,18 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     Ok(addrs)
 }
 
+/// A dev cluster that is stopped and deleted when dropped (tests, benches).
+pub struct Guard {
+    pub dir: PathBuf,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = down(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Size of each dev-cluster OSD's data file.
 const DEV_OSD_MIB: u64 = 256;
 

@@ -180,7 +180,10 @@ fn tree_choose(b: &Bucket, node_weights: &[u32], x: i32, r: i32) -> i32 {
         let left = n - (1 << (h - 1));
         n = if t < node_weights[left as usize] as u64 { left } else { n + (1 << (h - 1)) };
     }
-    b.items[(n >> 1) as usize]
+    // A tree whose weights are all zero walks right into the padding
+    // leaves (Ceph reads past its item array there): answer no item, which
+    // the choose loop rejects like any bad item.
+    b.items.get((n >> 1) as usize).copied().unwrap_or(ITEM_NONE)
 }
 
 /// Ceph's `bucket_perm_choose`: a lazily built pseudo-random permutation.

@@ -215,3 +215,9 @@ fn out_of_range_vary_r_neither_panics_nor_diverges() {
         }
     }
 }
+
+#[test]
+fn a_zero_weight_tree_bucket_is_a_rejected_choice_not_a_panic() {
+    // Found by the property above: a tree bucket whose weights are all zero.
+    check(7222216808753139442, 67).unwrap();
+}

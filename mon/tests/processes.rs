@@ -9,16 +9,8 @@ use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
 use sepia_client::monc::MonClient;
 
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = cluster::down(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
 
 fn up(name: &str, mons: usize) -> Cluster {
     let dir = std::env::temp_dir().join(format!("sepia-mon-test-{name}-{}", std::process::id()));

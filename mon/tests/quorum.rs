@@ -3,7 +3,7 @@
 //! of three are killed, all three are restarted — no acknowledged change
 //! is lost and a minority changes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sepia_client::cluster::{self, UpOptions};
@@ -12,16 +12,8 @@ use sepia_client::conn::{authenticate, Conn};
 use sepia_client::monc::MonClient;
 use sepia_proto::msg::{Body, Command, CommandReply};
 
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = cluster::down(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
 
 fn up(name: &str) -> (Cluster, Config) {
     let dir = std::env::temp_dir().join(format!("sepia-quorum-{name}-{}", std::process::id()));

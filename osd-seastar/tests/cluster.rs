@@ -3,7 +3,6 @@
 //! the OSDs (two replicas) to their stores and reads them back — also after
 //! every OSD was killed with SIGKILL and restarted.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use sepia_client::cluster::{self, UpOptions};
@@ -11,16 +10,8 @@ use sepia_client::config::Config;
 use sepia_client::rados::Rados;
 use sepia_proto::msg::{SubOp, SubOpValue};
 
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = cluster::down(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
 
 #[test]
 fn write_read_and_survive_kill_9() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,16 +14,8 @@ use sepia_client::config::Config;
 use sepia_client::rados::{IoCtx, Rados};
 use sepia_proto::msg::{SubOp, SubOpValue};
 
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = cluster::down(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
 
 fn start(name: &str, osds: usize) -> (Cluster, Config) {
     std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
