@@ -122,3 +122,43 @@ fn cephx_style_auth_is_required_and_caps_are_enforced() {
         assert_eq!(admin.command(&args("osd pool create yes 8"), false).await.unwrap().result, 0);
     });
 }
+
+#[test]
+fn hostile_bytes_close_only_their_connection_and_the_monitor_keeps_serving() {
+    use std::io::{Read, Write};
+    let c = up("garbage", 1);
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let addr = conf.mon_addrs()[0].clone();
+    let closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                // Still open when the timeout hit.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    };
+    // Random bytes.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let garbage: Vec<u8> = (0..65_536u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let _ = s.write_all(&garbage);
+    assert!(closed(&mut s), "garbage: the monitor kept the connection");
+    // A valid header announcing a 4 GiB body.
+    let hello = sepia_proto::hello::local_hello("client.x", [0; 16]);
+    let f = sepia_proto::msg::encode(&sepia_proto::msg::Body::Hello(hello), 1, &[], None).unwrap();
+    let mut header = f.header.to_vec();
+    header[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(&header).unwrap();
+    assert!(closed(&mut s), "oversized body: the monitor kept the connection");
+    // A half frame left hanging does not block anyone else.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(&f.header[..7]).unwrap();
+    assert_eq!(run(&c.dir, "osd pool create after 8", false).0, 0);
+    assert_eq!(run(&c.dir, "osd pool ls", true).2, r#"["after"]"#);
+    drop(idle);
+}
