@@ -144,6 +144,11 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
     let conf_path = match conf {
         Some(c) => c.to_path_buf(),
         None => {
+            // 1 GiB per OSD: a 64 MiB journal and 32 MiB checkpoint slots,
+            // so checkpoints come at a representative pace.
+            if std::env::var_os("SEPIA_DEV_OSD_MIB").is_none() {
+                std::env::set_var("SEPIA_DEV_OSD_MIB", "1024");
+            }
             eprintln!("sepia-bench: starting 1 monitor and {} OSD(s) under {}", cfg.osds, dir.display());
             cluster::up(&UpOptions { dir: dir.to_path_buf(), mons: 1, osds: cfg.osds, down_out_interval_s: 600 })?;
             dir.join("sepia.conf")

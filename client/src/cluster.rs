@@ -114,8 +114,24 @@ impl Drop for Guard {
     }
 }
 
-/// Size of each dev-cluster OSD's data file.
+/// Size of each dev-cluster OSD's data file: small, so tests running side
+/// by side stay light. `SEPIA_DEV_OSD_MIB` overrides it (benchmarks want
+/// a journal and checkpoint slots big enough to be representative).
 const DEV_OSD_MIB: u64 = 256;
+
+/// Bounds for `SEPIA_DEV_OSD_MIB`: a region needs room for its journal and
+/// checkpoints; 64 GiB is more than a dev cluster should take by accident.
+const DEV_OSD_MIB_RANGE: std::ops::RangeInclusive<u64> = 64..=65_536;
+
+fn dev_osd_mib() -> Result<u64, String> {
+    match std::env::var("SEPIA_DEV_OSD_MIB") {
+        Err(_) => Ok(DEV_OSD_MIB),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if DEV_OSD_MIB_RANGE.contains(&n) => Ok(n),
+            _ => Err(format!("SEPIA_DEV_OSD_MIB={v}: want a number of MiB in {DEV_OSD_MIB_RANGE:?}")),
+        },
+    }
+}
 
 /// Starts (or restarts) OSD `id` of the cluster in `dir`, data in
 /// `dir/data/osd.ID`.
@@ -130,7 +146,7 @@ pub fn start_osd(dir: &Path, id: i32) -> Result<u32, String> {
         .arg("-c")
         .arg(dir.join("sepia.conf"))
         .arg("--size-mib")
-        .arg(DEV_OSD_MIB.to_string())
+        .arg(dev_osd_mib()?.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
