@@ -114,6 +114,18 @@ impl Drop for Guard {
     }
 }
 
+/// The newest PG state summary OSD `osd` logged (`osd.N shard S pgs:
+/// active+clean=8 ...`; empty if none yet).
+pub fn pg_summary(dir: &Path, osd: i32) -> String {
+    let log = std::fs::read_to_string(dir.join("out").join(format!("osd.{osd}.log"))).unwrap_or_default();
+    log.lines().rev().find(|l| l.contains(" pgs: ")).unwrap_or("").to_string()
+}
+
+/// True when a summary shows every PG active with nothing to recover.
+pub fn pgs_settled(summary: &str) -> bool {
+    !summary.is_empty() && ["recovering", "undersized", "peering", "down", "incomplete"].iter().all(|w| !summary.contains(w))
+}
+
 /// Size of each dev-cluster OSD's data file: small, so tests running side
 /// by side stay light. `SEPIA_DEV_OSD_MIB` overrides it (benchmarks want
 /// a journal and checkpoint slots big enough to be representative).

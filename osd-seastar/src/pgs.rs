@@ -487,7 +487,7 @@ impl Shard {
 
     /// Sends a PG message to the member's owning shard.
     fn send_pg_msg(self: &Rc<Self>, pg: PgId, to: OsdId, msg: PeerMsg<WriteRef>) {
-        let map = self.current_map();
+        let map = self.map();
         let Some(addr) = map.pg_shard(pg, to).and_then(|s| map.osd(to).and_then(|o| o.addrs.get(s as usize).cloned())) else { return };
         let epoch = msg.epoch();
         let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
@@ -571,11 +571,12 @@ impl Shard {
             Body::RepOp(r) => (r.pg, r.epoch, -1),
             _ => return,
         };
-        if epoch > self.current_map().epoch {
-            let map = self.map_at_least_pub(epoch).await;
-            self.advance_pgs(&map);
+        // Maps first: a message from a newer interval needs that interval
+        // (waiting only then: replica writes take the fast path).
+        let mut map = self.map();
+        if epoch > map.epoch {
+            map = self.map_at_least(epoch).await;
         }
-        let map = self.current_map();
         self.advance_pgs(&map);
         let msg: PeerMsg<WriteRef> = match body {
             Body::RepOp(r) => {
@@ -626,11 +627,11 @@ impl Shard {
 
     /// Nudges peering and recovery on a timer; feeds new maps.
     pub(crate) async fn pg_ticker(self: Rc<Self>) {
-        let mut maps = self.maps_rx();
+        let mut maps = self.maps.clone();
         let mut maps_open = true;
         let mut last_states = BTreeMap::new();
         loop {
-            let map = self.current_map();
+            let map = self.map();
             self.advance_pgs(&map);
             let busy: Vec<PgId> = self.pgs.borrow().iter().filter(|(_, s)| s.pg.state() == PgState::Peering || (s.pg.is_primary() && !s.pg.is_clean())).map(|(pg, _)| *pg).collect();
             for pg in busy {

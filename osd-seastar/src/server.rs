@@ -241,12 +241,12 @@ impl Shard {
         }
     }
 
-    fn map(&self) -> Arc<OsdMap> {
+    pub(crate) fn map(&self) -> Arc<OsdMap> {
         self.maps.borrow().clone()
     }
 
     /// Our map at least at `epoch`, if it arrives soon.
-    async fn map_at_least(&self, epoch: Epoch) -> Arc<OsdMap> {
+    pub(crate) async fn map_at_least(&self, epoch: Epoch) -> Arc<OsdMap> {
         let mut rx = self.maps.clone();
         let wait = async {
             while rx.borrow().epoch < epoch {
@@ -261,18 +261,6 @@ impl Shard {
         })
         .await;
         self.map()
-    }
-
-    pub(crate) fn current_map(&self) -> Arc<OsdMap> {
-        self.map()
-    }
-
-    pub(crate) fn maps_rx(&self) -> watch::Receiver<Arc<OsdMap>> {
-        self.maps.clone()
-    }
-
-    pub(crate) async fn map_at_least_pub(&self, epoch: Epoch) -> Arc<OsdMap> {
-        self.map_at_least(epoch).await
     }
 
     /// Serves the listener until the executor stops; runs the PGs.
@@ -410,7 +398,7 @@ impl Shard {
                         return (Some(Body::OsdOpReply(self.reply(op.reqid, Errno::Access.result(), map.epoch))), Vec::new());
                     }
                 }
-                let (r, d) = self.client_op(op, &data).await;
+                let (r, d) = self.client_op(op, data).await;
                 (Some(Body::OsdOpReply(r)), d)
             }
             Body::PgList(l) => (Some(Body::PgListReply(self.pg_list(l).await)), Vec::new()),
@@ -433,7 +421,8 @@ impl Shard {
         OsdOpReply { reqid, result, epoch, version: EVersion::default(), outs: Vec::new() }
     }
 
-    async fn client_op(self: &Rc<Self>, op: OsdOp, data: &[u8]) -> (OsdOpReply, Vec<u8>) {
+    /// `data` is the frame's data segment, handed on (not copied) to the PG.
+    async fn client_op(self: &Rc<Self>, op: OsdOp, data: Vec<u8>) -> (OsdOpReply, Vec<u8>) {
         let map = self.map_at_least(op.epoch).await;
         if map.epoch < op.epoch {
             // The client knows a newer map than we could get: retry later
@@ -493,7 +482,7 @@ impl Shard {
         result
     }
 
-    async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: &[u8], map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
+    async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: Vec<u8>, map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
         let key = key.to_string();
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
@@ -513,7 +502,7 @@ impl Shard {
             r.outs = outs;
             return (r, rdata);
         }
-        let (result, version) = self.pg_write(op.pg, op.reqid, op.object.clone(), op.subops.clone(), data.to_vec()).await;
+        let (result, version) = self.pg_write(op.pg, op.reqid, op.object.clone(), op.subops.clone(), data).await;
         let mut r = self.reply(op.reqid, result, map.epoch);
         r.version = version;
         r.outs = outs;
@@ -611,9 +600,8 @@ impl Shard {
         })
         .detach();
         if let Some((session, ticket)) = creds {
-            let mut nonce = [0u8; 8];
-            let _ = nonce_bytes(&mut nonce);
-            let a = sepia_proto::auth::ticket::build_authorizer(&ticket, &session, u64::from_le_bytes(nonce), wall_ms());
+            let nonce = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
+            let a = sepia_proto::auth::ticket::build_authorizer(&ticket, &session, nonce, wall_ms());
             // The reader installs the key when `Authorized` arrives; we MAC
             // only after it did, so the peer never sees a MAC it cannot check.
             *conn.mac.borrow_mut() = Some(session.clone());
@@ -771,13 +759,4 @@ impl Shard {
         }
         Ok(Transaction { ops })
     }
-}
-
-fn nonce_bytes(out: &mut [u8]) -> Result<(), String> {
-    // The authorizer nonce needs no secrecy, only variety.
-    let t = wall_ms().to_le_bytes();
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = t[i % t.len()] ^ (i as u8).wrapping_mul(0x9d);
-    }
-    Ok(())
 }

@@ -195,12 +195,6 @@ fn a_killed_osd_is_marked_down_and_io_continues() {
     drop(c);
 }
 
-/// The newest PG state summary an OSD logged (see `pgs::pg_ticker`).
-fn pg_summary(dir: &std::path::Path, osd: i32) -> String {
-    let log = std::fs::read_to_string(dir.join("out").join(format!("osd.{osd}.log"))).unwrap_or_default();
-    log.lines().rev().find(|l| l.contains(" pgs: ")).unwrap_or("").to_string()
-}
-
 #[test]
 fn a_returning_osd_catches_up_from_the_pg_log_before_it_serves() {
     std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
@@ -243,8 +237,8 @@ fn a_returning_osd_catches_up_from_the_pg_log_before_it_serves() {
     cluster::wait_for_osds_up(&dir, 2, Duration::from_secs(30)).unwrap();
     let start = std::time::Instant::now();
     loop {
-        let s = pg_summary(&dir, 0);
-        let settled = !s.is_empty() && ["recovering", "undersized", "peering", "down", "incomplete"].iter().all(|w| !s.contains(w));
+        let s = cluster::pg_summary(&dir, 0);
+        let settled = cluster::pgs_settled(&s);
         if settled {
             break;
         }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -171,11 +170,6 @@ fn ten_thousand_objects_of_random_sizes_on_a_size_3_pool() {
     });
 }
 
-fn pg_summary(dir: &Path, osd: i32) -> String {
-    let log = std::fs::read_to_string(dir.join("out").join(format!("osd.{osd}.log"))).unwrap_or_default();
-    log.lines().rev().find(|l| l.contains(" pgs: ")).unwrap_or("").to_string()
-}
-
 #[test]
 fn kill_9_while_writers_run_loses_no_acknowledged_write() {
     let (c, conf) = start("kill-writers", 3);
@@ -242,8 +236,8 @@ fn kill_9_while_writers_run_loses_no_acknowledged_write() {
         let io = rados.ioctx("w").unwrap();
         let start = Instant::now();
         loop {
-            let summaries: Vec<String> = (0..3).map(|o| pg_summary(&c.dir, o)).collect();
-            let settled = summaries.iter().all(|s| !s.is_empty() && ["recovering", "undersized", "peering", "down", "incomplete"].iter().all(|w| !s.contains(w)));
+            let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
+            let settled = summaries.iter().all(|s| cluster::pgs_settled(s));
             if settled {
                 break;
             }
