@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sepia_osd::objstore::{CollId, Op, Transaction};
 use sepia_proto::frame::FrameDecoder;
-use sepia_proto::msg::{self, known_type, Body, EVersion, ObjectId, OsdOp, OsdOpReply, RepOp, ReqId, SubOp};
+use sepia_proto::msg::{
+    self, known_type, Body, EVersion, ObjectId, OsdOp, OsdOpReply, RepOp, ReqId, SubOp,
+};
 use sepia_proto::osdmap::PgId;
 
 static USE_MIMALLOC: AtomicBool = AtomicBool::new(false);
@@ -58,29 +60,76 @@ static GLOBAL: Switch = Switch;
 fn one_write(payload: &[u8], decoder: &mut FrameDecoder) -> usize {
     let object = ObjectId::new("rbd_data.1f2e3d4c5b6a.0000000000000007");
     let op = Body::OsdOp(OsdOp {
-        reqid: ReqId { client: 4242, tid: 17 },
-        pg: PgId { pool: 1, seed: 0x1e2 },
+        reqid: ReqId {
+            client: 4242,
+            tid: 17,
+        },
+        pg: PgId {
+            pool: 1,
+            seed: 0x1e2,
+        },
         epoch: 42,
         object: object.clone(),
-        subops: vec![SubOp::Write { offset: 8192, data_offset: 0, len: payload.len() as u32 }],
+        subops: vec![SubOp::Write {
+            offset: 8192,
+            data_offset: 0,
+            len: payload.len() as u32,
+        }],
     });
     let wire = msg::encode(&op, 1, payload, None).expect("encode").to_vec();
     let mut frames = Vec::with_capacity(1);
     decoder.feed(&wire, &mut frames).expect("feed");
     let f = frames.pop().expect("a frame");
-    let Ok(Body::OsdOp(op)) = msg::decode(&f) else { panic!("not an op") };
+    let Ok(Body::OsdOp(op)) = msg::decode(&f) else {
+        panic!("not an op")
+    };
     let data = f.data().to_vec();
-    let coll = CollId { pool: op.pg.pool, seed: op.pg.seed };
+    let coll = CollId {
+        pool: op.pg.pool,
+        seed: op.pg.seed,
+    };
     let key = op.object.name.clone();
     let txn = Transaction {
         ops: vec![
-            Op::Write { coll, obj: key.clone(), offset: 8192, data: data.clone() },
-            Op::OmapSetKeys { coll, obj: "\u{0}pgmeta".into(), entries: BTreeMap::from([(format!("log.{:010}.{:020}", 42, 17), vec![0u8; 96]), ("info".into(), vec![0u8; 40])]) },
+            Op::Write {
+                coll,
+                obj: key.clone(),
+                offset: 8192,
+                data: data.clone(),
+            },
+            Op::OmapSetKeys {
+                coll,
+                obj: "\u{0}pgmeta".into(),
+                entries: BTreeMap::from([
+                    (format!("log.{:010}.{:020}", 42, 17), vec![0u8; 96]),
+                    ("info".into(), vec![0u8; 40]),
+                ]),
+            },
         ],
     };
-    let rep = Body::RepOp(RepOp { reqid: op.reqid, pg: op.pg, epoch: 42, version: EVersion { epoch: 42, version: 17 }, object, subops: op.subops.clone(), trim_to: EVersion::default() });
+    let rep = Body::RepOp(RepOp {
+        reqid: op.reqid,
+        pg: op.pg,
+        epoch: 42,
+        version: EVersion {
+            epoch: 42,
+            version: 17,
+        },
+        object,
+        subops: op.subops.clone(),
+        trim_to: EVersion::default(),
+    });
     let rep_wire = msg::encode(&rep, 2, &data, None).expect("encode").to_vec();
-    let reply = Body::OsdOpReply(OsdOpReply { reqid: op.reqid, result: 0, epoch: 42, version: EVersion { epoch: 42, version: 17 }, outs: Vec::new() });
+    let reply = Body::OsdOpReply(OsdOpReply {
+        reqid: op.reqid,
+        result: 0,
+        epoch: 42,
+        version: EVersion {
+            epoch: 42,
+            version: 17,
+        },
+        outs: Vec::new(),
+    });
     let reply_wire = msg::encode(&reply, 1, &[], None).expect("encode").to_vec();
     txn.ops.len() + rep_wire.len() + reply_wire.len()
 }
