@@ -62,7 +62,7 @@ pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts)
 
 async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts), String> {
     let dev = DmaDevice::open(path).await.map_err(|e| e.to_string())?;
-    let opts = MkfsOptions { fsid: [0x5e; 16], osd: 0, shards: 1, journal_bytes: Some(cfg.journal_bytes), checkpoint_bytes: None };
+    let opts = MkfsOptions { fsid: [0x5e; 16], osd: 0, shards: 1, osd_uuid: [0x5f; 16], journal_bytes: Some(cfg.journal_bytes), checkpoint_bytes: None };
     Store::mkfs(&dev, &opts).await.map_err(|e| e.to_string())?;
     let store = Rc::new(Store::mount(dev, 0, Expect { fsid: Some([0x5e; 16]), osd: 0, shards: 1 }).await.map_err(|e| e.to_string())?);
     store.submit(Transaction { ops: vec![Op::CreateCollection(COLL)] }).await.map_err(|e| e.to_string())?;

@@ -1,11 +1,13 @@
 //! The store on real files through glommio (O_DIRECT, io_uring): format,
 //! write, unmount, remount, read; bit rot in the file is caught and deep
-//! scrub names the object; a different OSD's file is refused.
+//! scrub names the object; a different OSD's file is refused; the same on
+//! a loop block device (O_DIRECT through the block layer, size from the
+//! device itself).
 
 use std::os::unix::fs::FileExt;
 
 use sepia_osd::objstore::layout::{RegionHeader, Superblock};
-use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, StoreError, Transaction, BLOCK};
+use sepia_osd::objstore::{CollId, Device, DmaDevice, Expect, MkfsOptions, Op, Store, StoreError, Transaction, BLOCK};
 
 const C: CollId = CollId { pool: 7, seed: 3 };
 
@@ -21,7 +23,7 @@ fn real_file_round_trip_and_bit_rot() {
     let p = path.clone();
     run(move || async move {
         let dev = DmaDevice::open(&p).await.unwrap();
-        let opts = MkfsOptions { fsid: [4; 16], osd: 0, shards: 2, journal_bytes: Some(1 << 20), checkpoint_bytes: Some(1 << 20) };
+        let opts = MkfsOptions { fsid: [4; 16], osd: 0, shards: 2, osd_uuid: [6; 16], journal_bytes: Some(1 << 20), checkpoint_bytes: Some(1 << 20) };
         Store::mkfs(&dev, &opts).await.unwrap();
         let s = Store::mount(dev, 1, Expect { fsid: Some([4; 16]), osd: 0, shards: 2 }).await.unwrap();
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
@@ -41,7 +43,7 @@ fn real_file_round_trip_and_bit_rot() {
         assert_eq!(s.read(&C, "big", 0, 0).await.unwrap(), big);
         assert_eq!(s.read(&C, "small", 10, 5).await.unwrap(), b"hello");
         let b = s.meta_snapshot().onode(&C, "big").unwrap().blocks[&20].dev;
-        let sb = Superblock { fsid: [4; 16], osd: 0, shards: 2, device_bytes: 64 << 20 };
+        let sb = Superblock { fsid: [4; 16], osd: 0, shards: 2, device_bytes: 64 << 20, osd_uuid: [6; 16] };
         let (base, _) = sb.region(1);
         let mut hdr = vec![0u8; BLOCK];
         std::fs::File::open(&p).unwrap().read_exact_at(&mut hdr, base).unwrap();
@@ -65,4 +67,76 @@ fn real_file_round_trip_and_bit_rot() {
         assert_eq!(s.read(&C, "small", 10, 5).await.unwrap(), b"hello");
         assert_eq!(s.deep_scrub().await, vec![(C, "big".to_string(), 20)]);
     });
+}
+
+/// A loop device over a file, detached on drop.
+struct LoopDevice {
+    path: std::path::PathBuf,
+}
+
+impl LoopDevice {
+    /// `None` when this machine gives us no loop device (not root, no
+    /// /dev/loop-control, no losetup): the test says so and stops, unless
+    /// SEPIA_REQUIRE_LOOP is set.
+    fn attach(backing: &std::path::Path) -> Option<LoopDevice> {
+        let out = std::process::Command::new("losetup").args(["--find", "--show", "--direct-io=on"]).arg(backing).output().ok()?;
+        if !out.status.success() {
+            eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Some(LoopDevice { path })
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn loop_block_device_round_trip_and_remount() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("backing");
+    // Sparse is fine: the loop device reads holes as zeros.
+    std::fs::File::create(&backing).unwrap().set_len(96 << 20).unwrap();
+    let Some(lo) = LoopDevice::attach(&backing) else {
+        assert!(std::env::var_os("SEPIA_REQUIRE_LOOP").is_none(), "SEPIA_REQUIRE_LOOP is set but no loop device could be attached");
+        eprintln!("skipped: no loop device on this machine");
+        return;
+    };
+    let dev_path = lo.path.clone();
+    assert!(DmaDevice::is_block_device(&dev_path));
+    assert_eq!(DmaDevice::size_of(&dev_path).unwrap(), 96 << 20, "a block device's size comes from the device");
+    let objects = 500u32;
+    let content = |i: u32| -> Vec<u8> { (0..(i % 7 + 1) * 3000).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect() };
+    let p = dev_path.clone();
+    run(move || async move {
+        let dev = DmaDevice::open(&p).await.unwrap();
+        assert_eq!(dev.len(), 96 << 20);
+        let opts = MkfsOptions { fsid: [7; 16], osd: 2, shards: 2, osd_uuid: [3; 16], journal_bytes: Some(1 << 20), checkpoint_bytes: Some(2 << 20) };
+        Store::mkfs(&dev, &opts).await.unwrap();
+        assert_eq!(Store::superblock(&dev).await.unwrap().osd_uuid, [3; 16]);
+        let s = Store::mount(dev, 0, Expect { fsid: Some([7; 16]), osd: 2, shards: 2 }).await.unwrap();
+        s.submit(Transaction { ops: vec![Op::CreateCollection(C)] }).await.unwrap();
+        // Enough records to wrap the 1 MiB journal several times.
+        for i in 0..objects {
+            s.submit(Transaction { ops: vec![Op::Write { coll: C, obj: format!("obj{i}"), offset: 0, data: content(i) }] }).await.unwrap();
+        }
+        assert!(s.counters().checkpoints > 0, "the journal wrapped");
+        s.umount().await.unwrap();
+    });
+    let p = dev_path.clone();
+    run(move || async move {
+        let s = Store::mount(DmaDevice::open(&p).await.unwrap(), 0, Expect { fsid: Some([7; 16]), osd: 2, shards: 2 }).await.unwrap();
+        for i in 0..objects {
+            assert_eq!(s.read(&C, &format!("obj{i}"), 0, 0).await.unwrap(), content(i), "obj{i}");
+        }
+        assert!(s.deep_scrub().await.is_empty());
+        let (names, more) = s.list(&C, "", 10_000).unwrap();
+        assert_eq!(names.len(), objects as usize);
+        assert!(!more);
+    });
+    drop(lo);
 }

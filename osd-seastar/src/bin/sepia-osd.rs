@@ -11,14 +11,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
 use sepia_client::config::Config;
 use sepia_osd::monlink::{MonLink, MonLinkConfig};
-use sepia_osd::objstore::{DmaDevice, Expect, MkfsOptions, Store};
+use sepia_osd::objstore::{Device, DmaDevice, Expect, MkfsOptions, Store, BLOCK};
 use sepia_osd::server::Shard;
 use sepia_proto::osdmap::OsdMap;
 
@@ -57,25 +57,14 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// `PATH.osd`: what the first start decided (uuid, shard count).
-fn identity_path(data: &Path) -> PathBuf {
-    let mut p = data.as_os_str().to_owned();
-    p.push(".osd");
-    PathBuf::from(p)
-}
-
-fn read_identity(data: &Path) -> Option<([u8; 16], u32)> {
-    let text = std::fs::read_to_string(identity_path(data)).ok()?;
-    let mut uuid = None;
-    let mut shards = None;
-    for line in text.lines() {
-        match line.split_once('=') {
-            Some(("uuid", v)) => uuid = sepia_proto::uuid::parse(v.trim()),
-            Some(("shards", v)) => shards = v.trim().parse().ok(),
-            _ => {}
-        }
-    }
-    Some((uuid?, shards?))
+/// Runs `f` on a glommio executor of its own and waits for its result.
+fn on_glommio<F, Fut, T>(f: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, String>> + 'static,
+    T: Send + 'static,
+{
+    glommio::LocalExecutorBuilder::default().spawn(f).map_err(|e| e.to_string())?.join().map_err(|e| format!("{e:?}"))?
 }
 
 /// The CPU of each shard (empty: not pinned), from `--cores` or `--plan`.
@@ -122,28 +111,43 @@ fn main() -> ExitCode {
         return fail("the config names no monitors (mon_host)");
     }
 
-    // First start: format and register.
-    let (uuid, shards) = match read_identity(&cli.data) {
-        Some(id) => id,
-        None => {
+    // The device says whose it is: a superblock of this OSD means it was
+    // formatted before (the uuid and shard count come from it). A blank
+    // device, or a file made now, is formatted and then registered.
+    let fresh_file = !cli.data.exists();
+    if fresh_file {
+        if let Err(e) = DmaDevice::preallocate(&cli.data, cli.size_mib << 20) {
+            return fail(format!("{}: {e}", cli.data.display()));
+        }
+    }
+    let data = cli.data.clone();
+    let probed = on_glommio(move || async move {
+        let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
+        let blank = dev.read(0, BLOCK).await.map_err(|e| e.to_string())?.iter().all(|&b| b == 0);
+        Ok::<_, String>((Store::superblock(&dev).await.ok(), blank))
+    });
+    let (uuid, shards) = match probed {
+        Err(e) => return fail(format!("{}: {e}", cli.data.display())),
+        Ok((Some(sb), _)) if sb.osd == cli.id => (sb.osd_uuid, sb.shards),
+        Ok((Some(sb), _)) => return fail(format!("{} belongs to osd.{}, not osd.{}", cli.data.display(), sb.osd, cli.id)),
+        Ok((None, blank)) if !(fresh_file || blank) => {
+            return fail(format!("{} holds data that is not a Sepia store of this version; refusing to format it (zero its first 4 KiB to allow that)", cli.data.display()));
+        }
+        Ok((None, _)) => {
             let uuid = sepia_proto::uuid::random();
-            if !cli.data.exists() {
-                if let Err(e) = DmaDevice::preallocate(&cli.data, cli.size_mib << 20) {
-                    return fail(format!("{}: {e}", cli.data.display()));
-                }
-            }
             let data = cli.data.clone();
-            let opts = MkfsOptions { fsid, osd: cli.id, shards: cli.shards, journal_bytes: None, checkpoint_bytes: None };
-            let made = glommio::LocalExecutorBuilder::default()
-                .spawn(move || async move {
-                    let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
-                    Store::mkfs(&dev, &opts).await.map_err(|e| e.to_string())
-                })
-                .map_err(|e| e.to_string())
-                .and_then(|h| h.join().map_err(|e| format!("{e:?}"))?);
+            let opts = MkfsOptions { fsid, osd: cli.id, shards: cli.shards, osd_uuid: uuid, journal_bytes: None, checkpoint_bytes: None };
+            let made = on_glommio(move || async move {
+                let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
+                Store::mkfs(&dev, &opts).await.map_err(|e| e.to_string())
+            });
             if let Err(e) = made {
                 return fail(format!("mkfs: {e}"));
             }
+            // `osd new UUID ID` is idempotent. (A crash between the format
+            // and this leaves a store the monitors do not know: its boot is
+            // refused as "does not exist"; zero the device's first 4 KiB
+            // and start again.)
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -157,10 +161,6 @@ fn main() -> ExitCode {
                 Ok(r) if r.result == 0 => {}
                 Ok(r) => return fail(format!("osd new: {} ({})", r.status, r.result)),
                 Err(e) => return fail(format!("osd new: {e}")),
-            }
-            let id = format!("uuid={}\nshards={}\n", sepia_proto::uuid::format(&uuid), cli.shards);
-            if let Err(e) = std::fs::write(identity_path(&cli.data), id) {
-                return fail(e);
             }
             (uuid, cli.shards)
         }

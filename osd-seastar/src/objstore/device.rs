@@ -57,8 +57,22 @@ impl DmaDevice {
     pub async fn open(path: &std::path::Path) -> io::Result<DmaDevice> {
         let file = glommio::io::OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(gerr)?;
         let dsync = glommio::io::OpenOptions::new().read(true).write(true).custom_flags(libc::O_DSYNC).dma_open(path).await.map_err(gerr)?;
-        let len = file.file_size().await.map_err(gerr)?;
+        let len = Self::size_of(path)?;
         Ok(DmaDevice { file, dsync, len: len / BLOCK as u64 * BLOCK as u64 })
+    }
+
+    /// Bytes in a file or block device. A block device's metadata says 0
+    /// bytes; seeking to its end tells its size.
+    pub fn size_of(path: &std::path::Path) -> io::Result<u64> {
+        use std::io::Seek;
+        let mut f = std::fs::File::open(path)?;
+        f.seek(std::io::SeekFrom::End(0))
+    }
+
+    /// Whether `path` is a block device (it is never created or extended).
+    pub fn is_block_device(path: &std::path::Path) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
     }
 
     /// Creates (or extends) a regular file of `len` bytes filled with real

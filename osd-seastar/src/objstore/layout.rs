@@ -15,7 +15,9 @@ pub const SUPER_MAGIC: &[u8; 8] = b"SEPIASTR";
 pub const REGION_MAGIC: &[u8; 8] = b"SEPIAREG";
 pub const CKPT_MAGIC: &[u8; 8] = b"SEPIACKP";
 pub const RECORD_MAGIC: u32 = 0x4e52_4a53; // "SJRN"
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the superblock carries the OSD's uuid (a block device has no room
+/// beside it for an identity file).
+pub const FORMAT_VERSION: u32 = 2;
 pub const RECORD_HEADER_BYTES: usize = 40;
 /// Shards (regions) per device: one per core of a big node.
 pub const SHARDS_MAX: u32 = 256;
@@ -53,10 +55,12 @@ pub struct Superblock {
     pub osd: i32,
     pub shards: u32,
     pub device_bytes: u64,
+    /// The OSD's uuid, as registered with the monitors (`osd new`).
+    pub osd_uuid: [u8; 16],
 }
 
 impl Superblock {
-    const LEN: usize = 8 + 4 + 16 + 4 + 4 + 8;
+    const LEN: usize = 8 + 4 + 16 + 4 + 4 + 8 + 16;
 
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(BLOCK);
@@ -66,6 +70,7 @@ impl Superblock {
         put_u32(&mut b, self.osd as u32);
         put_u32(&mut b, self.shards);
         put_u64(&mut b, self.device_bytes);
+        b.extend_from_slice(&self.osd_uuid);
         seal(b)
     }
 
@@ -82,6 +87,7 @@ impl Superblock {
             osd: get_u32(b, 28) as i32,
             shards: get_u32(b, 32),
             device_bytes: get_u64(b, 36),
+            osd_uuid: b[44..60].try_into().expect("16 bytes"),
         };
         if sb.shards == 0 || sb.shards > SHARDS_MAX {
             return Err(format!("shard count {} out of range", sb.shards));

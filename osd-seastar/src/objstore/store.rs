@@ -40,6 +40,8 @@ pub struct MkfsOptions {
     pub fsid: [u8; 16],
     pub osd: i32,
     pub shards: u32,
+    /// The OSD's uuid (kept in the superblock).
+    pub osd_uuid: [u8; 16],
     /// Forced journal size per region (default: 1/16 of it, 4 MiB..1 GiB).
     pub journal_bytes: Option<u64>,
     /// Forced checkpoint slot size (default: 1/32 of the region).
@@ -176,7 +178,7 @@ impl<D: Device> Store<D> {
         if opts.shards == 0 || opts.shards > super::layout::SHARDS_MAX {
             return Err(StoreError::Invalid(format!("shard count {} out of range", opts.shards)));
         }
-        let sb = Superblock { fsid: opts.fsid, osd: opts.osd, shards: opts.shards, device_bytes: dev.len() };
+        let sb = Superblock { fsid: opts.fsid, osd: opts.osd, shards: opts.shards, device_bytes: dev.len(), osd_uuid: opts.osd_uuid };
         for shard in 0..opts.shards {
             let (start, len) = sb.region(shard);
             let instance = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
@@ -205,6 +207,12 @@ impl<D: Device> Store<D> {
         buf.resize(total, 0);
         dev.write(base + h.ckpt_offset(slot), &buf).await?;
         Ok(())
+    }
+
+    /// The device's superblock: whose it is and how it was formatted
+    /// (an error when it holds no valid Sepia store).
+    pub async fn superblock(dev: &D) -> Result<Superblock, StoreError> {
+        Superblock::decode(&dev.read(0, BLOCK).await?).map_err(StoreError::WrongDevice)
     }
 
     /// Mounts shard `shard` of `dev`, refusing a device of another OSD,

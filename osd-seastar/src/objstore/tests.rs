@@ -17,7 +17,7 @@ const C1: CollId = CollId { pool: 1, seed: 0 };
 const C2: CollId = CollId { pool: 1, seed: 1 };
 
 fn opts(journal: u64) -> MkfsOptions {
-    MkfsOptions { fsid: [9; 16], osd: 3, shards: 1, journal_bytes: Some(journal), checkpoint_bytes: Some(2 << 20) }
+    MkfsOptions { fsid: [9; 16], osd: 3, shards: 1, osd_uuid: [8; 16], journal_bytes: Some(journal), checkpoint_bytes: Some(2 << 20) }
 }
 
 fn expect() -> Expect {
@@ -171,7 +171,7 @@ fn bit_rot_is_an_error_and_scrub_names_the_object() {
     let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
     let meta = s.meta_snapshot();
     let b = meta.onode(&C1, "bad").unwrap().blocks[&1].dev;
-    let sb = super::layout::Superblock { fsid: [9; 16], osd: 3, shards: 1, device_bytes: dev.len_bytes() };
+    let sb = super::layout::Superblock { fsid: [9; 16], osd: 3, shards: 1, device_bytes: dev.len_bytes(), osd_uuid: [8; 16] };
     let (base, _) = sb.region(0);
     let h = super::layout::RegionHeader::decode(&block_on(super::device::Device::read(&dev, base, BLOCK)).unwrap(), &[9; 16], 3).unwrap();
     dev.flip_bit(base + h.data_offset() + b * BLOCK as u64 + 100, 3);
@@ -387,7 +387,7 @@ fn eio_is_an_error_never_data_and_a_failed_write_stops_writes() {
     let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
     // Reads of a block the device cannot read fail with EIO.
     let b = s.meta_snapshot().onode(&C1, "a").unwrap().blocks[&1].dev;
-    let sb = super::layout::Superblock { fsid: [9; 16], osd: 3, shards: 1, device_bytes: dev.len_bytes() };
+    let sb = super::layout::Superblock { fsid: [9; 16], osd: 3, shards: 1, device_bytes: dev.len_bytes(), osd_uuid: [8; 16] };
     let (base, _) = sb.region(0);
     let h = super::layout::RegionHeader::decode(&block_on(super::device::Device::read(&dev, base, BLOCK)).unwrap(), &[9; 16], 3).unwrap();
     let at = base + h.data_offset() + b * BLOCK as u64;
