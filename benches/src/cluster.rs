@@ -44,6 +44,13 @@ pub struct ClusterBenchConfig {
     pub seconds: u64,
     pub objects: u64,
     pub pg_num: u32,
+    /// Case name prefixes to run (empty: all).
+    pub only: Vec<String>,
+}
+
+/// Whether case `name` is selected by `only` (empty selects all).
+pub fn wanted(only: &[String], name: &str) -> bool {
+    only.is_empty() || only.iter().any(|p| name.starts_with(p.as_str()))
 }
 
 fn client_cpu() -> Duration {
@@ -168,9 +175,13 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
                 eprintln!("sepia-bench: {up} OSD(s) up, so no size-3 pool");
             }
             let mut rows = Vec::new();
+            pools.retain(|(pool, _)| cfg.only.is_empty() || cfg.only.iter().any(|p| p.starts_with(pool) || pool.starts_with(p.as_str())));
             for (pool, size) in pools {
                 let io = prepare_pool(&rados, pool, size, cfg).await?;
                 for (write, depth) in [(true, 1), (true, 32), (false, 1), (false, 32)] {
+                    if !wanted(&cfg.only, &format!("{pool}.{}.qd{depth}", if write { "write" } else { "read" })) {
+                        continue;
+                    }
                     eprintln!("sepia-bench: {pool} {} qd{depth}, {} s", if write { "write" } else { "read" }, cfg.seconds);
                     rows.push(case(&io, pool, run_dir.as_deref(), cfg, write, depth).await?);
                 }

@@ -88,6 +88,10 @@ struct ClusterArgs {
     /// Objects of 4 KiB written to each pool first.
     #[arg(long, default_value_t = 8192)]
     objects: u64,
+    /// Run only the cases whose names start with one of these (comma
+    /// separated, e.g. `size1.read,raw.read`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -109,6 +113,10 @@ struct StoreArgs {
     /// Journal size in MiB (small, so the journal wraps often).
     #[arg(long, default_value_t = 16)]
     journal_mib: u64,
+    /// Run only the cases whose names start with one of these (comma
+    /// separated, e.g. `store.read` or `raw.read.qd1,store.read.qd1`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -157,7 +165,7 @@ fn main() -> ExitCode {
         Some(Command::Mon(args)) => cmd_mon(&args),
         None => {
             // The main job: the cluster IOPS benchmark beside the raw device.
-            let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, format: Format::Text };
+            let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, only: Vec::new(), format: Format::Text };
             cmd_cluster(&args)
         }
     };
@@ -213,7 +221,7 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
     }
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let path = dir.join("sepia-store.dat");
-    let cfg = store::StoreBenchConfig { file_bytes: args.file_mib << 20, seconds: args.seconds, objects: args.objects, journal_bytes: args.journal_mib << 20 };
+    let cfg = store::StoreBenchConfig { file_bytes: args.file_mib << 20, seconds: args.seconds, objects: args.objects, journal_bytes: args.journal_mib << 20, only: args.only.clone() };
     let result = store::run(&path, &cfg);
     let _ = std::fs::remove_file(&path);
     let (rows, facts) = result?;
@@ -237,9 +245,11 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
                 let get = |n: &str| rows.iter().find(|r| r.name == n).map(|r| r.p50_us).unwrap_or(0.0);
                 get(a) / get(b).max(1e-9)
             };
-            println!("ratios store/raw: write qd1 {:.2}x, write qd32 {:.2}x, read qd1 {:.2}x, read qd32 {:.2}x; qd1 write p50 latency {:.2}x raw",
+            if rows.len() == 8 {
+                println!("ratios store/raw: write qd1 {:.2}x, write qd32 {:.2}x, read qd1 {:.2}x, read qd32 {:.2}x; qd1 write p50 latency {:.2}x raw",
                 ratio("store.write.qd1", "raw.write.qd1"), ratio("store.write.qd32", "raw.write.qd32"), ratio("store.read.qd1", "raw.read.qd1"), ratio("store.read.qd32", "raw.read.qd32"),
                 lat("store.write.qd1", "raw.write.qd1"));
+            }
             println!("store: {} journal checkpoints (wraps), {} group commits for {} transactions, {} bytes of metadata", facts.checkpoints, facts.commits, facts.txns, facts.metadata_bytes);
         }
     }
@@ -259,6 +269,9 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
     raw::preallocate(&raw_path, raw_bytes).map_err(|e| format!("{}: {e}", raw_path.display()))?;
     let mut rows = Vec::new();
     for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
+        if !cluster::wanted(&args.only, &format!("raw.{}.qd{depth}", if op == raw::Op::Write { "write" } else { "read" })) {
+            continue;
+        }
         eprintln!("sepia-bench: raw {} qd{depth}, {} s", if op == raw::Op::Write { "write" } else { "read" }, args.seconds);
         let r = raw::run(&raw_path, raw_bytes, op, depth, Duration::from_secs(args.seconds)).map_err(|e| format!("raw: {e}"))?;
         rows.push(cluster::ClusterRow {
@@ -273,7 +286,7 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
         });
     }
     let _ = std::fs::remove_file(&raw_path);
-    let cfg = cluster::ClusterBenchConfig { osds: args.osds, seconds: args.seconds, objects: args.objects, pg_num: 32 };
+    let cfg = cluster::ClusterBenchConfig { osds: args.osds, seconds: args.seconds, objects: args.objects, pg_num: 32, only: args.only.clone() };
     let result = cluster::run(&dir.join("cluster"), args.conf.as_deref(), &cfg);
     let _ = std::fs::remove_dir_all(&dir);
     let measured = result?;

@@ -26,6 +26,14 @@ pub struct StoreBenchConfig {
     pub seconds: u64,
     pub objects: u64,
     pub journal_bytes: u64,
+    /// Case name prefixes to run (empty: all).
+    pub only: Vec<String>,
+}
+
+impl StoreBenchConfig {
+    fn wants(&self, case: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| case.starts_with(p.as_str()))
+    }
 }
 
 fn name(i: u64) -> String {
@@ -47,6 +55,9 @@ pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts)
     let mut rows = Vec::new();
     let d = Duration::from_secs(cfg.seconds);
     for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
+        if !cfg.wants(&format!("raw.{}.qd{depth}", if op == raw::Op::Write { "write" } else { "read" })) {
+            continue;
+        }
         rows.push(raw::run(path, cfg.file_bytes, op, depth, d).map_err(|e| format!("raw {op:?} qd{depth}: {e}"))?);
     }
     let p = path.to_path_buf();
@@ -76,6 +87,9 @@ async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, S
     }
     let mut rows = Vec::new();
     for (write, depth) in [(true, 1usize), (true, 32), (false, 1), (false, 32)] {
+        if !cfg.wants(&format!("store.{}.qd{depth}", if write { "write" } else { "read" })) {
+            continue;
+        }
         rows.push(case(&store, cfg, write, depth).await?);
     }
     let c = store.counters();

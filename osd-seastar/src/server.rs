@@ -59,6 +59,13 @@ pub mod limits {
     /// Metadata headroom a client write must leave, for the same reason
     /// (and for the PG log entries of removes and recovery).
     pub const metadata_reserve_bytes: u64 = 256 << 10;
+    /// A frame whose data segment is at most this is copied into one buffer
+    /// and written at once (a syscall and a TCP segment cost more than the
+    /// copy); bigger data is written from where it lies.
+    pub const coalesced_data_bytes_max: usize = 64 << 10;
+    /// Small frames queued behind one another share a chunk up to this
+    /// size (one write each).
+    pub const write_chunk_bytes_max: usize = 256 << 10;
 }
 
 /// The store key of an object: namespace and name (the locator only chose
@@ -77,7 +84,7 @@ pub(crate) fn coll_of(pg: PgId) -> CollId {
 
 /// A connection to another OSD shard, for replica ops.
 pub(crate) struct PeerConn {
-    writer: async_lock::Mutex<futures_lite::io::WriteHalf<TcpStream>>,
+    writer: FrameWriter,
     /// Set once the peer accepted our authorizer.
     mac: RefCell<Option<SessionKey>>,
     waiting: RefCell<HashMap<u64, oneshot::Sender<Body>>>,
@@ -116,19 +123,83 @@ pub struct Shard {
     pub auth_required: bool,
 }
 
-async fn send_frame<W: futures_lite::AsyncWrite + Unpin>(w: &mut W, body: &Body, txid: u64, data: &[u8], mac: Option<&SessionKey>) -> std::io::Result<()> {
-    let f = msg::encode(body, txid, data, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut head = Vec::with_capacity(f.header.len() + f.body.len());
-    head.extend_from_slice(&f.header);
-    head.extend_from_slice(&f.body);
-    w.write_all(&head).await?;
-    if !data.is_empty() {
-        w.write_all(data).await?;
+/// The sending half of a connection. Frames are queued and one task at a
+/// time writes out everything queued, so replies that complete together
+/// leave in one write (one syscall, one TCP segment, one wakeup of the
+/// peer) instead of one each.
+///
+/// Invariant: the stream is out of its cell exactly while a flusher runs;
+/// frames leave in the order they were queued.
+pub(crate) struct FrameWriter {
+    stream: RefCell<Option<futures_lite::io::WriteHalf<TcpStream>>>,
+    /// Byte chunks in send order; small frames share the last chunk.
+    queue: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    flushing: Cell<bool>,
+    /// A write failed: the connection is dead and nothing more is queued.
+    failed: Cell<bool>,
+}
+
+impl FrameWriter {
+    pub(crate) fn new(stream: futures_lite::io::WriteHalf<TcpStream>) -> FrameWriter {
+        FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), failed: Cell::new(false) }
     }
-    if let Some(tag) = &f.mac {
-        w.write_all(tag).await?;
+
+    /// Queues one frame and, unless another task is already writing (it
+    /// will take this frame too), writes out the queue. `Ok` means queued
+    /// on a connection that has not failed.
+    pub(crate) async fn send(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
+        if self.failed.get() {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
+        }
+        let f = msg::encode(body, txid, &data, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
+        {
+            let mut q = self.queue.borrow_mut();
+            if data.len() <= limits::coalesced_data_bytes_max {
+                match q.back_mut() {
+                    Some(last) if last.len() < limits::write_chunk_bytes_max => f.append_to(last),
+                    _ => {
+                        let mut chunk = Vec::with_capacity(f.len());
+                        f.append_to(&mut chunk);
+                        q.push_back(chunk);
+                    }
+                }
+            } else {
+                // Large data leaves from its own buffer, not copied.
+                let mut head = Vec::with_capacity(f.header.len() + f.body.len());
+                head.extend_from_slice(&f.header);
+                head.extend_from_slice(&f.body);
+                let tag = f.mac.map(|m| m.to_vec()).unwrap_or_default();
+                drop(f);
+                q.push_back(head);
+                q.push_back(data);
+                q.push_back(tag);
+            }
+        }
+        if self.flushing.get() {
+            return Ok(());
+        }
+        self.flushing.set(true);
+        let mut stream = self.stream.borrow_mut().take().expect("the stream is home when no flusher runs");
+        let result = async {
+            loop {
+                let chunk = self.queue.borrow_mut().pop_front();
+                match chunk {
+                    Some(c) if c.is_empty() => {}
+                    Some(c) => stream.write_all(&c).await?,
+                    None => break,
+                }
+            }
+            stream.flush().await
+        }
+        .await;
+        *self.stream.borrow_mut() = Some(stream);
+        self.flushing.set(false);
+        if result.is_err() {
+            self.failed.set(true);
+            self.queue.borrow_mut().clear();
+        }
+        result
     }
-    w.flush().await
 }
 
 fn wall_ms() -> u64 {
@@ -295,7 +366,7 @@ impl Shard {
         use sepia_proto::auth::{ticket, AuthMessage};
         stream.set_nodelay(true).ok();
         let (mut reader, writer) = futures_lite::io::split(stream);
-        let writer = Rc::new(async_lock::Mutex::new(writer));
+        let writer = Rc::new(FrameWriter::new(writer));
         let mut decoder = FrameDecoder::new(msg::known_type);
         let mut buf = vec![0u8; limits::read_chunk_bytes];
         let in_flight = Rc::new(Cell::new(0usize));
@@ -319,7 +390,7 @@ impl Shard {
                     Body::Hello(theirs) => {
                         let ours = hello::local_hello(&format!("osd.{}", self.osd), fsid);
                         let (reply, _) = hello::reply(&ours, &theirs);
-                        send_frame(&mut *writer.lock().await, &Body::HelloReply(reply), txid, &[], None).await?;
+                        writer.send(&Body::HelloReply(reply), txid, Vec::new(), None).await?;
                     }
                     Body::Auth(AuthMessage::Authorize(a)) => {
                         let keys = self.auth.borrow().as_ref().map(|x| x.keys.clone());
@@ -330,7 +401,7 @@ impl Shard {
                         match verdict {
                             Ok(t) => {
                                 let c = t.caps.get("osd").and_then(|c| Caps::parse(c).ok()).unwrap_or_default();
-                                send_frame(&mut *writer.lock().await, &Body::Auth(AuthMessage::Authorized { result: 0 }), txid, &[], None).await?;
+                                writer.send(&Body::Auth(AuthMessage::Authorized { result: 0 }), txid, Vec::new(), None).await?;
                                 let key = SessionKey(t.session_key);
                                 decoder.set_session_key(Box::new(key.clone()));
                                 *mac.borrow_mut() = Some(key);
@@ -338,7 +409,7 @@ impl Shard {
                             }
                             Err(why) => {
                                 let refused = AuthMessage::Refused { result: Errno::Access.result(), reason: why };
-                                send_frame(&mut *writer.lock().await, &Body::Auth(refused), txid, &[], None).await?;
+                                writer.send(&Body::Auth(refused), txid, Vec::new(), None).await?;
                             }
                         }
                     }
@@ -363,7 +434,7 @@ impl Shard {
                             };
                             if let Some(reply) = reply {
                                 let key = mac.borrow().clone();
-                                let _ = send_frame(&mut *writer.lock().await, &reply, txid, &rdata, key.as_ref()).await;
+                                let _ = writer.send(&reply, txid, rdata, key.as_ref()).await;
                             }
                             in_flight.set(in_flight.get() - 1);
                         })
@@ -514,7 +585,7 @@ impl Shard {
         let txid = conn.next_txid.get();
         conn.next_txid.set(txid + 1);
         let key = conn.mac.borrow().clone();
-        let sent = send_frame(&mut *conn.writer.lock().await, body, txid, data, key.as_ref()).await;
+        let sent = conn.writer.send(body, txid, data.to_vec(), key.as_ref()).await;
         sent.map_err(|e| {
             conn.alive.set(false);
             e.to_string()
@@ -529,7 +600,7 @@ impl Shard {
         let (tx, rx) = oneshot::channel();
         conn.waiting.borrow_mut().insert(txid, tx);
         let key = conn.mac.borrow().clone();
-        let sent = send_frame(&mut *conn.writer.lock().await, &body, txid, data, key.as_ref()).await;
+        let sent = conn.writer.send(&body, txid, data.to_vec(), key.as_ref()).await;
         if let Err(e) = sent {
             conn.alive.set(false);
             self.peers.borrow_mut().remove(addr);
@@ -557,12 +628,13 @@ impl Shard {
         }
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true).ok();
-        let (mut reader, mut writer) = futures_lite::io::split(stream);
+        let (mut reader, writer) = futures_lite::io::split(stream);
+        let writer = FrameWriter::new(writer);
         // Hello first.
         let ours = hello::local_hello(&format!("osd.{}", self.osd), self.map().fsid);
-        send_frame(&mut writer, &Body::Hello(ours), 0, &[], None).await?;
+        writer.send(&Body::Hello(ours), 0, Vec::new(), None).await?;
         let conn = Rc::new(PeerConn {
-            writer: async_lock::Mutex::new(writer),
+            writer,
             mac: RefCell::new(None),
             waiting: RefCell::new(HashMap::new()),
             next_txid: Cell::new(1),
@@ -610,7 +682,7 @@ impl Shard {
             conn.next_txid.set(txid + 1);
             let (tx, rx) = oneshot::channel();
             conn.waiting.borrow_mut().insert(txid, tx);
-            let ok = match send_frame(&mut *conn.writer.lock().await, &Body::Auth(sepia_proto::auth::AuthMessage::Authorize(a)), txid, &[], None).await {
+            let ok = match conn.writer.send(&Body::Auth(sepia_proto::auth::AuthMessage::Authorize(a)), txid, Vec::new(), None).await {
                 Ok(()) => matches!(rx.await, Ok(Body::Auth(sepia_proto::auth::AuthMessage::Authorized { result: 0 }))),
                 Err(_) => false,
             };
