@@ -11,8 +11,11 @@
 //! object [`PGMETA`] (a name no client object can take: client names may
 //! not contain NUL): `info` (last update, last complete, log tail, last
 //! epoch started), `missing`, and one key per log entry, `log.EPOCH.VERSION`
-//! in fixed-width digits so the omap order is the log order. A write's log
-//! entry goes into the same store transaction as its data.
+//! in fixed-width digits so the omap order is the log order, and the dup
+//! records `dup.EPOCH.VERSION`: the request ids of entries a trim up to that
+//! version removed (28 bytes each; the oldest records go once the newer ones
+//! hold `dups_tracked_max` ids). A write's log entry, and any trim the PG
+//! made with it, go into the same store transaction as its data.
 //!
 //! Invariants:
 //! - Every store transaction of this shard's PGs is planned by one task,
@@ -30,12 +33,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sepia_proto::msg::{Body, EVersion, ObjectId, PeerOp, PgPeer, RepOp, SubOp, WireLogEntry, WireMissing, WireObject};
+use sepia_proto::msg::{Body, EVersion, ObjectId, PeerOp, PgPeer, RepOp, ReqId, SubOp, WireLogEntry, WireMissing, WireObject};
 use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
 use tokio::sync::oneshot;
 
 use crate::objstore::{CollId, Op, StoreError, Transaction};
 use crate::pg::log::{LogEntry, LogOp, PgInfo};
+use crate::pg::log::Trim;
 use crate::pg::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
 use crate::server::{coll_of, object_key, Shard};
 
@@ -55,13 +59,17 @@ pub mod limits {
     pub const outbox_messages_max: usize = 4096;
     /// How often peering and recovery are nudged.
     pub const peering_retry_ms: u64 = 500;
-    /// PG log entries kept per PG: a member further behind needs backfill
-    /// (not built yet), and a resent write older than this is no longer
-    /// recognised. Every entry lives in the store's metadata (~150 bytes).
-    /// Trimming a clean PG shorter needs a durable dup index that outlives
-    /// the log (Ceph's pg_log_dup_t): the PG simulator showed resends of
-    /// trimmed writes applied twice without one.
+    /// PG log entries a degraded PG keeps: a member further behind needs
+    /// backfill (not built yet). Every entry lives in the store's metadata
+    /// (~150 bytes), and a checkpoint rewrites it all.
     pub const log_entries_max: usize = 3000;
+    /// Entries a clean PG keeps (Ceph's `osd_min_pg_log_entries`): short
+    /// logs keep the metadata, and so every checkpoint, small.
+    pub const log_entries_min: usize = 250;
+    /// Request ids of trimmed entries kept durable per PG (Ceph's
+    /// `osd_pg_log_dups_tracked`): a late resend of a trimmed write is
+    /// still answered, not applied again. 28 bytes each.
+    pub const dups_tracked_max: usize = 3000;
     /// How long a client write waits for its replicas before EAGAIN.
     pub const write_wait_ms: u64 = 10_000;
 }
@@ -77,14 +85,15 @@ pub type WriteRef = Rc<WritePayload>;
 
 pub struct PgSlot {
     pub pg: Pg<WriteRef>,
-    /// The log tail whose older keys are already removed from the store.
-    trimmed_to: EVersion,
+    /// The durable dup records (`dup.` keys in the PG's meta object),
+    /// oldest first, with how many request ids each holds.
+    dup_records: std::collections::VecDeque<(String, usize)>,
 }
 
 /// A store transaction a PG asked for.
 pub enum ApplyItem {
-    Apply { pg: PgId, entry: LogEntry, txn: Txn<WriteRef>, info: PgInfo, les: Epoch, trim_to: Option<EVersion> },
-    Persist { pg: PgId, info: PgInfo, les: Epoch, missing: Vec<(ObjectId, Missing)>, rewound_to: Option<EVersion>, appended: Vec<LogEntry>, trim_to: Option<EVersion>, done: oneshot::Sender<bool> },
+    Apply { pg: PgId, entry: LogEntry, txn: Txn<WriteRef>, info: PgInfo, les: Epoch, trim: Option<Trim> },
+    Persist { pg: PgId, info: PgInfo, les: Epoch, missing: Vec<(ObjectId, Missing)>, rewound_to: Option<EVersion>, appended: Vec<LogEntry>, trim: Option<Trim>, done: oneshot::Sender<bool> },
 }
 
 fn log_key(v: EVersion) -> String {
@@ -93,6 +102,46 @@ fn log_key(v: EVersion) -> String {
 
 /// Just past every `log.` key.
 const LOG_KEYS_END: &str = "log/";
+
+/// The dup record written with a trim to `v` (keys sort by version).
+fn dup_key(v: EVersion) -> String {
+    format!("dup.{:010}.{:020}", v.epoch, v.version)
+}
+
+/// Just past every `dup.` key.
+const DUP_KEYS_END: &str = "dup/";
+
+/// Bytes of one request id and version in a dup record.
+const DUP_BYTES: usize = 8 + 8 + 4 + 8;
+
+fn encode_dups(dups: &[(ReqId, EVersion)]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(dups.len() * DUP_BYTES);
+    for (r, v) in dups {
+        b.extend_from_slice(&r.client.to_le_bytes());
+        b.extend_from_slice(&r.tid.to_le_bytes());
+        b.extend_from_slice(&v.epoch.to_le_bytes());
+        b.extend_from_slice(&v.version.to_le_bytes());
+    }
+    b
+}
+
+/// `None` for a record of the wrong length (the store checksums its
+/// metadata, so this is a bug or a foreign store, and the record is skipped).
+fn decode_dups(b: &[u8]) -> Option<Vec<(ReqId, EVersion)>> {
+    if !b.len().is_multiple_of(DUP_BYTES) {
+        return None;
+    }
+    let u64_at = |c: &[u8], at: usize| u64::from_le_bytes(c[at..at + 8].try_into().expect("8 bytes"));
+    Some(
+        b.chunks_exact(DUP_BYTES)
+            .map(|c| {
+                let reqid = ReqId { client: u64_at(c, 0), tid: u64_at(c, 8) };
+                let version = EVersion { epoch: u32::from_le_bytes(c[16..20].try_into().expect("4 bytes")), version: u64_at(c, 20) };
+                (reqid, version)
+            })
+            .collect(),
+    )
+}
 
 fn encode_info(info: &PgInfo, les: Epoch) -> Vec<u8> {
     let mut b = Vec::with_capacity(40);
@@ -160,12 +209,25 @@ impl Shard {
         let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
         let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
         let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
+        let mut dups = Vec::new();
+        for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
+            match decode_dups(b) {
+                Some(d) => dups.extend(d),
+                None => eprintln!("osd.{} pg {pg}: dup record {key} is malformed; skipped", self.osd),
+            }
+        }
         // The info written with the newest entry may name a later entry of
         // the same batch that a crash lost: the log is the truth.
         let head = log.last().map_or(info.log_tail, |e| e.version);
         info.last_update = head;
         info.last_complete = info.last_complete.min(head);
-        PgDurable { info, les, log, missing }
+        PgDurable { info, les, log, missing, dups }
+    }
+
+    /// The dup records of a PG as stored (key, ids held), oldest first.
+    fn dup_records(&self, pg: PgId) -> std::collections::VecDeque<(String, usize)> {
+        let Ok((_, omap)) = self.store.omap_get(&coll_of(pg), PGMETA) else { return Default::default() };
+        omap.range("dup.".to_string()..DUP_KEYS_END.to_string()).map(|(k, v)| (k.clone(), v.len() / DUP_BYTES)).collect()
     }
 
     /// Feeds `map` to every PG this shard holds or should hold.
@@ -178,7 +240,14 @@ impl Shard {
         let mut ws = crush_simd::Workspace::new();
         let mut batches = Vec::new();
         for pool in map.pools.values() {
-            let params = PgParams { size: pool.size as usize, min_size: pool.min_size as usize, log_entries_max: limits::log_entries_max, ..PgParams::default() };
+            let params = PgParams {
+                size: pool.size as usize,
+                min_size: pool.min_size as usize,
+                log_entries_min: limits::log_entries_min,
+                log_entries_max: limits::log_entries_max,
+                dups_tracked_max: limits::dups_tracked_max,
+                ..PgParams::default()
+            };
             for seed in 0..pool.pg_num {
                 let pg = PgId { pool: pool.id, seed };
                 if map.pg_shard(pg, self.osd) != Some(self.shard) {
@@ -192,8 +261,8 @@ impl Shard {
                         continue;
                     }
                     let durable = self.load_pg(pg);
-                    let trimmed_to = durable.info.log_tail;
-                    pgs.insert(pg, PgSlot { pg: Pg::new(pg, self.osd, params.clone(), durable), trimmed_to });
+                    let dup_records = self.dup_records(pg);
+                    pgs.insert(pg, PgSlot { pg: Pg::new(pg, self.osd, params.clone(), durable), dup_records });
                 }
                 let slot = pgs.get_mut(&pg).expect("inserted");
                 let acting: Vec<OsdId> = placed.acting.iter().copied().filter(|&o| o != crush_simd::ITEM_NONE).collect();
@@ -231,22 +300,11 @@ impl Shard {
         self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.can_read(object))
     }
 
-    /// Log-trim bookkeeping: the tail to remove store keys up to, if it moved.
-    fn take_trim(&self, pg: PgId) -> Option<EVersion> {
-        let mut pgs = self.pgs.borrow_mut();
-        let slot = pgs.get_mut(&pg)?;
-        let tail = slot.pg.log().tail();
-        (tail > slot.trimmed_to).then(|| {
-            slot.trimmed_to = tail;
-            tail
-        })
-    }
-
     fn run_effects(self: &Rc<Self>, pg: PgId, effects: Vec<Effect<WriteRef>>) {
         let mut effects = effects.into_iter();
         while let Some(e) = effects.next() {
             match e {
-                Effect::Apply { entry, txn } => {
+                Effect::Apply { entry, txn, trim } => {
                     // The info as of this entry (a later entry of the same
                     // batch is not durable yet).
                     let (mut info, les) = self.pgs.borrow().get(&pg).map(|s| (s.pg.info(), s.pg.les())).unwrap_or_default();
@@ -254,13 +312,11 @@ impl Shard {
                         info.last_update = entry.version;
                         info.last_complete = info.last_complete.min(entry.version);
                     }
-                    let trim_to = self.take_trim(pg);
-                    self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim_to });
+                    self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim });
                 }
-                Effect::Persist { info, les, missing, rewound_to, appended } => {
+                Effect::Persist { info, les, missing, rewound_to, appended, trim } => {
                     let (done, durable) = oneshot::channel();
-                    let trim_to = self.take_trim(pg);
-                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim_to, done });
+                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, done });
                     let rest: Vec<_> = effects.collect();
                     if !rest.is_empty() {
                         let me = self.clone();
@@ -314,9 +370,10 @@ impl Shard {
     pub(crate) async fn apply_loop(self: Rc<Self>, mut rx: tokio::sync::mpsc::Receiver<ApplyItem>) {
         while let Some(item) = rx.recv().await {
             match item {
-                ApplyItem::Apply { pg, entry, txn, info, les, trim_to } => {
+                ApplyItem::Apply { pg, entry, txn, info, les, trim } => {
                     let version = entry.version;
-                    let planned = match self.apply_txn(pg, &entry, &txn, &info, les, trim_to) {
+                    let write = matches!(txn, Txn::Write(_));
+                    let planned = match self.apply_txn(pg, &entry, &txn, &info, les, trim.as_ref()) {
                         Ok(t) => self.store.enqueue(t).await,
                         Err(code) => Err(StoreError::Invalid(format!("op translates to errno {code}"))),
                     };
@@ -325,7 +382,7 @@ impl Shard {
                             let me = self.clone();
                             glommio::spawn_local(async move {
                                 match me.store.durable(queued).await {
-                                    Ok(()) => me.with_pg(pg, |p, out| p.committed(version, out)),
+                                    Ok(()) => me.with_pg(pg, |p, out| p.committed(version, write, out)),
                                     Err(e) => me.apply_failed(pg, &entry, e),
                                 }
                             })
@@ -334,8 +391,8 @@ impl Shard {
                         Err(e) => self.apply_failed(pg, &entry, e),
                     }
                 }
-                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim_to, done } => {
-                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim_to);
+                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, done } => {
+                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim.as_ref());
                     match self.store.enqueue(t).await {
                         Ok(queued) => {
                             let me = self.clone();
@@ -370,11 +427,37 @@ impl Shard {
         }
     }
 
-    fn meta_ops(&self, coll: CollId, ops: &mut Vec<Op>, info: &PgInfo, les: Epoch, trim_to: Option<EVersion>) {
-        if let Some(tail) = trim_to {
-            ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: "log.".into(), end: format!("{}\u{0}", log_key(tail)) });
+    /// The PG's info, and a trim: its log keys go, and the request ids it
+    /// trimmed become a dup record; the oldest records go once the newer
+    /// ones hold `dups_tracked_max` ids. Runs in the apply loop, in order,
+    /// so the record list matches what the store will hold.
+    fn meta_ops(&self, pg: PgId, ops: &mut Vec<Op>, info: &PgInfo, les: Epoch, trim: Option<&Trim>) {
+        let coll = coll_of(pg);
+        let mut entries = BTreeMap::from([("info".to_string(), encode_info(info, les))]);
+        if let Some(t) = trim {
+            ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: "log.".into(), end: format!("{}\u{0}", log_key(t.to)) });
+            if !t.dups.is_empty() {
+                let key = dup_key(t.to);
+                entries.insert(key.clone(), encode_dups(&t.dups));
+                let mut pgs = self.pgs.borrow_mut();
+                if let Some(slot) = pgs.get_mut(&pg) {
+                    let max = slot.pg.params().dups_tracked_max;
+                    slot.dup_records.retain(|(k, _)| *k != key);
+                    slot.dup_records.push_back((key, t.dups.len()));
+                    let mut held: usize = slot.dup_records.iter().map(|(_, n)| n).sum();
+                    let mut gone = Vec::new();
+                    while slot.dup_records.len() > 1 && held - slot.dup_records[0].1 >= max {
+                        let (k, n) = slot.dup_records.pop_front().expect("len > 1");
+                        held -= n;
+                        gone.push(k);
+                    }
+                    if !gone.is_empty() {
+                        ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: gone });
+                    }
+                }
+            }
         }
-        ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([("info".to_string(), encode_info(info, les))]) });
+        ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
     }
 
     fn ensure_coll(&self, coll: CollId, ops: &mut Vec<Op>) {
@@ -386,7 +469,7 @@ impl Shard {
         }
     }
 
-    fn apply_txn(&self, pg: PgId, entry: &LogEntry, txn: &Txn<WriteRef>, info: &PgInfo, les: Epoch, trim_to: Option<EVersion>) -> Result<Transaction, i32> {
+    fn apply_txn(&self, pg: PgId, entry: &LogEntry, txn: &Txn<WriteRef>, info: &PgInfo, les: Epoch, trim: Option<&Trim>) -> Result<Transaction, i32> {
         let coll = coll_of(pg);
         let key = object_key(&entry.object);
         let mut ops = Vec::new();
@@ -397,7 +480,7 @@ impl Shard {
                 t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
                 ops.extend(t.ops);
                 ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]) });
-                self.meta_ops(coll, &mut ops, info, les, trim_to);
+                self.meta_ops(pg, &mut ops, info, les, trim);
             }
             Txn::Replace(content) => {
                 if self.store.stat(&coll, &key).is_ok() {
@@ -419,8 +502,8 @@ impl Shard {
                         ops.push(Op::OmapSetHeader { coll, obj: key.clone(), value: c.omap_header.clone() });
                     }
                 }
-                if trim_to.is_some() {
-                    self.meta_ops(coll, &mut ops, info, les, trim_to);
+                if trim.is_some() {
+                    self.meta_ops(pg, &mut ops, info, les, trim);
                 }
             }
         }
@@ -428,7 +511,7 @@ impl Shard {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim_to: Option<EVersion>) -> Transaction {
+    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim: Option<&Trim>) -> Transaction {
         let coll = coll_of(pg);
         let mut ops = Vec::new();
         self.ensure_coll(coll, &mut ops);
@@ -438,7 +521,7 @@ impl Shard {
         let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
         entries.insert("missing".into(), archive(&missing_to_wire(missing)));
         ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
-        self.meta_ops(coll, &mut ops, info, les, trim_to);
+        self.meta_ops(pg, &mut ops, info, les, trim);
         Transaction { ops }
     }
 
@@ -492,8 +575,8 @@ impl Shard {
         let epoch = msg.epoch();
         let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
         let (body, data) = match msg {
-            PeerMsg::RepOp { entry, txn: Txn::Write(w), .. } => {
-                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to: EVersion::default() };
+            PeerMsg::RepOp { entry, txn: Txn::Write(w), trim_to, .. } => {
+                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to };
                 (Body::RepOp(rep), w.data.clone())
             }
             // Replacements travel as pushes, never as replica writes.
@@ -586,7 +669,7 @@ impl Shard {
                 // The sender is the PG's primary (the machine checks it).
                 let Some(primary) = self.pgs.borrow().get(&pg).and_then(|s| s.pg.primary()) else { return };
                 let entry = LogEntry { version: r.version, reqid: r.reqid, object: r.object, op: if ends_removed(&r.subops) { LogOp::Delete } else { LogOp::Modify } };
-                let msg = PeerMsg::RepOp { epoch, entry, txn: Txn::Write(Rc::new(WritePayload { subops: r.subops, data })) };
+                let msg = PeerMsg::RepOp { epoch, entry, txn: Txn::Write(Rc::new(WritePayload { subops: r.subops, data })), trim_to: r.trim_to };
                 self.with_pg(pg, |p, out| p.peer(primary, msg, out));
                 return;
             }

@@ -249,3 +249,55 @@ fn kill_9_while_writers_run_loses_no_acknowledged_write() {
         }
     });
 }
+
+/// A clean PG trims its log short, but a write resent long after it left
+/// the log, even across a `kill -9` and restart of the OSD, is answered
+/// from the durable dup records instead of being applied again.
+#[test]
+fn a_late_resend_of_a_trimmed_write_is_applied_once_across_a_restart() {
+    let (c, conf) = start("dups", 1);
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        // One PG: every write below lands in the same log.
+        let io = pool(&rados, "dups", 1, 1, 1).await;
+        let pool_id = rados.osdmap().pool_by_name("dups").unwrap().id;
+        let append = vec![SubOp::Append { data_offset: 0, len: 1 }];
+        let obj = sepia_proto::msg::ObjectId::new("counter");
+        let tid = 7_000_000;
+        let (first, _) = rados.operate_with_tid(pool_id, obj.clone(), append.clone(), b"x".to_vec(), tid).await.unwrap();
+        assert_eq!(first.result, 0);
+        // More writes than even a degraded log keeps (3000 entries; a clean
+        // one keeps 250..500), fewer than the 3000 dup ids remembered.
+        for i in 0..3100 {
+            io.write_full(&format!("filler{}", i % 50), format!("{i}").as_bytes()).await.unwrap();
+        }
+        let (again, _) = rados.operate_with_tid(pool_id, obj.clone(), append.clone(), b"x".to_vec(), tid).await.unwrap();
+        assert_eq!((again.result, again.version), (0, first.version), "answered from the dup records");
+        assert_eq!(io.read("counter", 0, 0).await.unwrap(), b"x");
+
+        // kill -9 and restart: the dup records are durable.
+        assert!(cluster::signal(&c.dir, "osd.0", libc::SIGKILL));
+        std::thread::sleep(Duration::from_millis(300));
+        cluster::start_osd(&c.dir, 0).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rados.operate_with_tid(pool_id, obj.clone(), append.clone(), b"x".to_vec(), tid).await {
+                Ok((r, _)) if r.result == 0 => {
+                    assert_eq!(r.version, first.version, "after the restart the resend still gets the first write's version");
+                    break;
+                }
+                other => {
+                    assert!(Instant::now() < deadline, "the restarted OSD never answered: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        assert_eq!(io.read("counter", 0, 0).await.unwrap(), b"x", "applied exactly once");
+        // A new request id is a new write.
+        let (fresh, _) = rados.operate_with_tid(pool_id, obj, append, b"y".to_vec(), tid + 1).await.unwrap();
+        assert_eq!(fresh.result, 0);
+        assert_eq!(io.read("counter", 0, 0).await.unwrap(), b"xy");
+    });
+    drop(c);
+}

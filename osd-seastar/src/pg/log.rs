@@ -2,9 +2,16 @@
 //! by which members of the acting set find out what each other lacks
 //! (log-based recovery) and by which a resent request is recognised.
 //!
+//! A clean PG keeps a short log (the primary trims it and tells the
+//! replicas how far); a degraded one keeps up to `entries_max` so a member
+//! that comes back can catch up from it. The request ids of trimmed entries
+//! stay known (Ceph's dup entries): the shard makes each trim durable with
+//! a record of the ids it trimmed, and a restarted OSD loads them again.
+//!
 //! Invariants: versions strictly increase from `tail` (exclusive) to
 //! `head` (inclusive); the log holds at most `entries_max` entries; every
-//! entry's `reqid` is in the dup index exactly while the entry is kept.
+//! entry's `reqid` is in the dup index exactly while the entry is kept; at
+//! most `dups_max` trimmed request ids are remembered.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -45,18 +52,53 @@ pub struct PgLog {
     entries_max: usize,
     /// Request ids of trimmed entries, oldest first: a client may resend a
     /// write long after it left the log (its attempt timed out), and it
-    /// must still be recognised. In memory only (a restart forgets them).
+    /// must still be recognised.
     trimmed_dups: VecDeque<(ReqId, EVersion)>,
     trimmed_index: HashMap<ReqId, EVersion>,
+    dups_max: usize,
+    /// Trimmed since the shard last took a [`Trim`] to make durable.
+    unpersisted: Option<Trim>,
 }
 
-/// Trimmed entries whose request ids are still recognised, per PG.
-const TRIMMED_DUPS_MAX: usize = 10_000;
+/// A trim the shard must make durable: log entries up to `to` go, and the
+/// request ids of the trimmed entries are recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trim {
+    pub to: EVersion,
+    pub dups: Vec<(ReqId, EVersion)>,
+}
 
 impl PgLog {
-    pub fn new(entries_max: usize) -> PgLog {
+    pub fn new(entries_max: usize, dups_max: usize) -> PgLog {
         assert!(entries_max > 0);
-        PgLog { entries: VecDeque::new(), tail: EVersion::default(), dups: HashMap::new(), entries_max, trimmed_dups: VecDeque::new(), trimmed_index: HashMap::new() }
+        PgLog {
+            entries: VecDeque::new(),
+            tail: EVersion::default(),
+            dups: HashMap::new(),
+            entries_max,
+            trimmed_dups: VecDeque::new(),
+            trimmed_index: HashMap::new(),
+            dups_max,
+            unpersisted: None,
+        }
+    }
+
+    /// The log as loaded from the store: its tail, its entries and the
+    /// request ids of entries trimmed before (oldest first).
+    pub fn load(entries_max: usize, dups_max: usize, tail: EVersion, entries: Vec<LogEntry>, dups: Vec<(ReqId, EVersion)>) -> PgLog {
+        let mut log = PgLog::new(entries_max, dups_max);
+        log.tail = tail;
+        for (r, v) in dups {
+            if v <= tail {
+                log.remember_trimmed(r, v);
+            }
+        }
+        for e in entries {
+            if e.version > log.head() {
+                log.append(e);
+            }
+        }
+        log
     }
 
     pub fn head(&self) -> EVersion {
@@ -91,23 +133,59 @@ impl PgLog {
         self.dups.insert(entry.reqid, entry.version);
         self.entries.push_back(entry);
         while self.entries.len() > self.entries_max {
-            let old = self.entries.pop_front().expect("non-empty");
-            if self.dups.get(&old.reqid) == Some(&old.version) {
-                self.dups.remove(&old.reqid);
-            }
-            self.remember_trimmed(old.reqid, old.version);
-            self.tail = old.version;
+            self.trim_oldest();
         }
+    }
+
+    /// Trims every entry at or before `v`, but never the newest entry.
+    pub fn trim_to(&mut self, v: EVersion) {
+        while self.entries.len() > 1 && self.entries.front().is_some_and(|e| e.version <= v) {
+            self.trim_oldest();
+        }
+    }
+
+    /// The version to trim to so that `keep` entries remain (`None` if
+    /// there are not more than that).
+    pub fn trim_point_keeping(&self, keep: usize) -> Option<EVersion> {
+        let n = self.entries.len();
+        (n > keep && keep > 0).then(|| self.entries[n - keep - 1].version)
+    }
+
+    fn trim_oldest(&mut self) {
+        let old = self.entries.pop_front().expect("non-empty");
+        if self.dups.get(&old.reqid) == Some(&old.version) {
+            self.dups.remove(&old.reqid);
+        }
+        self.remember_trimmed(old.reqid, old.version);
+        let trim = self.unpersisted.get_or_insert_with(Trim::default);
+        trim.to = old.version;
+        if !(old.reqid.client == 0 && old.reqid.tid == 0) && self.dups_max > 0 {
+            trim.dups.push((old.reqid, old.version));
+            if trim.dups.len() > 2 * self.dups_max {
+                // Only the newest `dups_max` matter; drop in bulk.
+                trim.dups.drain(..self.dups_max);
+            }
+        }
+        self.tail = old.version;
+    }
+
+    /// What was trimmed since the last call, for the shard to make durable.
+    pub fn take_trim(&mut self) -> Option<Trim> {
+        let mut t = self.unpersisted.take()?;
+        if t.dups.len() > self.dups_max {
+            t.dups.drain(..t.dups.len() - self.dups_max);
+        }
+        Some(t)
     }
 
     fn remember_trimmed(&mut self, reqid: ReqId, version: EVersion) {
         // Recovery pushes carry no request (client 0).
-        if reqid.client == 0 && reqid.tid == 0 {
+        if (reqid.client == 0 && reqid.tid == 0) || self.dups_max == 0 {
             return;
         }
         self.trimmed_index.insert(reqid, version);
         self.trimmed_dups.push_back((reqid, version));
-        while self.trimmed_dups.len() > TRIMMED_DUPS_MAX {
+        while self.trimmed_dups.len() > self.dups_max {
             let (r, v) = self.trimmed_dups.pop_front().expect("non-empty");
             if self.trimmed_index.get(&r) == Some(&v) {
                 self.trimmed_index.remove(&r);
@@ -155,7 +233,8 @@ impl PgLog {
             prev = e.version;
         }
         assert!(self.entries.len() <= self.entries_max);
-        assert!(self.trimmed_dups.len() <= TRIMMED_DUPS_MAX && self.trimmed_index.len() <= self.trimmed_dups.len());
+        assert!(self.trimmed_dups.len() <= self.dups_max && self.trimmed_index.len() <= self.trimmed_dups.len());
+        assert!(self.trimmed_dups.iter().all(|(_, v)| *v <= self.tail), "a remembered trimmed id is newer than the tail");
         for (r, v) in &self.dups {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
@@ -172,7 +251,7 @@ mod tests {
 
     #[test]
     fn append_trim_since_rewind() {
-        let mut log = PgLog::new(3);
+        let mut log = PgLog::new(3, 10);
         for v in 1..=5 {
             log.append(entry(1, v, v));
             log.invariants();

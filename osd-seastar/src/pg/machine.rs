@@ -27,13 +27,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use sepia_proto::msg::{EVersion, ObjectId, ReqId};
 use sepia_proto::osdmap::{Epoch, OsdId, PgId};
 
-use super::log::{LogEntry, LogOp, PgInfo, PgLog};
+use super::log::{LogEntry, LogOp, PgInfo, PgLog, Trim};
 
 #[derive(Debug, Clone)]
 pub struct PgParams {
     pub size: usize,
     pub min_size: usize,
+    /// Entries a clean PG keeps (it trims in batches of this many, so its
+    /// log holds between one and two times this).
+    pub log_entries_min: usize,
+    /// Entries a degraded PG keeps, so a member that comes back can catch
+    /// up from the log.
     pub log_entries_max: usize,
+    /// Request ids of trimmed entries remembered (and made durable) so a
+    /// late resend is recognised (Ceph's `osd_pg_log_dups_tracked`).
+    pub dups_tracked_max: usize,
     /// Client writes queued while peering or waiting on a missing object.
     pub waiting_ops_max: usize,
     /// Past intervals remembered (bounds the map history we reason over).
@@ -42,7 +50,7 @@ pub struct PgParams {
 
 impl Default for PgParams {
     fn default() -> Self {
-        PgParams { size: 3, min_size: 2, log_entries_max: 3000, waiting_ops_max: 1024, past_intervals_max: 512 }
+        PgParams { size: 3, min_size: 2, log_entries_min: 250, log_entries_max: 3000, dups_tracked_max: 3000, waiting_ops_max: 1024, past_intervals_max: 512 }
     }
 }
 
@@ -103,7 +111,8 @@ pub enum PeerMsg<W> {
     ActivateAck { epoch: Epoch },
     /// Every member activated: the interval is active (sets `les`).
     Activated { epoch: Epoch },
-    RepOp { epoch: Epoch, entry: LogEntry, txn: Txn<W> },
+    /// `trim_to`: the primary's log tail; the replica trims as far.
+    RepOp { epoch: Epoch, entry: LogEntry, txn: Txn<W>, trim_to: EVersion },
     RepOpAck { epoch: Epoch, version: EVersion },
     Pull { epoch: Epoch, object: ObjectId },
     Push { epoch: Epoch, object: ObjectId, version: EVersion, content: Option<ObjectContent> },
@@ -133,7 +142,9 @@ pub enum Effect<W> {
     /// Apply to the local store, durably, then call `committed(version)`.
     /// For `Txn::Write` the entry goes into the durable PG log with it; for
     /// `Txn::Replace` (recovery) the entry only names the version.
-    Apply { entry: LogEntry, txn: Txn<W> },
+    /// `trim`: log entries to drop from the durable log in the same
+    /// transaction, with the request ids to remember.
+    Apply { entry: LogEntry, txn: Txn<W>, trim: Option<Trim> },
     Send { to: OsdId, msg: PeerMsg<W> },
     /// Answer a client write: 0 or `-errno`, and the version.
     Reply { client: u64, reqid: ReqId, result: i32, version: EVersion },
@@ -151,6 +162,7 @@ pub enum Effect<W> {
         missing: Vec<(ObjectId, Missing)>,
         rewound_to: Option<EVersion>,
         appended: Vec<LogEntry>,
+        trim: Option<Trim>,
     },
 }
 
@@ -178,6 +190,8 @@ pub struct PgDurable {
     pub les: Epoch,
     pub log: Vec<LogEntry>,
     pub missing: Vec<(ObjectId, Missing)>,
+    /// Request ids of trimmed entries, oldest first.
+    pub dups: Vec<(ReqId, EVersion)>,
 }
 
 pub struct Pg<W> {
@@ -211,12 +225,9 @@ pub struct Pg<W> {
 impl<W: Clone> Pg<W> {
     /// A PG as loaded from the store (or new and empty).
     pub fn new(id: PgId, me: OsdId, params: PgParams, durable: PgDurable) -> Pg<W> {
-        let mut log = PgLog::new(params.log_entries_max);
-        for e in durable.log {
-            if e.version > log.head() {
-                log.append(e);
-            }
-        }
+        // The tail comes from the durable info: a log that was trimmed
+        // must not look as if it reached back to the beginning.
+        let log = PgLog::load(params.log_entries_max, params.dups_tracked_max, durable.info.log_tail, durable.log, durable.dups);
         let next_version = log.head().version;
         Pg {
             id,
@@ -294,14 +305,31 @@ impl<W: Clone> Pg<W> {
             && self.acting.len() == self.params.size
     }
 
-    fn durable_effect(&self, rewound_to: Option<EVersion>, appended: Vec<LogEntry>) -> Effect<W> {
+    fn durable_effect(&mut self, rewound_to: Option<EVersion>, appended: Vec<LogEntry>) -> Effect<W> {
         Effect::Persist {
             info: self.info,
             les: self.les,
             missing: self.missing.iter().map(|(o, v)| (o.clone(), *v)).collect(),
             rewound_to,
             appended,
+            trim: self.log.take_trim(),
         }
+    }
+
+    /// A clean primary trims its log to `log_entries_min` entries, in
+    /// batches, never past a write still in flight (every member has
+    /// applied what is trimmed; the replicas trim as far when told).
+    fn trim_clean(&mut self) {
+        let keep = self.params.log_entries_min;
+        if !self.is_clean() || self.log.len() < keep.saturating_mul(2) {
+            return;
+        }
+        let Some(to) = self.log.trim_point_keeping(keep) else { return };
+        if self.in_flight.keys().next().is_some_and(|oldest| *oldest <= to) {
+            return;
+        }
+        self.log.trim_to(to);
+        self.info.log_tail = self.log.tail();
     }
 
     /// A new map epoch: same acting set and primary = same interval.
@@ -598,14 +626,16 @@ impl<W: Clone> Pg<W> {
         if self.missing.is_empty() {
             self.info.last_complete = version;
         }
+        self.trim_clean();
+        let trim_to = self.log.tail();
         let mut waiting: BTreeSet<OsdId> = self.acting.iter().copied().collect();
         waiting.insert(self.me);
         for &o in &self.acting {
             if o != self.me {
-                out.push(Effect::Send { to: o, msg: PeerMsg::RepOp { epoch: self.epoch, entry: entry.clone(), txn: Txn::Write(w.write.clone()) } });
+                out.push(Effect::Send { to: o, msg: PeerMsg::RepOp { epoch: self.epoch, entry: entry.clone(), txn: Txn::Write(w.write.clone()), trim_to } });
             }
         }
-        out.push(Effect::Apply { entry, txn: Txn::Write(w.write) });
+        out.push(Effect::Apply { entry, txn: Txn::Write(w.write), trim: self.log.take_trim() });
         self.in_flight.insert(version, Gather { client: w.client, reqid: w.reqid, waiting });
     }
 
@@ -623,8 +653,14 @@ impl<W: Clone> Pg<W> {
         }
     }
 
-    /// The local store made `version` durable.
-    pub fn committed(&mut self, version: EVersion, out: &mut Vec<Effect<W>>) {
+    /// The local store made the apply of `version` durable. Only a write's
+    /// commit (`Txn::Write`) acknowledges anything: a recovery push may
+    /// carry the same version as a write in flight, and its commit must not
+    /// pass for that write's.
+    pub fn committed(&mut self, version: EVersion, write: bool, out: &mut Vec<Effect<W>>) {
+        if !write {
+            return;
+        }
         if self.is_primary() {
             self.ack_from(self.me, version, out);
         } else if let Some(p) = self.primary {
@@ -693,16 +729,21 @@ impl<W: Clone> Pg<W> {
                     self.maybe_active(out);
                 }
             }
-            PeerMsg::RepOp { entry, txn, .. } => {
+            PeerMsg::RepOp { entry, txn, trim_to, .. } => {
                 if self.primary == Some(from) && self.state == PgState::Active && entry.version > self.log.head() {
                     self.log.append(entry.clone());
+                    // The primary trimmed only what every member applied;
+                    // a member still missing objects keeps its log.
+                    if self.missing.is_empty() && trim_to > self.log.tail() {
+                        self.log.trim_to(trim_to);
+                    }
                     self.info.last_update = entry.version;
                     self.info.log_tail = self.log.tail();
                     if self.missing.is_empty() {
                         self.info.last_complete = entry.version;
                     }
                     self.next_version = self.next_version.max(entry.version.version);
-                    out.push(Effect::Apply { entry, txn });
+                    out.push(Effect::Apply { entry, txn, trim: self.log.take_trim() });
                 }
             }
             PeerMsg::RepOpAck { version, .. } => {
@@ -721,7 +762,7 @@ impl<W: Clone> Pg<W> {
                 if self.primary == Some(from) || self.is_primary() {
                     if self.missing.remove(&object).is_some() {
                         let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op: LogOp::Modify };
-                        out.push(Effect::Apply { entry, txn: Txn::Replace(content) });
+                        out.push(Effect::Apply { entry, txn: Txn::Replace(content), trim: self.log.take_trim() });
                         if self.missing.is_empty() {
                             self.info.last_complete = self.info.last_update;
                         }
