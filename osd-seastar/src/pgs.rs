@@ -57,6 +57,8 @@ pub mod limits {
     /// Messages queued per peer shard before new ones are dropped (peering
     /// resends; a lost replica write times out and the client resends).
     pub const outbox_messages_max: usize = 4096;
+    /// Queued messages to one peer shard written with one syscall.
+    pub const outbox_batch_max: usize = 64;
     /// How often peering and recovery are nudged.
     pub const peering_retry_ms: u64 = 500;
     /// PG log entries a degraded PG keeps: a member further behind needs
@@ -636,13 +638,21 @@ impl Shard {
     async fn outbox(self: Rc<Self>, addr: String, mut rx: tokio::sync::mpsc::Receiver<(Body, Vec<u8>)>) {
         // One connection for the whole queue, so messages keep their order.
         let mut conn = None;
-        while let Some((body, data)) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
+            // Whatever else is queued leaves in the same write.
+            let mut batch = vec![first];
+            while batch.len() < limits::outbox_batch_max {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
             if conn.as_ref().is_none_or(|c: &Rc<crate::server::PeerConn>| !c.alive.get()) {
                 conn = self.peer(&addr).await.ok();
             }
             if let Some(c) = &conn {
                 // A lost message is resent by peering, or times the op out.
-                let _ = self.send_on(c, &body, &data).await;
+                let _ = self.send_many_on(c, batch).await;
             }
         }
     }

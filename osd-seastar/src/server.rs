@@ -148,6 +148,12 @@ impl FrameWriter {
     /// will take this frame too), writes out the queue. `Ok` means queued
     /// on a connection that has not failed.
     pub(crate) async fn send(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
+        self.enqueue(body, txid, data, mac)?;
+        self.flush_queue().await
+    }
+
+    /// Queues one frame without writing (a batch ends with `flush_queue`).
+    pub(crate) fn enqueue(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
         if self.failed.get() {
             return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
         }
@@ -174,6 +180,15 @@ impl FrameWriter {
                 q.push_back(data);
                 q.push_back(tag);
             }
+        }
+        Ok(())
+    }
+
+    /// Writes out everything queued, unless another task is already at it
+    /// (it takes what was queued too).
+    pub(crate) async fn flush_queue(&self) -> std::io::Result<()> {
+        if self.failed.get() {
+            return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
         }
         if self.flushing.get() {
             return Ok(());
@@ -580,12 +595,23 @@ impl Shard {
         (r, rdata)
     }
 
-    /// A one-way message on a connection we hold (marked dead on failure).
-    pub(crate) async fn send_on(&self, conn: &Rc<PeerConn>, body: &Body, data: &[u8]) -> Result<(), String> {
-        let txid = conn.next_txid.get();
-        conn.next_txid.set(txid + 1);
+    /// One-way messages on a connection we hold, written together (marked
+    /// dead on failure).
+    pub(crate) async fn send_many_on(&self, conn: &Rc<PeerConn>, msgs: Vec<(Body, Vec<u8>)>) -> Result<(), String> {
         let key = conn.mac.borrow().clone();
-        let sent = conn.writer.send(body, txid, data.to_vec(), key.as_ref()).await;
+        let mut queued = Ok(());
+        for (body, data) in msgs {
+            let txid = conn.next_txid.get();
+            conn.next_txid.set(txid + 1);
+            queued = conn.writer.enqueue(&body, txid, data, key.as_ref());
+            if queued.is_err() {
+                break;
+            }
+        }
+        let sent = match queued {
+            Ok(()) => conn.writer.flush_queue().await,
+            Err(e) => Err(e),
+        };
         sent.map_err(|e| {
             conn.alive.set(false);
             e.to_string()
