@@ -147,32 +147,14 @@ pub struct RecordBody {
     pub inline: Vec<(u64, Vec<u8>)>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// All metadata of a region; also its checkpoint form (archived as is, no
+/// copy of the maps first).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
     pub colls: BTreeMap<CollId, BTreeMap<String, Onode>>,
 }
 
-/// The checkpoint form of [`Meta`].
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct MetaWire {
-    pub colls: Vec<(CollId, Vec<(String, Onode)>)>,
-}
-
 impl Meta {
-    pub fn to_wire(&self) -> MetaWire {
-        MetaWire {
-            colls: self
-                .colls
-                .iter()
-                .map(|(c, objs)| (*c, objs.iter().map(|(n, o)| (n.clone(), o.clone())).collect()))
-                .collect(),
-        }
-    }
-
-    pub fn from_wire(w: MetaWire) -> Meta {
-        Meta { colls: w.colls.into_iter().map(|(c, objs)| (c, objs.into_iter().collect())).collect() }
-    }
-
     pub fn onode(&self, coll: &CollId, obj: &str) -> Option<&Onode> {
         self.colls.get(coll)?.get(obj)
     }

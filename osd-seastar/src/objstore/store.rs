@@ -31,7 +31,7 @@ use std::rc::Rc;
 use super::device::{Device, BLOCK};
 use super::layout::{CkptHeader, RecordHeader, RegionHeader, Superblock, RECORD_HEADER_BYTES};
 use super::limits;
-use super::meta::{onode_bytes, BlockRef, Meta, MetaWire, Onode, PhysOp, RecordBody};
+use super::meta::{onode_bytes, BlockRef, Meta, Onode, PhysOp, RecordBody};
 use super::txn::{CollId, Op, StoreError, Transaction};
 
 /// What mkfs needs to know.
@@ -184,7 +184,7 @@ impl<D: Device> Store<D> {
             let instance = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
             let h = RegionHeader::plan(shard, instance, len, opts.journal_bytes, opts.checkpoint_bytes).map_err(StoreError::Invalid)?;
             dev.write(start, &h.encode(&opts.fsid, opts.osd)).await?;
-            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&Meta::default().to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&Meta::default()).map_err(|e| StoreError::Invalid(e.to_string()))?;
             // Checkpoint seq goes to slot seq % 2, so the next checkpoint
             // (seq 2) never overwrites this, the only valid one.
             Self::write_ckpt(dev, start, &h, 1, 1, 1, &body).await?;
@@ -259,8 +259,7 @@ impl<D: Device> Store<D> {
         let (ckpt, body) = best.ok_or_else(|| StoreError::WrongDevice("no valid checkpoint".into()))?;
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&body);
-        let wire = rkyv::from_bytes::<MetaWire, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint: {e}")))?;
-        let mut meta = Meta::from_wire(wire);
+        let mut meta = rkyv::from_bytes::<Meta, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint: {e}")))?;
         let ckpt_body_bytes = body.len() as u64;
         // Replay.
         let mut seq = ckpt.journal_seq;
@@ -983,7 +982,7 @@ impl<D: Device> Store<D> {
         self.dev.sync().await?;
         let (body, seq, journal_seq, bound_at_snapshot) = {
             let inner = self.inner.borrow();
-            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta.to_wire()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
             (body, inner.ckpt_seq + 1, inner.journal_seq, inner.meta_bytes_bound)
         };
         let slot = (seq % 2) as usize;

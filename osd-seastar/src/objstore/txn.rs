@@ -10,6 +10,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 /// A collection: a placement group (`pool`, `seed`), or the OSD's own
 /// metadata collection (`pool == -1`).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[rkyv(derive(PartialEq, Eq, PartialOrd, Ord))]
 pub struct CollId {
     pub pool: i64,
     pub seed: u32,
