@@ -1035,13 +1035,19 @@ impl<D: Device> Store<D> {
             let end = if len == 0 { o.size } else { offset.saturating_add(len).min(o.size) };
             let first = offset / BLOCK as u64;
             let last = if end == 0 { 0 } else { (end - 1) / BLOCK as u64 };
-            (end, o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<BTreeMap<u64, BlockRef>>())
+            (end, o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<Vec<(u64, BlockRef)>>())
         })?;
         if offset >= size {
             return Ok(Vec::new());
         }
         if size - offset > limits::read_bytes_max as u64 {
             return Err(StoreError::Invalid(format!("read of {} bytes exceeds {}", size - offset, limits::read_bytes_max)));
+        }
+        // The common small read: exactly one whole block, returned as read.
+        if let [(idx, b)] = blocks[..] {
+            if offset == idx * BLOCK as u64 && size == offset + BLOCK as u64 {
+                return self.read_block(coll, obj, idx, b).await;
+            }
         }
         let mut out = vec![0u8; (size - offset) as usize];
         for (idx, b) in blocks {
