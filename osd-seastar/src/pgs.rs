@@ -402,6 +402,7 @@ impl Shard {
                                 let ok = me.store.durable(queued).await;
                                 if let Err(e) = &ok {
                                     eprintln!("osd.{} pg {pg}: persisting PG state: {e}", me.osd);
+                                    me.stop_if_store_failed();
                                 }
                                 let _ = done.send(ok.is_ok());
                             })
@@ -409,6 +410,7 @@ impl Shard {
                         }
                         Err(e) => {
                             eprintln!("osd.{} pg {pg}: persisting PG state: {e}", self.osd);
+                            self.stop_if_store_failed();
                             let _ = done.send(false);
                         }
                     }
@@ -422,10 +424,22 @@ impl Shard {
     /// is an I/O failure).
     fn apply_failed(&self, pg: PgId, entry: &LogEntry, e: StoreError) {
         eprintln!("osd.{} pg {pg}: applying {}: {e}", self.osd, entry.object.name);
+        self.stop_if_store_failed();
         if let Some(waiters) = self.replies.borrow_mut().remove(&entry.reqid) {
             for w in waiters {
                 let _ = w.send((e.errno().result(), entry.version));
             }
+        }
+    }
+
+    /// Fail-stop, as Ceph's OSD aborts on an I/O error of its store: the
+    /// PGs' logs in memory are now ahead of the disk, so this OSD must not
+    /// go on serving. Its peers mark it down and serve from their copies;
+    /// a restart replays what is durable (like after `kill -9`).
+    fn stop_if_store_failed(&self) {
+        if let Some(why) = self.store.failure() {
+            eprintln!("osd.{} shard {}: the store failed ({why}); stopping the OSD", self.osd, self.shard);
+            std::process::exit(1);
         }
     }
 

@@ -301,3 +301,89 @@ fn a_late_resend_of_a_trimmed_write_is_applied_once_across_a_restart() {
     });
     drop(c);
 }
+
+/// An OSD whose store fails (its block device starts refusing writes)
+/// stops instead of serving with PG state ahead of its disk, and after a
+/// restart on the repaired device every acknowledged object is there.
+#[test]
+fn an_osd_whose_device_fails_stops_and_recovers_on_restart() {
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-failstop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let backing = dir.join("backing");
+    std::fs::File::create(&backing).unwrap().set_len(512 << 20).unwrap();
+    let out = std::process::Command::new("losetup").args(["--find", "--show", "--direct-io=on"]).arg(&backing).output();
+    let Some(dev) = out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()) else {
+        assert!(std::env::var_os("SEPIA_REQUIRE_LOOP").is_none(), "SEPIA_REQUIRE_LOOP is set but no loop device could be attached");
+        eprintln!("skipped: no loop device on this machine");
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("blockdev").args(["--setrw", &self.0]).status();
+            let _ = std::process::Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let cdir = dir.join("cluster");
+    cluster::up(&UpOptions { dir: cdir.clone(), mons: 1, osds: 0, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir: cdir.clone() };
+    // The launcher's data path for osd.0 is the loop device.
+    std::fs::create_dir_all(cdir.join("data")).unwrap();
+    std::os::unix::fs::symlink(&dev, cdir.join("data").join("osd.0")).unwrap();
+    let pid = cluster::start_osd(&cdir, 0).unwrap();
+    cluster::wait_for_osds_up(&cdir, 1, Duration::from_secs(30)).unwrap();
+    let conf = Config::load(&cdir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "fs", 1, 1, 8).await;
+        for i in 0..20 {
+            io.write_full(&format!("before{i}"), format!("v{i}").as_bytes()).await.unwrap();
+        }
+        assert!(std::process::Command::new("blockdev").args(["--setro", &dev]).status().unwrap().success());
+        // This write makes the store fail; its answer does not matter.
+        let io2 = rados.ioctx("fs").unwrap();
+        let pending = tokio::spawn(async move { io2.write_full("during", b"x").await });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut status = 0;
+            // The OSD is our child (the launcher spawned it from this process).
+            if unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) } == pid as i32 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the OSD kept running with a failed store");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(cdir.join("out").join("osd.0.log")).unwrap();
+        assert!(log.contains("the store failed"), "{log}");
+        // Repair the device and restart: journal replay, nothing acknowledged lost.
+        assert!(std::process::Command::new("blockdev").args(["--setrw", &dev]).status().unwrap().success());
+        cluster::start_osd(&cdir, 0).unwrap();
+        for i in 0..20 {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match io.read(&format!("before{i}"), 0, 0).await {
+                    Ok(v) => {
+                        assert_eq!(v, format!("v{i}").as_bytes());
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "before{i} after the restart: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        // The write in flight at the failure is either whole or absent.
+        if let Ok(v) = io.read("during", 0, 0).await {
+            assert_eq!(v, b"x");
+        }
+        pending.abort();
+    });
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}

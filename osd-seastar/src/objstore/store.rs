@@ -1008,6 +1008,12 @@ impl<D: Device> Store<D> {
         limit.saturating_sub(self.inner.borrow().meta_bytes_bound)
     }
 
+    /// Why the store stopped taking writes (an I/O error while committing:
+    /// its metadata is ahead of the disk until a remount replays).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.borrow().failed.clone()
+    }
+
     pub fn collections(&self) -> Vec<CollId> {
         self.inner.borrow().meta.colls.keys().copied().collect()
     }
