@@ -7,6 +7,7 @@
 //!   `crushtool -c` / `crushtool -d` do;
 //! - [`mapper`]: the exact scalar mapper (`crush_do_rule`), the oracle;
 //! - [`hash`]: rjenkins1 and the fixed-point `crush_ln`;
+//! - [`divide`]: exact straw2 quotients by multiplication;
 //! - [`tester`]: `crushtool --test` output, line for line.
 //!
 //! Invariants: every result equals Ceph's (Pacific) for the same map, rule,
@@ -19,6 +20,7 @@
 
 pub mod batch;
 pub mod compare;
+pub mod divide;
 pub mod edit;
 pub mod hash;
 pub mod limits;

@@ -3,14 +3,18 @@
 //! This is the oracle every faster path is tested against, so it follows
 //! Ceph's control flow literally (retry descent, local retries, the
 //! permutation fallback, firstn short results, indep holes) rather than
-//! being clever. It owns no state between calls except reusable scratch in
-//! a [`Workspace`]; each call starts from a logically fresh workspace, as
-//! Ceph's `crush_init_workspace` does.
+//! being clever. The one exception is the straw2 draw, where the time goes:
+//! it computes Ceph's exact draws eight items at a time (AVX2) or with a
+//! prepared reciprocal per item, never an approximation, and a test holds it
+//! to the literal `straw2_choose_reference`. It owns no state between
+//! calls except reusable scratch in a [`Workspace`]; each call starts from a
+//! logically fresh workspace, as Ceph's `crush_init_workspace` does.
 //!
 //! Invariant: for any map, rule, input and weight vector the mapper returns
 //! at most `result_max` items and never panics (bad ids are skipped, as
 //! Ceph does, instead of trusted).
 
+use crate::divide::Recip;
 use crate::hash::{crush_ln, hash32_2, hash32_3, hash32_4};
 use crate::limits;
 use crate::model::{tree_height, Bucket, BucketAlg, CrushMap, Derived, Step, ITEM_NONE, ITEM_UNDEF, WEIGHT_ONE};
@@ -95,27 +99,174 @@ pub(crate) fn is_out(weights: &[u32], item: i32, x: i32) -> bool {
     (hash32_2(x as u32, item as u32) & 0xffff) >= w
 }
 
-/// A straw2 draw from the 16-bit hash `u`: `ln(u) / weight`, larger wins.
-///
-/// The division runs in `f64`, which is exact here: `ln` is an integer in
-/// `[-2^48, 0)` and `weight < 2^32`, both exact; a non-integer quotient is at
-/// least `1/weight` from an integer while the rounding error is below
-/// `|q| * 2^-53 < 2^-4 / weight`, so truncating gives C's integer quotient.
-#[inline(always)]
-pub(crate) fn straw2_draw_from_hash(u: u32, weight: u32) -> i64 {
-    if weight == 0 {
-        return i64::MIN;
+/// Ceph's `bucket_straw2_choose`, literally: `ln(u) / weight` in 64-bit
+/// integer division, the largest draw wins, the first of equal draws. The
+/// reference the prepared [`straw2_choose`] is tested against.
+pub(crate) fn straw2_choose_reference(b: &Bucket, x: i32, r: i32) -> i32 {
+    let mut high = 0usize;
+    let mut high_draw = i64::MIN;
+    for (i, (&item, &w)) in b.items.iter().zip(&b.item_weights).enumerate() {
+        let draw = if w == 0 {
+            i64::MIN
+        } else {
+            let u = hash32_3(x as u32, item as u32, r as u32) & 0xffff;
+            (crush_ln(u) as i64 - 0x1_0000_0000_0000) / w as i64
+        };
+        if i == 0 || draw > high_draw {
+            high = i;
+            high_draw = draw;
+        }
     }
-    let ln = crush_ln(u) as i64 - 0x1_0000_0000_0000;
-    (ln as f64 / weight as f64) as i64
+    b.items[high]
 }
 
-/// Ceph's `bucket_straw2_choose`. Hashes eight items per step: the eight
-/// rjenkins chains are independent, so the core runs them side by side
-/// instead of waiting on one long dependency chain at a time.
-fn straw2_choose(b: &Bucket, x: i32, r: i32) -> i32 {
-    let items = &b.items[..];
-    let weights = &b.item_weights[..];
+/// Ceph's `bucket_straw2_choose`, exactly, eight items at a time: with
+/// AVX2 the hashes, `crush_ln` and the divisions all run on vector lanes
+/// ([`straw2_exact_avx2`]); otherwise the hashes do (the compiler
+/// vectorizes the eight independent chains) and each draw is one multiply
+/// by a prepared reciprocal ([`Recip`]).
+fn straw2_choose(b: &Bucket, recips: &[Recip], x: i32, r: i32) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { straw2_choose_avx2(b, recips, x, r) };
+        }
+    }
+    straw2_choose_lanes(b, recips, x, r)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn straw2_choose_avx2(b: &Bucket, recips: &[Recip], x: i32, r: i32) -> i32 {
+    straw2_exact_avx2(&b.items, &b.item_weights, recips, x as u32, r as u32)
+}
+
+/// [`straw2_exact_items`] with AVX2, eight items per step: rjenkins on
+/// eight lanes, Ceph's `crush_ln` bit for bit ([`crate::hash::x86`]), and
+/// `trunc(ln / w)` as an `f64` division, which is exact: `-ln <= 2^48` and
+/// `w < 2^32` are exact in `f64`, a quotient that is not an integer is at
+/// least `1 / w` from one while the division's error is below
+/// `2^48 / w * 2^-53`. Weight 0 divides to `+inf`, which orders like Ceph's
+/// `S64_MIN` draw. Each lane keeps its smallest quotient (largest draw),
+/// first position on ties; the lanes then merge by (quotient, position),
+/// and the last `len % 8` items go through the scalar draws.
+///
+/// # Safety
+/// The CPU has AVX2; `weights` and `recips` are as long as `items`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn straw2_exact_avx2(items: &[i32], weights: &[u32], recips: &[Recip], x: u32, r: u32) -> i32 {
+    use std::arch::x86_64::*;
+    const BLOCK: usize = 8;
+    let blocks = items.len() / BLOCK;
+    if blocks == 0 {
+        return straw2_exact_items(items, recips, x, r);
+    }
+    let weights = &weights[..items.len()];
+    let mut best = Straw2Best256 {
+        q: [_mm256_set1_pd(f64::INFINITY); 2],
+        // A lane whose quotients are all +inf (weight 0) keeps its first
+        // position.
+        pos: [_mm256_setr_pd(0.0, 1.0, 2.0, 3.0), _mm256_setr_pd(4.0, 5.0, 6.0, 7.0)],
+    };
+    let (xv, rv) = (_mm256_set1_epi32(x as i32), _mm256_set1_epi32(r as i32));
+    // Three blocks per step: three independent hash chains interleaved.
+    let mut blk = 0;
+    while blocks - blk >= 3 {
+        straw2_exact_blocks::<3>(items, weights, blk * BLOCK, xv, rv, &mut best);
+        blk += 3;
+    }
+    if blocks - blk == 2 {
+        straw2_exact_blocks::<2>(items, weights, blk * BLOCK, xv, rv, &mut best);
+    } else if blocks - blk == 1 {
+        straw2_exact_blocks::<1>(items, weights, blk * BLOCK, xv, rv, &mut best);
+    }
+    let (mut q, mut pos) = ([0f64; 8], [0f64; 8]);
+    _mm256_storeu_pd(q.as_mut_ptr(), best.q[0]);
+    _mm256_storeu_pd(q[4..].as_mut_ptr(), best.q[1]);
+    _mm256_storeu_pd(pos.as_mut_ptr(), best.pos[0]);
+    _mm256_storeu_pd(pos[4..].as_mut_ptr(), best.pos[1]);
+    let mut high = 0usize;
+    for l in 1..BLOCK {
+        if q[l] < q[high] || (q[l] == q[high] && pos[l] < pos[high]) {
+            high = l;
+        }
+    }
+    let mut high_pos = pos[high] as usize;
+    let mut high_draw = if q[high] == f64::INFINITY { i64::MIN } else { -(q[high] as i64) };
+    for i in blocks * BLOCK..items.len() {
+        let draw = recips[i].draw(crush_ln(hash32_3(x, items[i] as u32, r) & 0xffff));
+        if draw > high_draw {
+            high_pos = i;
+            high_draw = draw;
+        }
+    }
+    items[high_pos]
+}
+
+/// Per lane of [`straw2_exact_avx2`] (two halves of four): the smallest
+/// quotient so far and its position.
+#[cfg(target_arch = "x86_64")]
+struct Straw2Best256 {
+    q: [std::arch::x86_64::__m256d; 2],
+    pos: [std::arch::x86_64::__m256d; 2],
+}
+
+/// Draws the `W` blocks of eight items from `base` and folds them, in
+/// position order, into `best`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn straw2_exact_blocks<const W: usize>(
+    items: &[i32],
+    weights: &[u32],
+    base: usize,
+    xv: std::arch::x86_64::__m256i,
+    rv: std::arch::x86_64::__m256i,
+    best: &mut Straw2Best256,
+) {
+    use std::arch::x86_64::*;
+    let items = &items[base..base + 8 * W];
+    let weights = &weights[base..base + 8 * W];
+    let item_v: [__m256i; W] = std::array::from_fn(|k| _mm256_loadu_si256(items[8 * k..].as_ptr().cast()));
+    let h = crate::hash::x86::hash32_3_256::<W>(xv, rv, &item_v);
+    let two_48 = _mm256_set1_epi64x(1 << 48);
+    // n | 2^52 as f64, minus 2^52: n exactly (n < 2^52).
+    let magic_bits = _mm256_set1_epi64x(0x4330_0000_0000_0000);
+    let magic = _mm256_set1_pd(4_503_599_627_370_496.0);
+    for k in 0..W {
+        let ln = crate::hash::x86::crush_ln_256(_mm256_and_si256(h[k], _mm256_set1_epi32(0xffff)));
+        // u32 weights to f64: flip the sign bit, convert signed, add 2^31.
+        let w = _mm256_xor_si256(_mm256_loadu_si256(weights[8 * k..].as_ptr().cast()), _mm256_set1_epi32(i32::MIN));
+        let w_halves = [_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w)];
+        for half in 0..2 {
+            let wf = _mm256_add_pd(_mm256_cvtepi32_pd(w_halves[half]), _mm256_set1_pd(2_147_483_648.0));
+            let n = _mm256_sub_epi64(two_48, ln[half]);
+            let nf = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(n, magic_bits)), magic);
+            let q = _mm256_round_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm256_div_pd(nf, wf));
+            let p = (base + 8 * k + 4 * half) as f64;
+            let pos = _mm256_setr_pd(p, p + 1.0, p + 2.0, p + 3.0);
+            // Strictly smaller only: a tie keeps the earlier position.
+            let lt = _mm256_cmp_pd::<_CMP_LT_OQ>(q, best.q[half]);
+            best.q[half] = _mm256_blendv_pd(best.q[half], q, lt);
+            best.pos[half] = _mm256_blendv_pd(best.pos[half], pos, lt);
+        }
+    }
+}
+
+#[inline(always)]
+fn straw2_choose_lanes(b: &Bucket, recips: &[Recip], x: i32, r: i32) -> i32 {
+    straw2_exact_items(&b.items, recips, x as u32, r as u32)
+}
+
+/// The straw2 winner among `items` with weights given as reciprocals:
+/// Ceph's draws exactly, the first of equal draws. Shared with the batched
+/// mapper, which calls it (inlined into its AVX2 code) for single lanes.
+#[inline(always)]
+pub(crate) fn straw2_exact_items(items: &[i32], recips: &[Recip], x: u32, r: u32) -> i32 {
+    let recips = &recips[..items.len()];
     let mut high = 0usize;
     let mut high_draw = i64::MIN;
     let mut first = true;
@@ -126,7 +277,6 @@ fn straw2_choose(b: &Bucket, x: i32, r: i32) -> i32 {
             first = false;
         }
     };
-    let (x, r) = (x as u32, r as u32);
     const BLOCK: usize = 8;
     let blocks = items.len() / BLOCK;
     for blk in 0..blocks {
@@ -137,11 +287,11 @@ fn straw2_choose(b: &Bucket, x: i32, r: i32) -> i32 {
             u[k] = hash32_3(x, it[k] as u32, r) & 0xffff;
         }
         for k in 0..BLOCK {
-            consider(base + k, straw2_draw_from_hash(u[k], weights[base + k]));
+            consider(base + k, recips[base + k].draw(crush_ln(u[k])));
         }
     }
     for i in blocks * BLOCK..items.len() {
-        consider(i, straw2_draw_from_hash(hash32_3(x, items[i] as u32, r) & 0xffff, weights[i]));
+        consider(i, recips[i].draw(crush_ln(hash32_3(x, items[i] as u32, r) & 0xffff)));
     }
     items[high]
 }
@@ -232,7 +382,9 @@ fn bucket_choose(b: &Bucket, work: &mut Workspace, x: i32, r: i32) -> i32 {
         (Derived::List { sum_weights }, _) => list_choose(b, sum_weights, x, r),
         (Derived::Tree { node_weights }, _) => tree_choose(b, node_weights, x, r),
         (Derived::Straw { straws }, _) => straw_choose(b, straws, x, r),
-        _ => straw2_choose(b, x, r),
+        (Derived::Straw2 { recips }, _) => straw2_choose(b, recips, x, r),
+        // Not built by `Bucket::new` (which prepares every straw2 bucket).
+        (Derived::None, _) => straw2_choose_reference(b, x, r),
     }
 }
 
@@ -710,5 +862,45 @@ impl<'m> Mapper<'m> {
             }
         }
         ws.record_tries(ftotal, self.map.tunables.choose_total_tries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_straw2_equals_the_literal_draws() {
+        // xorshift: deterministic, no dependency.
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for case in 0..400 {
+            let size = 1 + (next() % 40) as usize;
+            let shared = 1 + (next() % 0x40000) as u32;
+            let weights: Vec<u32> = (0..size)
+                .map(|_| match (case % 4, next() % 8) {
+                    // Equal weights (ties on equal hashes), some zeros.
+                    (0, 0) => 0,
+                    (0, _) => shared,
+                    // Few distinct weights.
+                    (1, k) => [0x8000, 0x10000, 0x18000][(k % 3) as usize],
+                    // Extremes: the largest weights that keep the sum in u32.
+                    (2, k) => [1, 2, 0xffff, u32::MAX / 64][(k % 4) as usize],
+                    _ => (next() % 0x100000) as u32,
+                })
+                .collect();
+            let items: Vec<i32> = (0..size as i32).collect();
+            let b = Bucket::new(-1, 1, BucketAlg::Straw2, 0, items, weights, 1).unwrap();
+            let Derived::Straw2 { recips } = &b.derived else { panic!("straw2 is prepared") };
+            for _ in 0..200 {
+                let (x, r) = (next() as i32, (next() % 64) as i32);
+                assert_eq!(straw2_choose(&b, recips, x, r), straw2_choose_reference(&b, x, r), "{:?} x {x} r {r}", b.item_weights);
+            }
+        }
     }
 }

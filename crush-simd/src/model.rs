@@ -1,6 +1,7 @@
 //! The CRUSH map model: devices, types, buckets, rules, tunables and
 //! device-class shadow trees, with the derived per-algorithm data Ceph's
-//! builder computes (list sums, tree node weights, straw lengths).
+//! builder computes (list sums, tree node weights, straw lengths) and our
+//! own (straw2 weight reciprocals, [`crate::divide`]).
 //!
 //! Invariants (checked by [`CrushMap::invariants`]):
 //! - a bucket with id `b` lives at `buckets[-1 - b]`; ids are negative;
@@ -15,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::divide::Recip;
 use crate::limits;
 
 /// An empty slot in an `indep` result (Ceph's `CRUSH_ITEM_NONE`).
@@ -167,8 +169,10 @@ impl Default for Tunables {
 /// Per-algorithm data derived from a bucket's items and weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Derived {
-    /// uniform and straw2 need nothing beyond the item weights.
+    /// uniform needs nothing beyond the item weights.
     None,
+    /// Straw2: each item's weight as a reciprocal, so a draw multiplies.
+    Straw2 { recips: Vec<Recip> },
     /// `sum_weights[i]` = weight of items `0..=i`.
     List { sum_weights: Vec<u32> },
     /// Implicit binary tree: leaf `i` is node `2i + 1`.
@@ -224,7 +228,8 @@ impl Bucket {
             weight = weight.checked_add(w).ok_or(ModelError::WeightOverflow { bucket: id })?;
         }
         let derived = match alg {
-            BucketAlg::Uniform | BucketAlg::Straw2 => Derived::None,
+            BucketAlg::Uniform => Derived::None,
+            BucketAlg::Straw2 => Derived::Straw2 { recips: item_weights.iter().map(|&w| Recip::new(w)).collect() },
             BucketAlg::List => {
                 let mut sum = 0u32;
                 let sum_weights = item_weights
@@ -757,6 +762,10 @@ impl CrushMap {
                 match &b.derived {
                     Derived::List { sum_weights } => assert_eq!(sum_weights.len(), b.items.len()),
                     Derived::Straw { straws } => assert_eq!(straws.len(), b.items.len()),
+                    Derived::Straw2 { recips } => {
+                        assert_eq!(recips.len(), b.items.len());
+                        assert!(recips.iter().zip(&b.item_weights).all(|(r, &w)| *r == Recip::new(w)));
+                    }
                     Derived::Tree { node_weights } => {
                         assert!(node_weights.len() >= 2 * b.items.len() || b.items.is_empty())
                     }

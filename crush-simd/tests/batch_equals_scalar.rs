@@ -221,3 +221,51 @@ fn a_zero_weight_tree_bucket_is_a_rejected_choice_not_a_panic() {
     // Found by the property above: a tree bucket whose weights are all zero.
     check(7222216808753139442, 67).unwrap();
 }
+
+#[test]
+fn equal_weights_ties_and_zero_weights_match_the_oracle() {
+    // Hosts of 60 equal-weight OSDs: two OSDs with the same 16-bit hash
+    // tie exactly (Ceph keeps the first), which the batched filter must
+    // hand to its exact path; a few zero-weight OSDs and one host whose
+    // weights are all zero must never be chosen.
+    let mut map = CrushMap::new();
+    map.tunables = Tunables::JEWEL;
+    for (id, name) in ["osd", "host", "root"].iter().enumerate() {
+        map.add_type(id as i32, name).unwrap();
+    }
+    let mut hosts = Vec::new();
+    let mut host_weights = Vec::new();
+    for h in 0..6i32 {
+        let items: Vec<i32> = (h * 60..h * 60 + 60).collect();
+        for &d in &items {
+            map.add_device(d, &format!("osd.{d}"), None).unwrap();
+        }
+        let weights: Vec<u32> = items.iter().map(|&d| if h == 5 || d % 17 == 3 { 0 } else { 0x10000 }).collect();
+        let b = Bucket::new(-2 - h, 1, BucketAlg::Straw2, 0, items, weights, 1).unwrap();
+        host_weights.push(if h == 2 { 0 } else { b.weight });
+        map.add_bucket(&format!("host{h}"), b).unwrap();
+        hosts.push(-2 - h);
+    }
+    // Equal host weights too (host 2 weighted 0 at the root).
+    let w = host_weights[0];
+    let host_weights: Vec<u32> = host_weights.iter().map(|&x| if x == 0 { 0 } else { w }).collect();
+    map.add_bucket("default", Bucket::new(-1, 2, BucketAlg::Straw2, 0, hosts, host_weights, 1).unwrap()).unwrap();
+    for (id, leaf) in [(0, Step::ChooseLeafFirstN { n: 0, type_id: 1 }), (1, Step::ChooseLeafIndep { n: 0, type_id: 1 })] {
+        map.add_rule(Rule { id, name: format!("r{id}"), rule_type: 1, min_size: 1, max_size: 10, steps: vec![Step::Take(-1), leaf, Step::Emit] })
+            .unwrap();
+    }
+    let mut weights = vec![0x10000u32; map.max_devices as usize];
+    weights[7] = 0x8000;
+    weights[70] = 0;
+    let xs: Vec<i32> = (0..20_000).collect();
+    for rule in [0, 1] {
+        let (mut want_lens, mut want_items) = (Vec::new(), Vec::new());
+        ScalarBatch::new(&map).map_batch(rule, &xs, 4, &weights, &mut want_lens, &mut want_items);
+        for kernel in Kernel::available() {
+            let (mut lens, mut items) = (Vec::new(), Vec::new());
+            BatchMapper::with_kernel(&map, kernel).map_batch(rule, &xs, 4, &weights, &mut lens, &mut items);
+            assert_eq!(lens, want_lens, "rule {rule} kernel {}", kernel.name());
+            assert!(items == want_items, "rule {rule} kernel {}", kernel.name());
+        }
+    }
+}
