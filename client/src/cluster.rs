@@ -89,7 +89,7 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     );
     std::fs::write(&keyring, admin).map_err(|e| e.to_string())?;
     for name in &names {
-        spawn_mon(dir, name, true)?;
+        spawn_mon(dir, name, true, false)?;
     }
     wait_for_quorum(dir, Duration::from_secs(30))?;
     if opts.osds > 0 {
@@ -195,17 +195,84 @@ pub fn wait_for_osds_up(dir: &Path, count: usize, timeout: Duration) -> Result<(
 
 /// Starts (or restarts) monitor `name` of the cluster in `dir`.
 pub fn start_mon(dir: &Path, name: &str) -> Result<u32, String> {
-    spawn_mon(dir, name, false)
+    spawn_mon(dir, name, false, false)
+}
+
+/// Runs one admin command through the monitors of the cluster in `dir`.
+fn admin(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let r = rt.block_on(async {
+        let mut monc = crate::monc::MonClient::from_conf(&conf, "client.admin")?;
+        monc.command(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), false).await.map_err(|e| e.to_string())
+    })?;
+    if r.result != 0 {
+        return Err(format!("{}: {}", args.join(" "), r.status));
+    }
+    Ok(r.output)
+}
+
+/// Rewrites the config's monitor list (`mon_host`, `mon_initial_members`)
+/// as `f` edits the (name, address) pairs, so clients find the members.
+fn edit_conf_mons(dir: &Path, f: impl FnOnce(&mut Vec<(String, String)>)) -> Result<(), String> {
+    let path = dir.join("sepia.conf");
+    let conf = Config::load(&path.to_string_lossy())?;
+    let names: Vec<String> = conf.get("global", "mon_initial_members").unwrap_or("").split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+    let mut mons: Vec<(String, String)> = names.into_iter().zip(conf.mon_addrs()).collect();
+    f(&mut mons);
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    let hosts = mons.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>().join(",");
+    let names = mons.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(",");
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| match l.split_once('=').map(|(k, _)| k.trim()) {
+            Some("mon_host") => format!("mon_host = {hosts}"),
+            Some("mon_initial_members") => format!("mon_initial_members = {names}"),
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&path, out.join("\n") + "\n").map_err(|e| e.to_string())
+}
+
+/// Adds monitor `name` to the running cluster in `dir`: a free loopback
+/// port, `mon add NAME ADDR` through the quorum (a Paxos reconfiguration),
+/// the config updated, and the monitor started with a new store that
+/// catches up from the others. A monitor whose store was lost is removed
+/// (`rm_mon`) and its old store deleted first: it rejoins as a new member.
+pub fn add_mon(dir: &Path, name: &str) -> Result<String, String> {
+    let data = dir.join(format!("mon.{name}"));
+    if data.exists() {
+        return Err(format!("{} exists: a monitor joins with a new store", data.display()));
+    }
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    admin(dir, &["mon", "add", name, &addr])?;
+    edit_conf_mons(dir, |mons| {
+        mons.retain(|(n, _)| n != name);
+        mons.push((name.to_string(), addr.clone()));
+    })?;
+    spawn_mon(dir, name, true, true)?;
+    Ok(addr)
+}
+
+/// Removes monitor `name` from the cluster in `dir` (`mon rm NAME`, a
+/// Paxos reconfiguration; the removed monitor stops itself) and from the
+/// config's monitor list.
+pub fn rm_mon(dir: &Path, name: &str) -> Result<(), String> {
+    admin(dir, &["mon", "rm", name])?;
+    edit_conf_mons(dir, |mons| mons.retain(|(n, _)| n != name))
 }
 
 /// Starts a monitor; `mkfs` creates its store (only when the cluster is
-/// made: a restarted monitor must find its old store).
-fn spawn_mon(dir: &Path, name: &str, mkfs: bool) -> Result<u32, String> {
+/// made, or a monitor joins: a restarted monitor must find its old store).
+fn spawn_mon(dir: &Path, name: &str, mkfs: bool, join: bool) -> Result<u32, String> {
     let bin = sibling_binary("sepia-mon")?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("out").join(format!("mon.{name}.log"))).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(bin);
     if mkfs {
         cmd.arg("--mkfs");
+    }
+    if join {
+        cmd.arg("--join");
     }
     let child = cmd
         .arg("-c")

@@ -97,15 +97,32 @@ impl Conn {
     }
 
     pub async fn send_with_txid(&mut self, body: &Body, txid: u64, data: &[u8]) -> Result<(), ConnError> {
-        let mac = self.mac.as_ref().map(|k| k as &dyn sepia_proto::frame::FrameMac);
-        let f = msg::encode(body, txid, data, mac)?;
-        self.stream.write_all(&f.header).await?;
-        self.stream.write_all(&f.body).await?;
-        if !data.is_empty() {
+        self.send_batch(&[(body, txid, data)]).await
+    }
+
+    /// Sends frames with as few writes as possible: small ones are copied
+    /// into one buffer (one syscall, one TCP segment, one wakeup of the
+    /// peer for the lot); a large data segment is written from where it lies.
+    pub async fn send_batch(&mut self, frames: &[(&Body, u64, &[u8])]) -> Result<(), ConnError> {
+        let mut buf = Vec::new();
+        for &(body, txid, data) in frames {
+            let mac = self.mac.as_ref().map(|k| k as &dyn sepia_proto::frame::FrameMac);
+            let f = msg::encode(body, txid, data, mac)?;
+            if data.len() <= limits::coalesced_data_bytes_max {
+                f.append_to(&mut buf);
+                continue;
+            }
+            buf.extend_from_slice(&f.header);
+            buf.extend_from_slice(&f.body);
+            self.stream.write_all(&buf).await?;
+            buf.clear();
             self.stream.write_all(data).await?;
+            if let Some(mac) = &f.mac {
+                buf.extend_from_slice(mac);
+            }
         }
-        if let Some(mac) = &f.mac {
-            self.stream.write_all(mac).await?;
+        if !buf.is_empty() {
+            self.stream.write_all(&buf).await?;
         }
         Ok(())
     }
@@ -170,6 +187,37 @@ pub async fn authenticate(conn: &mut Conn, entity: &str, secret: &sepia_proto::a
         }
         Body::Auth(AuthMessage::Refused { reason, .. }) => Err(ConnError::Hello(format!("authentication refused: {reason}"))),
         other => Err(ConnError::Unexpected(msg::type_name(other.msg_type()))),
+    }
+}
+
+/// How long from now until a session that expires at `expires_ms` (wall
+/// clock, ms since the epoch) should be renewed.
+pub fn renew_after(expires_ms: u64) -> Duration {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Duration::from_millis(expires_ms.saturating_sub(now) * limits::ticket_renew_after_lifetime_pct / 100)
+}
+
+/// Renews the session on an authenticated `conn` before it expires: fresh
+/// tickets under the same session key (which we check), a later expiry.
+/// Unsolicited frames (map deliveries) that arrive meanwhile are skipped.
+pub async fn renew(conn: &mut Conn, secret: &sepia_proto::auth::key::Secret, session: &sepia_proto::auth::mac::SessionKey) -> Result<Granted, ConnError> {
+    use sepia_proto::auth::{ticket, AuthMessage};
+    conn.send(&Body::Auth(AuthMessage::Renew), &[]).await?;
+    let timeout = Duration::from_millis(limits::command_timeout_ms);
+    loop {
+        let (_, body) = tokio::time::timeout(timeout, conn.recv_body()).await.map_err(|_| ConnError::Timeout(limits::command_timeout_ms))??;
+        match body {
+            Body::Auth(AuthMessage::Granted { global_id, session_key, tickets, expires_ms }) => {
+                let key = ticket::open_session_key(secret, &session_key).map_err(|e| ConnError::Hello(e.to_string()))?;
+                if key.0 != session.0 {
+                    return Err(ConnError::Hello("renewal changed the session key".into()));
+                }
+                return Ok(Granted { global_id, session_key: key, tickets, expires_ms });
+            }
+            Body::Auth(AuthMessage::Refused { reason, .. }) => return Err(ConnError::Hello(format!("renewal refused: {reason}"))),
+            Body::Auth(_) => return Err(ConnError::Unexpected("auth message")),
+            _ => continue,
+        }
     }
 }
 

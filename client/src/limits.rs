@@ -13,3 +13,10 @@ pub const command_timeout_ms: u64 = 10_000;
 pub const command_attempts_max: usize = 20;
 /// Bytes of a config file.
 pub const config_bytes_max: usize = 1 << 20;
+/// A session is renewed once this share of its remaining lifetime has
+/// passed: a third is left for a slow monitor or a leader change.
+pub const ticket_renew_after_lifetime_pct: u64 = 66;
+/// A frame whose data segment is at most this is copied into one buffer
+/// with its header and MAC and written at once (a syscall and a TCP
+/// segment cost more than the copy); bigger data is written in place.
+pub const coalesced_data_bytes_max: usize = 64 << 10;

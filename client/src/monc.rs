@@ -4,7 +4,8 @@
 //! Any monitor in the quorum answers reads; changes go to the leader. A
 //! monitor that is not the leader answers `-EAGAIN` with the leader's
 //! address; one outside the quorum answers `-EAGAIN` with none, and the
-//! client tries the next monitor.
+//! client tries the next monitor. An authenticated session is renewed on
+//! its connection (`AuthMessage::Renew`) before its tickets expire.
 
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct MonClient {
     secret: Option<sepia_proto::auth::key::Secret>,
     current: Option<(String, Conn)>,
     next_index: usize,
+    /// The live session's grant and when to renew it.
+    session: Option<(crate::conn::Granted, std::time::Instant)>,
 }
 
 impl MonClient {
@@ -39,7 +42,7 @@ impl MonClient {
         if addrs.is_empty() {
             return Err(MonError::NoMonitors);
         }
-        Ok(MonClient { addrs, entity: entity.to_string(), secret: None, current: None, next_index: 0 })
+        Ok(MonClient { addrs, entity: entity.to_string(), secret: None, current: None, next_index: 0, session: None })
     }
 
     /// A client that authenticates as `entity` with `secret` (cephx shape)
@@ -58,11 +61,39 @@ impl MonClient {
 
     async fn connect_to(&mut self, addr: &str) -> Result<(), ConnError> {
         let mut conn = Conn::connect(addr, &self.entity, [0; 16]).await?;
+        self.session = None;
         if let Some(secret) = &self.secret {
-            crate::conn::authenticate(&mut conn, &self.entity, secret).await?;
+            let g = crate::conn::authenticate(&mut conn, &self.entity, secret).await?;
+            let at = std::time::Instant::now() + crate::conn::renew_after(g.expires_ms);
+            self.session = Some((g, at));
         }
         self.current = Some((addr.to_string(), conn));
         Ok(())
+    }
+
+    /// The tickets of the current session (None before the first
+    /// authenticated request, or without a key).
+    pub fn granted(&self) -> Option<&crate::conn::Granted> {
+        self.session.as_ref().map(|(g, _)| g)
+    }
+
+    /// Renews the session when its time has come; a failed renewal drops
+    /// the connection (the next attempt authenticates afresh).
+    async fn renew_if_due(&mut self) {
+        let (Some(secret), Some((g, at)), Some((_, conn))) = (&self.secret, &self.session, self.current.as_mut()) else { return };
+        if std::time::Instant::now() < *at {
+            return;
+        }
+        match crate::conn::renew(conn, secret, &g.session_key).await {
+            Ok(g) => {
+                let at = std::time::Instant::now() + crate::conn::renew_after(g.expires_ms);
+                self.session = Some((g, at));
+            }
+            Err(_) => {
+                self.current = None;
+                self.session = None;
+            }
+        }
     }
 
     /// Connects to the next monitor in the list that answers.
@@ -112,12 +143,18 @@ impl MonClient {
                     continue;
                 }
             }
+            self.renew_if_due().await;
+            if self.current.is_none() {
+                continue;
+            }
             match self.round_trip(body).await {
                 Ok(r) if r.result == Errno::Again.result() => {
                     last = r.status.clone();
                     let leader = r.output.trim().to_string();
-                    self.current = None;
-                    if leader.is_empty() || self.connect_to(&leader).await.is_err() {
+                    // A monitor naming itself is about to lead (its
+                    // election is done, its services not yet): wait too.
+                    let asked = self.current.take().map(|(addr, _)| addr);
+                    if leader.is_empty() || asked.as_deref() == Some(leader.as_str()) || self.connect_to(&leader).await.is_err() {
                         tokio::time::sleep(backoff(attempt)).await;
                     }
                 }

@@ -37,6 +37,9 @@ pub mod limits {
     pub const op_timeout_ms: u64 = 30_000;
     /// How long one attempt waits for its reply.
     pub const attempt_timeout_ms: u64 = 10_000;
+    /// Queued requests sent to an OSD with one write (one syscall and one
+    /// TCP segment for the lot at high queue depth).
+    pub const send_batch_frames_max: usize = 64;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +106,30 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
     loop {
         tokio::select! {
             req = rx.recv() => match req {
-                Some(r) => {
-                    let txid = conn.next_txid();
-                    if let Err(e) = conn.send_with_txid(&r.body, txid, &r.data).await {
-                        let _ = r.reply.send(Err(e));
+                Some(first) => {
+                    // Whatever else is already queued goes in the same write.
+                    let mut batch = vec![first];
+                    while batch.len() < limits::send_batch_frames_max {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let txids: Vec<u64> = batch.iter().map(|_| conn.next_txid()).collect();
+                    let frames: Vec<(&Body, u64, &[u8])> = batch.iter().zip(&txids).map(|(r, &t)| (&r.body, t, r.data.as_slice())).collect();
+                    let sent = conn.send_batch(&frames).await;
+                    drop(frames);
+                    if let Err(e) = sent {
+                        let msg = e.to_string();
+                        for r in batch {
+                            let _ = r.reply.send(Err(ConnError::Unexpected(if msg.is_empty() { "closed" } else { "connection failed" })));
+                        }
                         fail_all(&mut waiting, "x");
                         return;
                     }
-                    waiting.insert(txid, r.reply);
+                    for (r, t) in batch.into_iter().zip(txids) {
+                        waiting.insert(t, r.reply);
+                    }
                 }
                 None => return,
             },
@@ -215,11 +234,15 @@ pub struct Rados {
     client_id: u64,
     next_tid: AtomicU64,
     in_flight: Semaphore,
-    osd_creds: Option<OsdCreds>,
+    /// The OSD ticket and when to fetch a fresh one (before it expires).
+    osd_creds: Mutex<Option<(OsdCreds, Instant)>>,
+    mon_addrs: Vec<String>,
+    secret: Option<sepia_proto::auth::key::Secret>,
 }
 
-/// Authenticates with one of the monitors and keeps the OSD ticket.
-async fn osd_credentials(addrs: &[String], entity: &str, secret: &sepia_proto::auth::key::Secret) -> Result<OsdCreds, RadosError> {
+/// Authenticates with one of the monitors and keeps the OSD ticket (and
+/// when to renew it).
+async fn osd_credentials(addrs: &[String], entity: &str, secret: &sepia_proto::auth::key::Secret) -> Result<(OsdCreds, Instant), RadosError> {
     let mut last = String::new();
     for addr in addrs {
         let attempt = async {
@@ -228,8 +251,9 @@ async fn osd_credentials(addrs: &[String], entity: &str, secret: &sepia_proto::a
         };
         match attempt.await {
             Ok(g) => {
+                let renew_at = Instant::now() + crate::conn::renew_after(g.expires_ms);
                 let ticket = g.tickets.into_iter().find(|t| t.service == "osd").ok_or_else(|| RadosError::BadReply("no OSD ticket granted".into()))?;
-                return Ok((g.session_key, ticket));
+                return Ok(((g.session_key, ticket), renew_at));
             }
             Err(e) => last = format!("{addr}: {e}"),
         }
@@ -251,6 +275,7 @@ impl Rados {
             Some(s) => Some(osd_credentials(&mon_addrs, entity, s).await?),
             None => None,
         };
+        let (rados_mon_addrs, rados_secret) = (mon_addrs.clone(), secret.clone());
         let rx = watch_osdmap(mon_addrs, entity, secret);
         let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
         let rados = Arc::new(Rados {
@@ -261,7 +286,9 @@ impl Rados {
             client_id,
             next_tid: AtomicU64::new(1),
             in_flight: Semaphore::new(limits::ops_in_flight_max),
-            osd_creds,
+            osd_creds: Mutex::new(osd_creds),
+            mon_addrs: rados_mon_addrs,
+            secret: rados_secret,
         });
         rados.wait_for_epoch(1, Duration::from_millis(limits::op_timeout_ms)).await?;
         Ok(rados)
@@ -305,9 +332,23 @@ impl Rados {
                 return Ok(c.clone());
             }
         }
-        let c = OsdConn::open(addr, &self.entity, self.osd_creds.as_ref()).await?;
+        let creds = self.osd_creds().await;
+        let c = OsdConn::open(addr, &self.entity, creds.as_ref()).await?;
         self.conns.lock().await.insert(addr.to_string(), c.clone());
         Ok(c)
+    }
+
+    /// The OSD ticket, fetched afresh from a monitor once its renewal time
+    /// has come (a failed fetch keeps the old one until it expires).
+    async fn osd_creds(&self) -> Option<OsdCreds> {
+        let mut held = self.osd_creds.lock().await;
+        let secret = self.secret.as_ref()?;
+        if held.as_ref().is_some_and(|(_, at)| Instant::now() >= *at) {
+            if let Ok(fresh) = osd_credentials(&self.mon_addrs, &self.entity, secret).await {
+                *held = Some(fresh);
+            }
+        }
+        held.as_ref().map(|(c, _)| c.clone())
     }
 
     /// Where a PG's primary shard listens, at the current map.

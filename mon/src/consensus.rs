@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-use crate::paxos::{PaxosLog, PeerLinks};
+use crate::paxos::{Membership, PaxosLog, PeerLinks};
 
-/// Opens the replicated log of monitor `rank` (must run inside a tokio
-/// runtime: it starts the peer links).
-pub fn open(dir: &Path, rank: u32, links: PeerLinks) -> std::io::Result<PaxosLog> {
-    PaxosLog::open(dir, rank, links)
+/// Opens the replicated log of this monitor in `membership` (must run
+/// inside a tokio runtime: it starts the peer links).
+/// `compact_min_entries`: decided entries kept past the last snapshot.
+pub fn open(dir: &Path, membership: Membership, links: PeerLinks, compact_min_entries: usize) -> std::io::Result<PaxosLog> {
+    PaxosLog::open(dir, membership, links, compact_min_entries)
 }

@@ -34,6 +34,20 @@ pub mod limits {
     /// How long a proposed batch may wait for its commit before the
     /// leader gives up on it (elections take well under a second).
     pub const proposal_timeout: std::time::Duration = std::time::Duration::from_secs(10);
+    /// How long a monitor removed from the monmap lingers before it stops,
+    /// so the answers already queued (the `mon rm` itself, when it led)
+    /// reach their connections.
+    pub const removed_linger: std::time::Duration = std::time::Duration::from_secs(1);
+}
+
+/// One decided step of the log, for the daemon to apply.
+#[derive(Debug)]
+pub enum Committed {
+    /// A log entry (a serialized `Batch`).
+    Entry(Vec<u8>),
+    /// The whole state after a compacted prefix of the log (a restart from
+    /// a snapshot, or a snapshot a lagging monitor was sent).
+    State(Box<ClusterState>),
 }
 
 /// What the consensus layer offers the daemon. The Paxos implementation
@@ -42,21 +56,40 @@ pub trait Consensus: Send {
     /// Queues an entry; only the leader accepts.
     fn propose(&mut self, entry: Vec<u8>) -> Result<(), String>;
     /// Entries decided since the last call, in log order.
-    fn take_committed(&mut self) -> Vec<Vec<u8>>;
+    fn take_committed(&mut self) -> Vec<Committed>;
     /// Drives timers and the network; called every tick.
     fn tick(&mut self);
     fn have_quorum(&self) -> bool;
     fn is_leader(&self) -> bool;
-    /// Rank of the leader, if one is known.
-    fn leader(&self) -> Option<u32>;
-    /// Ranks of the monitors the leader currently hears from (itself included).
-    fn quorum_members(&self) -> Vec<u32>;
+    /// Paxos node id of the leader, if one is known.
+    fn leader(&self) -> Option<u64>;
+    /// Node ids of the monitors the leader currently hears from (itself included).
+    fn quorum_members(&self) -> Vec<u64>;
     fn election_epoch(&self) -> u64;
-    /// A state snapshot to persist alongside the decided index.
-    fn persist_state(&mut self, _index: u64, _snapshot: &[u8]) {}
-    /// A consensus message from the monitor of rank `from_rank`
+    /// Everything taken so far is applied: the log may fold it into a
+    /// snapshot and trim it. Returns the new compacted index if it did.
+    fn compact(&mut self) -> Option<u64> {
+        None
+    }
+    /// True once `state` is past the end of the log's configuration (an
+    /// applied MonMap change ends it): decided entries after that belong
+    /// to no configuration and are not applied.
+    fn ends_config(&self, _state: &ClusterState) -> bool {
+        false
+    }
+    /// Called with the state after every applied batch of entries; when
+    /// the configuration ended, the next one starts here from `state`. An
+    /// error is fatal for the monitor: a restart resumes where it stopped.
+    fn after_apply(&mut self, _state: &ClusterState) -> Result<(), String> {
+        Ok(())
+    }
+    /// The membership no longer includes this monitor.
+    fn removed(&self) -> bool {
+        false
+    }
+    /// A consensus message from the monitor with node id `from + 1`
     /// (untrusted bytes: implementations check and drop bad ones).
-    fn incoming(&mut self, _from_rank: u32, _bytes: &[u8]) {}
+    fn incoming(&mut self, _from: u32, _bytes: &[u8]) {}
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +102,14 @@ pub struct DaemonConfig {
     /// How often pending changes become one log entry.
     pub propose_interval: Duration,
     pub tick_interval: Duration,
+    /// How long a session and its tickets live before they must be renewed
+    /// (`AuthMessage::Renew` on the authenticated connection).
+    pub ticket_lifetime_ms: u64,
+}
+
+impl DaemonConfig {
+    /// Ceph's `auth_service_ticket_ttl`: one hour.
+    pub const TICKET_LIFETIME_MS_DEFAULT: u64 = 3_600_000;
 }
 
 /// A request from a connection, with where to send the answer; `body`
@@ -140,6 +181,7 @@ pub async fn run<C: Consensus>(
     {
         let req_tx = req_tx.clone();
         let name = config.name.clone();
+        let ticket_lifetime_ms = config.ticket_lifetime_ms;
         tokio::spawn(async move {
             let mut next_conn = 1u64;
             loop {
@@ -156,7 +198,7 @@ pub async fn run<C: Consensus>(
                 let fsid = *fsid;
                 let auth = auth_rx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = serve_conn(id, Conn::from_stream(stream), &name, fsid, req_tx, out_rx, auth).await {
+                    if let Err(e) = serve_conn(id, Conn::from_stream(stream), &name, fsid, ticket_lifetime_ms, req_tx, out_rx, auth).await {
                         eprintln!("mon.{name}: connection {peer}: {e}");
                     }
                 });
@@ -316,7 +358,27 @@ pub async fn run<C: Consensus>(
         // Apply whatever committed, answer its waiters, feed subscribers.
         let committed = consensus.take_committed();
         if !committed.is_empty() {
-            for entry in committed {
+            for step in committed {
+                let entry = match step {
+                    Committed::Entry(e) => e,
+                    Committed::State(snap) => {
+                        eprintln!("mon.{}: installed a snapshot at log index {}", config.name, snap.applied);
+                        // Before bootstrap our auth database is the local
+                        // keyring; an unbootstrapped snapshot keeps it.
+                        if snap.bootstrapped || state.bootstrapped {
+                            state = *snap;
+                        } else {
+                            state.applied = snap.applied;
+                        }
+                        for (w, r) in services.on_committed(&state, None, Ok(())) {
+                            send_waiter(&conns, &mut waiters, w, r);
+                        }
+                        if consensus.ends_config(&state) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
                 let result = state.apply_entry(&entry);
                 let batch = Batch::decode(&entry).ok();
                 let applied = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
@@ -326,8 +388,23 @@ pub async fn run<C: Consensus>(
                 for (w, r) in services.on_committed(&state, batch.as_ref(), applied) {
                     send_waiter(&conns, &mut waiters, w, r);
                 }
+                if consensus.ends_config(&state) {
+                    // The membership changed: this configuration's log ends
+                    // here; what it decided later is never applied.
+                    break;
+                }
             }
-            consensus.persist_state(state.applied, &state.snapshot());
+            if let Err(e) = consensus.after_apply(&state) {
+                return Err(std::io::Error::other(format!("mon.{}: {e}", config.name)));
+            }
+            if let Some(idx) = consensus.compact() {
+                eprintln!("mon.{}: compacted the log up to index {idx}", config.name);
+            }
+            if consensus.removed() {
+                eprintln!("mon.{}: removed from the monmap; stopping", config.name);
+                tokio::time::sleep(limits::removed_linger).await;
+                return Ok(());
+            }
             let _ = auth_tx.send(auth_view(&state));
         }
         // A monitor outside the majority serves no map as current.
@@ -360,14 +437,15 @@ fn ok_reply() -> CommandReply {
 fn not_leader_reply<C: Consensus>(consensus: &C, state: &ClusterState) -> CommandReply {
     let addr = consensus
         .leader()
-        .and_then(|r| state.monmap.mons.get(r as usize))
+        .and_then(|id| state.mon_name(id))
+        .and_then(|n| state.monmap.by_name(n))
         .map(|m| m.addr.clone())
         .unwrap_or_default();
     CommandReply { tid: 0, result: sepia_proto::errno::Errno::Again.result(), status: "not the leader".into(), output: addr }
 }
 
 fn quorum_info<C: Consensus>(consensus: &C, state: &ClusterState, config: &DaemonConfig) -> QuorumInfo {
-    let name_of = |r: u32| state.monmap.mons.get(r as usize).map(|m| m.name.clone()).unwrap_or_else(|| r.to_string());
+    let name_of = |id: u64| state.mon_name(id).map(String::from).unwrap_or_else(|| id.to_string());
     QuorumInfo {
         have_quorum: consensus.have_quorum() && state.bootstrapped,
         is_leader: consensus.is_leader(),
@@ -382,18 +460,28 @@ fn wall_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// How long a ticket lives.
-const TICKET_LIFETIME_MS: u64 = 3_600_000;
-
-/// Issues the session key and one ticket per service for `entity`.
-fn grant(view: &AuthView, entity: &str, secret: &sepia_proto::auth::key::Secret, session: &sepia_proto::auth::mac::SessionKey) -> Result<sepia_proto::auth::AuthMessage, String> {
+/// Issues the session key and one ticket per service for `entity`, valid
+/// from now for `lifetime_ms`; `global_id` is kept across renewals.
+fn grant(
+    view: &AuthView,
+    entity: &str,
+    secret: &sepia_proto::auth::key::Secret,
+    session: &sepia_proto::auth::mac::SessionKey,
+    global_id: Option<u64>,
+    lifetime_ms: u64,
+) -> Result<sepia_proto::auth::AuthMessage, String> {
     use sepia_proto::auth::entity::EntityName;
     use sepia_proto::auth::ticket::{self, ServiceKeys, Ticket};
     let entry = view.entries.get(entity).ok_or("unknown entity")?;
     let name = EntityName::parse(entity).map_err(|e| e.to_string())?;
-    let mut id = [0u8; 8];
-    getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
-    let global_id = u64::from_le_bytes(id);
+    let global_id = match global_id {
+        Some(g) => g,
+        None => {
+            let mut id = [0u8; 8];
+            getrandom::getrandom(&mut id).map_err(|e| e.to_string())?;
+            u64::from_le_bytes(id)
+        }
+    };
     let now = wall_ms();
     let tickets = view
         .service_keys
@@ -406,7 +494,7 @@ fn grant(view: &AuthView, entity: &str, secret: &sepia_proto::auth::key::Secret,
                 caps: entry.caps.clone(),
                 session_key: session.0,
                 valid_from_ms: now,
-                expires_ms: now + TICKET_LIFETIME_MS,
+                expires_ms: now + lifetime_ms,
             };
             ticket::seal_ticket(&t, &ServiceKeys::new(*generation, *key), ticket::random_nonce())
         })
@@ -415,16 +503,21 @@ fn grant(view: &AuthView, entity: &str, secret: &sepia_proto::auth::key::Secret,
         global_id,
         session_key: ticket::seal_session_key(secret, session, ticket::random_nonce()),
         tickets,
-        expires_ms: now + TICKET_LIFETIME_MS,
+        expires_ms: now + lifetime_ms,
     })
 }
 
 /// One connection: hello, then requests to the loop and answers back.
+/// An authenticated session lives `ticket_lifetime_ms`; after that its
+/// requests are refused until it renews (`Renew`, answered with fresh
+/// tickets under the same session key) or re-authenticates.
+#[allow(clippy::too_many_arguments)]
 async fn serve_conn(
     id: u64,
     mut conn: Conn,
     name: &str,
     fsid: [u8; 16],
+    ticket_lifetime_ms: u64,
     req_tx: mpsc::Sender<Request>,
     mut out_rx: mpsc::Receiver<ToConn>,
     auth: tokio::sync::watch::Receiver<Arc<AuthView>>,
@@ -432,6 +525,8 @@ async fn serve_conn(
     use sepia_proto::auth::{key::Secret, mac::SessionKey, ticket, AuthMessage};
     let mut mon_caps: Option<String> = None;
     let mut session_key: Option<SessionKey> = None;
+    // The authenticated entity, its global id, and when its session expires.
+    let mut session: Option<(String, u64, u64)> = None;
     // (entity, client challenge, server challenge) between hello and proof.
     let mut pending: Option<(String, u64, u64)> = None;
     let refused = |why: &str| Body::Auth(AuthMessage::Refused { result: sepia_proto::errno::Errno::Access.result(), reason: why.to_string() });
@@ -466,15 +561,18 @@ async fn serve_conn(
                                 let secret = view.entries.get(&entity).and_then(|e| Secret::from_keyring_string(&e.key).ok());
                                 match secret {
                                     Some(secret) if ticket::verify_proof(&secret, sc, cc, &proof).is_ok() => {
-                                        let session = SessionKey::generate();
-                                        match grant(&view, &entity, &secret, &session) {
+                                        let key = SessionKey::generate();
+                                        match grant(&view, &entity, &secret, &key, None, ticket_lifetime_ms) {
                                             Ok(g) => {
+                                                if let AuthMessage::Granted { global_id, expires_ms, .. } = &g {
+                                                    session = Some((entity.clone(), *global_id, *expires_ms));
+                                                }
                                                 // Granted goes out unMACed; everything after is MACed.
                                                 if let Err(e) = conn.send_with_txid(&Body::Auth(g), txid, &[]).await {
                                                     break Err(e.to_string());
                                                 }
-                                                conn.set_session_key(session.clone());
-                                                session_key = Some(session);
+                                                conn.set_session_key(key.clone());
+                                                session_key = Some(key);
                                                 mon_caps = Some(view.entries.get(&entity).and_then(|e| e.caps.get("mon").cloned()).unwrap_or_default());
                                                 continue;
                                             }
@@ -499,9 +597,45 @@ async fn serve_conn(
                                 _ => refused("service keys are for daemons"),
                             }
                         }
+                        AuthMessage::Renew => {
+                            // Only a live session renews; an expired one
+                            // proves its identity again from the start.
+                            let secret = session.as_ref().and_then(|(e, ..)| view.entries.get(e)).and_then(|e| Secret::from_keyring_string(&e.key).ok());
+                            match (&session_key, &mut session, secret) {
+                                (Some(key), Some((entity, global_id, expires)), Some(secret)) if wall_ms() < *expires => {
+                                    match grant(&view, entity, &secret, key, Some(*global_id), ticket_lifetime_ms) {
+                                        Ok(g) => {
+                                            if let AuthMessage::Granted { expires_ms, .. } = &g {
+                                                *expires = *expires_ms;
+                                            }
+                                            Body::Auth(g)
+                                        }
+                                        Err(e) => refused(&e),
+                                    }
+                                }
+                                (None, ..) => refused("authenticate first"),
+                                (_, _, None) => refused("the entity is no longer in the auth database"),
+                                _ => refused("session expired; authenticate again"),
+                            }
+                        }
                         _ => refused("unexpected auth message"),
                     };
                     if let Err(e) = conn.send_with_txid(&reply, txid, &[]).await {
+                        break Err(e.to_string());
+                    }
+                }
+                Ok((txid, body)) if session.as_ref().is_some_and(|(.., expires)| wall_ms() >= *expires) => {
+                    // One-way frames get no answer (nobody reads it).
+                    if matches!(body, Body::MonPaxos(_)) {
+                        continue;
+                    }
+                    let expired = CommandReply {
+                        tid: 0,
+                        result: sepia_proto::errno::Errno::Access.result(),
+                        status: "session ticket expired; renew it or authenticate again".into(),
+                        output: String::new(),
+                    };
+                    if let Err(e) = conn.send_with_txid(&Body::CommandReply(expired), txid, &[]).await {
                         break Err(e.to_string());
                     }
                 }

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::daemon::Consensus;
+use crate::daemon::{Committed, Consensus};
 
 /// The largest entry we accept (a batch of many map changes fits).
 #[allow(non_upper_case_globals)]
@@ -67,10 +67,10 @@ impl Consensus for SoloLog {
         Ok(())
     }
 
-    fn take_committed(&mut self) -> Vec<Vec<u8>> {
+    fn take_committed(&mut self) -> Vec<Committed> {
         let mut out = std::mem::take(&mut self.replay);
         out.append(&mut self.committed);
-        out
+        out.into_iter().map(Committed::Entry).collect()
     }
 
     fn tick(&mut self) {}
@@ -83,12 +83,12 @@ impl Consensus for SoloLog {
         true
     }
 
-    fn leader(&self) -> Option<u32> {
-        Some(0)
+    fn leader(&self) -> Option<u64> {
+        Some(1)
     }
 
-    fn quorum_members(&self) -> Vec<u32> {
-        vec![0]
+    fn quorum_members(&self) -> Vec<u64> {
+        vec![1]
     }
 
     fn election_epoch(&self) -> u64 {
@@ -100,6 +100,15 @@ impl Consensus for SoloLog {
 mod tests {
     use super::*;
 
+    fn entries(c: Vec<Committed>) -> Vec<Vec<u8>> {
+        c.into_iter()
+            .map(|c| match c {
+                Committed::Entry(e) => e,
+                Committed::State(_) => panic!("the solo log has no snapshots"),
+            })
+            .collect()
+    }
+
     #[test]
     fn entries_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = std::env::temp_dir().join(format!("sepia-solo-{}", std::process::id()));
@@ -108,14 +117,14 @@ mod tests {
             let mut log = SoloLog::open(&dir).unwrap();
             log.propose(b"one".to_vec()).unwrap();
             log.propose(b"two".to_vec()).unwrap();
-            assert_eq!(log.take_committed(), vec![b"one".to_vec(), b"two".to_vec()]);
+            assert_eq!(entries(log.take_committed()), vec![b"one".to_vec(), b"two".to_vec()]);
         }
         // A crash mid-append leaves half a record.
         let mut f = OpenOptions::new().append(true).open(dir.join("solo.log")).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
         let mut log = SoloLog::open(&dir).unwrap();
-        assert_eq!(log.take_committed(), vec![b"one".to_vec(), b"two".to_vec()]);
+        assert_eq!(entries(log.take_committed()), vec![b"one".to_vec(), b"two".to_vec()]);
         log.propose(b"three".to_vec()).unwrap();
         drop(log);
         let mut log = SoloLog::open(&dir).unwrap();

@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
-use sepia_client::conn::{authenticate, Conn};
 use sepia_client::monc::MonClient;
-use sepia_proto::msg::{Body, Command, CommandReply};
+use sepia_proto::msg::CommandReply;
 
 /// Stopped and deleted when dropped.
 use sepia_client::cluster::Guard as Cluster;
@@ -26,29 +27,9 @@ fn up(name: &str) -> (Cluster, Config) {
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
 
-/// One command to one monitor, one attempt (no failover to the others).
+/// One command to monitor `rank`, one attempt (no failover to the others).
 async fn ask(conf: &Config, rank: usize, line: &str, json: bool) -> Result<CommandReply, String> {
-    let addr = conf.mon_addrs()[rank].clone();
-    let secret = conf.secret_for("client.admin")?.ok_or("no admin key")?;
-    let attempt = async {
-        let mut c = Conn::connect(&addr, "client.admin", [0; 16]).await.map_err(|e| e.to_string())?;
-        authenticate(&mut c, "client.admin", &secret).await.map_err(|e| e.to_string())?;
-        let args = line.split_whitespace().map(String::from).collect();
-        c.send(&Body::Command(Command { tid: 1, args, json }), &[]).await.map_err(|e| e.to_string())?;
-        match c.recv_body().await.map_err(|e| e.to_string())?.1 {
-            Body::CommandReply(r) => Ok(r),
-            other => Err(format!("unexpected {other:?}")),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), attempt).await.map_err(|_| "timed out".to_string())?
-}
-
-async fn pools_on(conf: &Config, rank: usize) -> Result<Vec<String>, String> {
-    let r = ask(conf, rank, "osd pool ls", true).await?;
-    if r.result != 0 {
-        return Err(r.status);
-    }
-    serde_json::from_str(&r.output).map_err(|e| e.to_string())
+    common::ask(conf, &conf.mon_addrs()[rank], line, json).await
 }
 
 async fn leader(conf: &Config) -> usize {
@@ -61,16 +42,7 @@ async fn leader(conf: &Config) -> usize {
 
 /// Waits until monitor `rank` lists every pool in `want`.
 async fn wait_for_pools(conf: &Config, rank: usize, want: &[String], within: Duration) {
-    let start = Instant::now();
-    loop {
-        if let Ok(have) = pools_on(conf, rank).await {
-            if want.iter().all(|p| have.contains(p)) {
-                return;
-            }
-        }
-        assert!(start.elapsed() < within, "mon.{} never showed all {} acknowledged pools", NAMES[rank], want.len());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_pools(conf, &conf.mon_addrs()[rank], want, within).await
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -43,6 +43,7 @@ fn cluster_command(words: &[String]) -> ExitCode {
     use sepia_client::cluster;
     let mut dir = std::path::PathBuf::from("./sepia-cluster");
     let (mut mons, mut osds, mut down_out) = (1usize, 0usize, 600u64);
+    let mut name: Option<String> = None;
     let mut it = words.iter().skip(2);
     while let Some(w) = it.next() {
         let mut value = || it.next().cloned().unwrap_or_default();
@@ -51,6 +52,7 @@ fn cluster_command(words: &[String]) -> ExitCode {
             "--mons" => mons = value().parse().unwrap_or(0),
             "--osds" => osds = value().parse().unwrap_or(usize::MAX),
             "--down-out-interval" => down_out = value().parse().unwrap_or(600),
+            other if name.is_none() && !other.starts_with('-') => name = Some(other.to_string()),
             other => {
                 eprintln!("sepia cluster: unknown option {other}");
                 return ExitCode::from(22);
@@ -65,7 +67,15 @@ fn cluster_command(words: &[String]) -> ExitCode {
         }),
         Some("down") => cluster::down(&dir).map(|n| println!("stopped {n} daemon(s)")),
         Some("status") => cluster::wait_for_quorum(&dir, std::time::Duration::from_secs(5)).map(|()| println!("quorum is up")),
-        _ => Err("usage: sepia cluster up|down|status --dir DIR [--mons N] [--osds N]".into()),
+        Some("add-mon") => match &name {
+            Some(n) => cluster::add_mon(&dir, n).map(|addr| println!("mon.{n} added at {addr}")),
+            None => Err("usage: sepia cluster add-mon --dir DIR NAME".into()),
+        },
+        Some("rm-mon") => match &name {
+            Some(n) => cluster::rm_mon(&dir, n).map(|()| println!("mon.{n} removed")),
+            None => Err("usage: sepia cluster rm-mon --dir DIR NAME".into()),
+        },
+        _ => Err("usage: sepia cluster up|down|status|add-mon|rm-mon --dir DIR [--mons N] [--osds N] [NAME]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

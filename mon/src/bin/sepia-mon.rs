@@ -38,6 +38,35 @@ struct Cli {
     /// under its old rank, where it could undo decided changes.
     #[arg(long = "mkfs")]
     mkfs: bool,
+    /// Join a running cluster as a monitor already added with
+    /// `sepia mon add NAME ADDR` (with --mkfs: a new or wiped store). The
+    /// configuration and the members come from the monitors.
+    #[arg(long = "join")]
+    join: bool,
+}
+
+/// Asks the monitors for the Paxos configuration and finds `name` in it.
+async fn fetch_membership(conf: &Config, name: &str) -> Result<sepia_mon::paxos::Membership, String> {
+    let mut monc = sepia_client::monc::MonClient::from_conf(conf, "client.admin")?;
+    let r = monc.command(&["mon".to_string(), "paxos".to_string()], true).await.map_err(|e| e.to_string())?;
+    if r.result != 0 {
+        return Err(format!("mon paxos: {}", r.status));
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.output).map_err(|e| format!("mon paxos: {e}"))?;
+    let config_id = v["config_id"].as_u64().and_then(|c| u32::try_from(c).ok()).ok_or("mon paxos: no config_id")?;
+    let mut nodes = Vec::new();
+    let mut me = None;
+    for m in v["members"].as_array().ok_or("mon paxos: no members")? {
+        let (Some(n), Some(a), Some(id)) = (m["name"].as_str(), m["addr"].as_str(), m["id"].as_u64()) else {
+            return Err("mon paxos: a malformed member".into());
+        };
+        if n == name {
+            me = Some(id);
+        }
+        nodes.push((id, a.to_string()));
+    }
+    let me = me.ok_or(format!("mon.{name} is not in the monmap: add it first (sepia mon add {name} ADDR)"))?;
+    Ok(sepia_mon::paxos::Membership { config_id, me, nodes, previous: None })
 }
 
 /// Creates or checks `DIR/mon.fsid`, the mark of a monitor store.
@@ -98,19 +127,32 @@ fn main() -> ExitCode {
         .get(&section, "mon_initial_members")
         .map(|m| m.split([',', ' ']).filter(|s| !s.is_empty()).map(String::from).collect())
         .unwrap_or_default();
-    if names.len() != addrs.len() || addrs.is_empty() {
-        return fail("mon_host and mon_initial_members must list the same monitors");
-    }
-    let Some(rank) = names.iter().position(|n| *n == cli.id) else {
-        return fail(format!("mon.{} is not in mon_initial_members", cli.id));
-    };
     let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
         return fail("the config needs a valid fsid");
     };
+    if cli.join && !cli.mkfs {
+        return fail("--join makes a new store: it needs --mkfs");
+    }
     if let Err(e) = check_store(&cli.data, &fsid, cli.mkfs) {
         return fail(e);
     }
+    // Which configuration: the one the store is in, the running cluster's
+    // (joining), or the initial one the config file describes.
+    let stored = match sepia_mon::paxos::Membership::load(&cli.data) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let initial = names.len() == addrs.len() && !addrs.is_empty();
+    let rank = names.iter().position(|n| *n == cli.id).filter(|_| initial);
+    if stored.is_none() && !cli.join && rank.is_none() {
+        return fail(format!("mon.{} is not in mon_initial_members (or mon_host does not match it); a new monitor joins with --join", cli.id));
+    }
+    let solo = stored.is_none() && !cli.join && addrs.len() == 1;
     let num = |key: &str, default: u64| conf.get(&section, key).and_then(|v| v.parse().ok()).unwrap_or(default);
+    // Test-only overrides (`SEPIA_MON_<OPTION>`): a test harness starts
+    // many monitors through the launcher and cannot edit their config.
+    let opt = |key: &str, default: u64| std::env::var(format!("SEPIA_MON_{}", key.to_uppercase())).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| num(key, default));
+    let compact_min_entries = opt("paxos_trim_min", sepia_mon::paxos::limits::compact_min_entries_default as u64) as usize;
     let failure_domain = if num("osd_crush_chooseleaf_type", 1) == 0 { "osd" } else { "host" };
     let mon_config = MonConfig {
         beacon_grace_ms: num("mon_osd_beacon_grace", 10) * 1000,
@@ -118,10 +160,6 @@ fn main() -> ExitCode {
         min_down_reporters: num("mon_osd_min_down_reporters", 2) as usize,
         failure_report_ttl_ms: 30_000,
         crush_location_type: failure_domain.to_string(),
-    };
-    let monmap = match MonMap::new(fsid, &names.iter().cloned().zip(addrs.iter().cloned()).collect::<Vec<_>>(), 0) {
-        Ok(m) => m,
-        Err(e) => return fail(e),
     };
     let crush = match crush_simd::edit::default_map(failure_domain) {
         Ok(c) => c,
@@ -132,45 +170,88 @@ fn main() -> ExitCode {
         Ok(a) => a.unwrap_or_default(),
         Err(e) => return fail(e),
     };
-    let mut services = MonServices::new(rank as u64 + 1, mon_config);
-    let mut state = ClusterState::new();
-    // Until the bootstrap entry commits, peers (and the admin) authenticate
-    // against the local keyring: monitors must talk to agree on anything.
-    // The bootstrap entry then sets the same database everywhere.
-    state.auth = auth.iter().cloned().collect();
-    let bootstrap = services.bootstrap_entry(monmap, &osdmap, auth);
-    // The osdmap fsid must be the cluster's even before bootstrap commits.
-    state.osdmap.fsid = fsid;
-    let daemon_config = DaemonConfig {
-        name: cli.id.clone(),
-        rank: rank as u32,
-        public_addr: addrs[rank].clone(),
-        auth_required: conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1"),
-        propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 2)),
-        // Paxos elections count ticks (see `paxos::limits`).
-        tick_interval: Duration::from_millis(if addrs.len() > 1 { 50 } else { 200 }),
-    };
-    let links = sepia_mon::paxos::PeerLinks {
-        addrs: addrs.clone(),
-        entity: "client.admin".into(),
-        secret: match conf.secret_for("client.admin") {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        },
+    let secret = match conf.secret_for("client.admin") {
+        Ok(s) => s,
+        Err(e) => return fail(e),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
+    let membership = match (&stored, rank) {
+        _ if solo => None,
+        (Some(m), _) => Some(m.clone()),
+        (None, _) if cli.join => match rt.block_on(fetch_membership(&conf, &cli.id)) {
+            Ok(m) => Some(m),
+            Err(e) => return fail(format!("cannot join: {e}")),
+        },
+        // The initial members are node ids 1..=n in rank order.
+        (None, Some(_)) => Some(sepia_mon::paxos::Membership {
+            config_id: 1,
+            me: rank.unwrap_or(0) as u64 + 1,
+            nodes: addrs.iter().enumerate().map(|(r, a)| (r as u64 + 1, a.clone())).collect(),
+            previous: None,
+        }),
+        (None, None) => return fail("no membership"),
+    };
+    if let Some(m) = membership.as_ref().filter(|_| stored.is_none()) {
+        if let Err(e) = m.store(&cli.data) {
+            return fail(format!("{}: {e}", cli.data.display()));
+        }
+    }
+    let me = membership.as_ref().map_or(1, |m| m.me);
+    let public_addr = match &membership {
+        None => addrs[0].clone(),
+        Some(m) => match m.nodes.iter().find(|(id, _)| *id == me) {
+            Some((_, a)) => a.clone(),
+            None => return fail(format!("node {me} is not among its configuration's members")),
+        },
+    };
+    let mut services = MonServices::new(me, mon_config);
+    let mut state = ClusterState::new();
+    // Until the bootstrap entry commits, peers (and the admin) authenticate
+    // against the local keyring: monitors must talk to agree on anything.
+    // The bootstrap entry then sets the same database everywhere.
+    state.auth = auth.iter().cloned().collect();
+    // Only an initial member of the first configuration may bootstrap.
+    let bootstrap = match (rank, &membership) {
+        (Some(_), None) => true,
+        (Some(_), Some(m)) => m.config_id == 1 && m.previous.is_none() && m.me == rank.unwrap_or(0) as u64 + 1,
+        _ => false,
+    };
+    let bootstrap = if bootstrap {
+        match MonMap::new(fsid, &names.iter().cloned().zip(addrs.iter().cloned()).collect::<Vec<_>>(), 0) {
+            Ok(monmap) => Some(services.bootstrap_entry(monmap, &osdmap, auth)),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    // The osdmap fsid must be the cluster's even before bootstrap commits.
+    state.osdmap.fsid = fsid;
+    let daemon_config = DaemonConfig {
+        name: cli.id.clone(),
+        rank: (me - 1) as u32,
+        public_addr,
+        auth_required: conf.get(&section, "auth_required").is_some_and(|v| v == "true" || v == "1"),
+        propose_interval: Duration::from_millis(num("mon_propose_interval_ms", 2)),
+        // Paxos elections count ticks (see `paxos::limits`).
+        tick_interval: Duration::from_millis(if membership.is_some() { 50 } else { 200 }),
+        ticket_lifetime_ms: opt("auth_ticket_ttl_ms", DaemonConfig::TICKET_LIFETIME_MS_DEFAULT),
+    };
+    let links = sepia_mon::paxos::PeerLinks { entity: "client.admin".into(), secret };
     let result = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&daemon_config.public_addr).await?;
-        eprintln!("mon.{} rank {} listening on {}", daemon_config.name, rank, daemon_config.public_addr);
-        if addrs.len() == 1 {
-            let log = sepia_mon::solo::SoloLog::open(&cli.data)?;
-            daemon::run(daemon_config, listener, log, state, services, Some(bootstrap)).await
-        } else {
-            let paxos = sepia_mon::consensus::open(&cli.data, rank as u32, links)?;
-            daemon::run(daemon_config, listener, paxos, state, services, Some(bootstrap)).await
+        eprintln!("mon.{} node {} listening on {}", daemon_config.name, me, daemon_config.public_addr);
+        match membership {
+            None => {
+                let log = sepia_mon::solo::SoloLog::open(&cli.data)?;
+                daemon::run(daemon_config, listener, log, state, services, bootstrap).await
+            }
+            Some(m) => {
+                let paxos = sepia_mon::consensus::open(&cli.data, m, links, compact_min_entries)?;
+                daemon::run(daemon_config, listener, paxos, state, services, bootstrap).await
+            }
         }
     });
     match result {

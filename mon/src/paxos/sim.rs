@@ -1,84 +1,124 @@
-//! A deterministic simulation of three monitors: the same omnipaxos log
-//! and the same map services the daemon runs, driven the way the daemon
-//! drives them, over a simulated network that drops and delays messages,
-//! with monitors that crash (losing everything but their Paxos storage,
-//! the production `FileStorage` on temporary files without fsync) and
-//! restart. After every step it checks that no two monitors ever hold
-//! different OSDMaps for the same epoch and that every decided log is a
-//! prefix of the longest. Everything random comes from one seed, so a
-//! failing seed replays exactly (`SEPIA_MON_SIM_SEED=N`).
+//! A deterministic simulation of three monitors: the same Paxos core
+//! ([`PaxosCore`]: omnipaxos, compaction, membership changes) and the same
+//! map services the daemon runs, driven the way the daemon drives them,
+//! over a simulated network that drops and delays messages, with monitors
+//! that crash (losing everything but their store: the production
+//! `FileStorage` on temporary files without fsync) and restart. Monitors
+//! compact their logs every few entries, so a restart loads a snapshot and
+//! replays the tail, and a monitor that was down while the others
+//! compacted catches up from a snapshot the leader sends. Now and then a
+//! client removes a monitor (`mon rm`: the configuration ends, the
+//! removed one stops), and later the removed one's store is wiped and it
+//! is added back as a new member (`mon add`, a new node id) that joins the
+//! next configuration from a snapshot.
+//! After every step it checks that no two monitors ever hold different
+//! OSDMaps (or MonMaps) for the same epoch, that no two monitors ever
+//! applied different entries at one log index, and that every snapshot a
+//! monitor installs or takes at index N is the same state. Everything
+//! random comes from one seed, so a failing seed replays exactly
+//! (`SEPIA_MON_SIM_SEED=N`).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 
 use omnipaxos::messages::Message;
-use omnipaxos::util::LogEntry;
-use omnipaxos::{ClusterConfig, OmniPaxos, OmniPaxosConfig, ServerConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sepia_proto::monmap::MonMap;
 use sepia_proto::msg::Command;
 use sepia_proto::osdmap::OsdMap;
 
-use super::storage::FileStorage;
-use super::Cmd;
+use super::{Cmd, Membership, PaxosCore};
+use crate::daemon::{Committed, Consensus};
 use crate::services::service::{MonConfig, MonServices, QuorumInfo};
 use crate::services::state::{AuthEntry, Batch, ClusterState};
 
-const MONS: usize = 3;
+/// Monitor slots; a slot's monitor may be removed and a new member (new
+/// node id, new store) started in it.
+const SLOTS: usize = 3;
+/// Compact after this many entries: small, so snapshots happen all the time.
+const COMPACT_MIN_ENTRIES: usize = 4;
+
+fn name(slot: usize) -> String {
+    char::from(b'a' + slot as u8).to_string()
+}
+
+/// What happened in a monitor's `apply`, for the world's checks.
+#[derive(Default)]
+struct Applied {
+    /// (log index, entry) for each entry applied.
+    entries: Vec<(u64, Vec<u8>)>,
+    /// (log index, state digest) for each snapshot installed or taken.
+    snapshots: Vec<(u64, u64)>,
+    /// Snapshots installed that skipped entries this monitor never applied.
+    catch_ups: u64,
+    /// Configurations this monitor ended (a MonMap change applied).
+    switches: u64,
+}
+
+fn digest(state: &ClusterState) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    state.snapshot().hash(&mut h);
+    h.finish()
+}
 
 struct Mon {
-    op: OmniPaxos<Cmd, FileStorage<Cmd>>,
+    core: PaxosCore,
     state: ClusterState,
     services: MonServices,
-    taken: usize,
     was_leader: bool,
     bootstrap: Option<Vec<u8>>,
-    /// Decided entries this monitor applied, in order.
-    applied: Vec<Vec<u8>>,
 }
 
-fn config(rank: usize) -> OmniPaxosConfig {
-    OmniPaxosConfig {
-        cluster_config: ClusterConfig { configuration_id: 1, nodes: (1..=MONS as u64).collect(), flexible_quorum: None },
-        server_config: ServerConfig { pid: rank as u64 + 1, election_tick_timeout: 3, resend_message_tick_timeout: 6, ..ServerConfig::default() },
-    }
-}
-
-fn new_mon(rank: usize, storage: FileStorage<Cmd>) -> Mon {
-    let monmap = MonMap::new([7; 16], &(0..MONS).map(|r| (format!("{}", (b'a' + r as u8) as char), format!("127.0.0.1:{}", 3300 + r))).collect::<Vec<_>>(), 0).expect("monmap");
-    let crush = crush_simd::edit::default_map("osd").expect("crush");
-    let osdmap = OsdMap::new([7; 16], crush, 0);
-    let mut services = MonServices::new(rank as u64 + 1, MonConfig { crush_location_type: "osd".into(), ..MonConfig::default() });
-    // The same admin key everywhere: only one bootstrap entry ever applies.
-    let admin = AuthEntry { key: "AQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAA==".into(), caps: [("mon".to_string(), "allow *".to_string())].into() };
-    let bootstrap = services.bootstrap_entry(monmap, &osdmap, vec![("client.admin".into(), admin)]);
-    Mon { op: config(rank).build(storage).expect("config"), state: ClusterState::new(), services, taken: 0, was_leader: false, bootstrap: Some(bootstrap), applied: Vec::new() }
+/// Starts the monitor whose store is `dir`: the membership it stored, or
+/// `join` (a new member), or the initial one of slot `slot`.
+fn new_mon(dir: &Path, slot: usize, join: Option<Membership>) -> Mon {
+    std::fs::create_dir_all(dir).expect("sim dir");
+    let initial = Membership {
+        config_id: 1,
+        me: slot as u64 + 1,
+        nodes: (0..SLOTS).map(|r| (r as u64 + 1, format!("127.0.0.1:{}", 3300 + r))).collect(),
+        previous: None,
+    };
+    let membership = match Membership::load(dir).expect("sim membership") {
+        Some(m) => m,
+        None => {
+            let m = join.unwrap_or(initial);
+            m.store(dir).expect("sim membership store");
+            m
+        }
+    };
+    let me = membership.me;
+    let mut services = MonServices::new(me, MonConfig { crush_location_type: "osd".into(), ..MonConfig::default() });
+    let bootstrap = (membership.config_id == 1 && membership.previous.is_none() && me <= SLOTS as u64).then(|| {
+        let monmap = MonMap::new([7; 16], &(0..SLOTS).map(|r| (name(r), format!("127.0.0.1:{}", 3300 + r))).collect::<Vec<_>>(), 0).expect("monmap");
+        let osdmap = OsdMap::new([7; 16], crush_simd::edit::default_map("osd").expect("crush"), 0);
+        // The same admin key everywhere: only one bootstrap entry ever applies.
+        let admin = AuthEntry { key: "AQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAA==".into(), caps: [("mon".to_string(), "allow *".to_string())].into() };
+        services.bootstrap_entry(monmap, &osdmap, vec![("client.admin".into(), admin)])
+    });
+    // Crashes here lose the process, not the page cache: no fsync needed.
+    let core = PaxosCore::open(dir, membership, COMPACT_MIN_ENTRIES, false).expect("sim core");
+    Mon { core, state: ClusterState::new(), services, was_leader: false, bootstrap }
 }
 
 impl Mon {
-    fn is_leader(&self) -> bool {
-        self.op.get_current_leader() == Some((self.op.get_pid(), true))
-    }
-
-    fn have_quorum(&self) -> bool {
-        self.op.get_current_leader().is_some() && (self.op.get_ui_states().heartbeats.len() + 1) * 2 > MONS
-    }
-
     fn quorum(&self) -> QuorumInfo {
         QuorumInfo {
-            have_quorum: self.have_quorum() && self.state.bootstrapped,
-            is_leader: self.is_leader(),
+            have_quorum: self.core.have_quorum() && self.state.bootstrapped,
+            is_leader: self.core.is_leader(),
             members: Vec::new(),
-            leader: self.op.get_current_leader().map(|(p, _)| p.to_string()),
-            election_epoch: u64::from(self.op.get_promise().n),
-            me: self.op.get_pid().to_string(),
+            leader: self.core.leader().map(|p| p.to_string()),
+            election_epoch: self.core.election_epoch(),
+            me: self.core.membership().me.to_string(),
         }
     }
 
     /// What the daemon does on a tick (leadership, bootstrap, proposals).
     fn tick(&mut self, now: u64) {
-        self.op.tick();
-        let leader = self.is_leader() && self.have_quorum();
+        self.core.tick();
+        let leader = self.core.is_leader() && self.core.have_quorum();
         if leader && !self.was_leader {
             self.services.become_leader(&self.state, now);
         } else if !leader && self.was_leader {
@@ -87,63 +127,113 @@ impl Mon {
         self.was_leader = leader;
         if leader && !self.state.bootstrapped {
             if let Some(b) = self.bootstrap.take() {
-                let _ = self.op.append(Cmd(b));
+                let _ = self.core.propose(b);
             }
         }
         if leader {
             if let Some(entry) = self.services.flush(&self.state, now) {
-                let _ = self.op.append(Cmd(entry));
+                if self.core.propose(entry).is_err() {
+                    self.services.lose_leadership();
+                    self.was_leader = false;
+                }
             }
             self.services.take_immediate();
         }
         self.services.tick(&self.state, now);
     }
 
-    /// Applies newly decided entries, as the daemon does.
-    fn apply(&mut self) {
-        let decided = self.op.get_decided_idx();
-        if decided <= self.taken {
-            return;
-        }
-        for e in self.op.read_decided_suffix(self.taken).unwrap_or_default() {
-            if let LogEntry::Decided(Cmd(bytes)) = e {
-                let applied = self.state.apply_entry(&bytes).map(|_| ()).map_err(|e| e.to_string());
-                let batch = Batch::decode(&bytes).ok();
-                self.services.on_committed(&self.state, batch.as_ref(), applied);
-                self.applied.push(bytes);
+    /// Applies newly decided entries, compacts, and switches configuration,
+    /// as the daemon does.
+    fn apply(&mut self) -> Applied {
+        let mut out = Applied::default();
+        let steps = self.core.take_committed();
+        for step in steps {
+            match step {
+                Committed::Entry(bytes) => {
+                    out.entries.push((self.state.applied, bytes.clone()));
+                    let applied = self.state.apply_entry(&bytes).map(|_| ()).map_err(|e| e.to_string());
+                    let batch = Batch::decode(&bytes).ok();
+                    self.services.on_committed(&self.state, batch.as_ref(), applied);
+                }
+                Committed::State(snap) => {
+                    if snap.applied > self.state.applied {
+                        out.catch_ups += u64::from(self.state.applied > 0 || self.state.bootstrapped);
+                    }
+                    out.snapshots.push((snap.applied, digest(&snap)));
+                    self.state = *snap;
+                    self.services.on_committed(&self.state, None, Ok(()));
+                }
+            }
+            // A MonMap change ends the configuration's log, as in the daemon.
+            if self.core.ends_config(&self.state) {
+                out.switches += 1;
+                break;
             }
         }
-        self.taken = decided;
+        self.core.after_apply(&self.state).expect("a configuration switch");
+        if !self.core.removed() {
+            assert_eq!(self.state.applied, self.core.taken() as u64, "the state reflects exactly the decided prefix");
+        }
+        if self.core.compact().is_some() {
+            out.snapshots.push((self.state.applied, digest(&self.state)));
+        }
         if self.was_leader {
             self.services.invariants(&self.state);
         }
+        out
     }
 }
 
 struct World {
     rng: StdRng,
+    /// The monitor running in each slot.
     mons: Vec<Option<Mon>>,
-    /// Where each monitor's Paxos storage lives.
-    dir: std::path::PathBuf,
-    net: VecDeque<(u64, Message<Cmd>)>,
+    /// Each slot's store, and how many stores it has had.
+    dirs: Vec<(PathBuf, u32)>,
+    /// Slots whose monitor was removed from the monmap.
+    removed: Vec<bool>,
+    /// Node ids that ever ran: an id is never started again on a new store.
+    started: std::collections::BTreeSet<u64>,
+    root: PathBuf,
+    /// (deliver at step, configuration, message).
+    net: VecDeque<(u64, u32, Message<Cmd>)>,
     step: u64,
-    /// Every OSDMap epoch any monitor reached, with the map.
+    /// Every OSDMap / MonMap epoch any monitor reached, with the map.
     seen: BTreeMap<u32, OsdMap>,
+    seen_monmaps: BTreeMap<u32, MonMap>,
+    /// Every entry any monitor applied, by log index.
+    log: BTreeMap<u64, Vec<u8>>,
+    /// The state digest of every snapshot taken or installed, by index.
+    snapshots: BTreeMap<u64, u64>,
+    /// Snapshots that brought a lagging, restarted or new monitor forward.
+    catch_ups: u64,
+    compactions: u64,
+    /// Members added back after their store was wiped.
+    rejoins: u64,
     requests: u64,
 }
 
 impl World {
     fn new(seed: u64) -> World {
-        let dir = std::env::temp_dir().join(format!("sepia-mon-sim-{}-{seed}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let root = std::env::temp_dir().join(format!("sepia-mon-sim-{}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dirs: Vec<(PathBuf, u32)> = (0..SLOTS).map(|s| (root.join(format!("{s}-0")), 0)).collect();
         World {
             rng: StdRng::seed_from_u64(seed),
-            mons: (0..MONS).map(|r| Some(new_mon(r, open_disk(&dir, r)))).collect(),
-            dir,
+            mons: (0..SLOTS).map(|s| Some(new_mon(&dirs[s].0, s, None))).collect(),
+            dirs,
+            removed: vec![false; SLOTS],
+            started: (1..=SLOTS as u64).collect(),
+            root,
             net: VecDeque::new(),
             step: 0,
             seen: BTreeMap::new(),
+            seen_monmaps: BTreeMap::new(),
+            log: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            catch_ups: 0,
+            compactions: 0,
+            rejoins: 0,
             requests: 0,
         }
     }
@@ -151,70 +241,164 @@ impl World {
     fn collect_messages(&mut self) {
         let mut out = Vec::new();
         for m in self.mons.iter_mut().flatten() {
-            m.op.take_outgoing_messages(&mut out);
+            out.extend(m.core.take_outgoing());
         }
-        for msg in out {
+        for (c, msg) in out {
             // Dropped, delayed, or on time.
             if self.rng.gen_bool(0.1) {
                 continue;
             }
             let delay = if self.rng.gen_bool(0.2) { self.rng.gen_range(1..8) } else { 0 };
-            self.net.push_back((self.step + delay, msg));
+            self.net.push_back((self.step + delay, c, msg));
         }
     }
 
     fn deliver(&mut self) {
         let mut later = VecDeque::new();
-        while let Some((at, msg)) = self.net.pop_front() {
+        while let Some((at, c, msg)) = self.net.pop_front() {
             if at > self.step {
-                later.push_back((at, msg));
+                later.push_back((at, c, msg));
                 continue;
             }
-            let to = msg.get_receiver() as usize - 1;
-            if let Some(m) = self.mons[to].as_mut() {
-                m.op.handle_incoming(msg);
+            let to = msg.get_receiver();
+            let from = msg.get_sender();
+            if let Some(m) = self.mons.iter_mut().flatten().find(|m| m.core.membership().me == to) {
+                m.core.handle(from, c, msg);
             }
         }
         self.net = later;
+    }
+
+    /// The newest state any running monitor holds (by MonMap epoch, then
+    /// by log index).
+    fn newest(&self) -> Option<&ClusterState> {
+        self.mons.iter().flatten().map(|m| &m.state).filter(|s| s.bootstrapped).max_by_key(|s| (s.monmap.epoch, s.applied))
+    }
+
+    /// A client command to the monitor in `slot`.
+    fn command(&mut self, slot: usize, args: &[&str], now: u64) {
+        if let Some(m) = self.mons[slot].as_mut() {
+            let quorum = m.quorum();
+            self.requests += 1;
+            let cmd = Command { tid: self.requests, args: args.iter().map(|a| a.to_string()).collect(), json: false };
+            let _ = m.services.handle_command(&m.state, &quorum, &cmd, self.requests, now);
+        }
+    }
+
+    /// Membership changes: remove a member now and then; wipe a removed
+    /// one and add it back; start the new member once its add committed.
+    fn membership(&mut self, event: u32, slot: usize, now: u64) {
+        let Some(newest) = self.newest() else { return };
+        let members: Vec<String> = newest.monmap.mons.iter().map(|m| m.name.clone()).collect();
+        let joining = newest.mon_ids_for(&newest.monmap);
+        let config_id = newest.mon_config;
+        let (members_now, full) = (members.clone(), members.len() == SLOTS);
+        match event {
+            // `mon rm`: only from a full monmap (a majority of two is
+            // still a majority of the three the others can restart).
+            26 if full => {
+                let victim = name(self.rng.gen_range(0..SLOTS));
+                self.command(slot, &["mon", "rm", &victim], now);
+            }
+            // `mon add` for a slot whose monitor is gone from the monmap:
+            // its store is wiped first.
+            27..=30 => {
+                for s in 0..SLOTS {
+                    if !members_now.contains(&name(s)) {
+                        self.mons[s] = None;
+                        self.removed[s] = true;
+                        let gen = self.dirs[s].1 + 1;
+                        let addr = format!("127.0.0.1:{}", 4000 + s as u32 + 10 * gen);
+                        self.command(slot, &["mon", "add", &name(s), &addr], now);
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A slot whose name is back in the monmap under a new id starts
+        // its new member with a new store, as `--join` does.
+        for s in 0..SLOTS {
+            let Some((id, _)) = joining.iter().find(|(_, m)| m.name == name(s)) else { continue };
+            let running = self.mons[s].as_ref().map(|m| m.core.membership().me);
+            if self.removed[s] && running != Some(*id) && self.started.insert(*id) {
+                let gen = self.dirs[s].1 + 1;
+                self.dirs[s] = (self.root.join(format!("{s}-{gen}")), gen);
+                let nodes = joining.iter().map(|(i, m)| (*i, m.addr.clone())).collect();
+                let m = Membership { config_id, me: *id, nodes, previous: None };
+                self.mons[s] = Some(new_mon(&self.dirs[s].0, s, Some(m)));
+                self.removed[s] = false;
+                self.rejoins += 1;
+            }
+        }
     }
 
     fn step(&mut self) {
         self.step += 1;
         let now = self.step * 10;
         let event = self.rng.gen_range(0..100);
-        let rank = self.rng.gen_range(0..MONS);
+        let slot = self.rng.gen_range(0..SLOTS);
         match event {
-            // Crash: the process state is gone, the Paxos storage stays.
+            // Crash: the process state is gone, the store stays.
             0..=1 => {
-                self.mons[rank] = None;
+                self.mons[slot] = None;
             }
             2..=5 => {
-                if self.mons[rank].is_none() {
-                    self.mons[rank] = Some(new_mon(rank, open_disk(&self.dir, rank)));
+                if self.mons[slot].is_none() && !self.removed[slot] {
+                    self.mons[slot] = Some(new_mon(&self.dirs[slot].0, slot, None));
                 }
             }
             // A client asks some monitor for a change.
             6..=25 => {
-                if let Some(m) = self.mons[rank].as_mut() {
-                    let quorum = m.quorum();
-                    self.requests += 1;
-                    let name = format!("pool{}", self.requests);
-                    let cmd = Command { tid: self.requests, args: ["osd", "pool", "create", &name, "4"].map(String::from).to_vec(), json: false };
-                    let _ = m.services.handle_command(&m.state, &quorum, &cmd, self.requests, now);
-                }
+                let pool = format!("pool{}", self.requests + 1);
+                self.command(slot, &["osd", "pool", "create", &pool, "4"], now);
             }
             _ => {}
         }
+        self.membership(event, slot, now);
         for m in self.mons.iter_mut().flatten() {
             m.tick(now);
         }
         self.collect_messages();
         self.deliver();
         self.collect_messages();
+        let mut applied = Vec::new();
         for m in self.mons.iter_mut().flatten() {
-            m.apply();
+            applied.push(m.apply());
+        }
+        for a in applied {
+            self.check_applied(a);
+        }
+        // A removed monitor stops (its store stays until it is re-added).
+        for s in 0..SLOTS {
+            if self.mons[s].as_ref().is_some_and(|m| m.core.removed()) {
+                self.mons[s] = None;
+                self.removed[s] = true;
+            }
         }
         self.invariants();
+    }
+
+    /// No two monitors apply different entries at one index or hold
+    /// different snapshots at one index.
+    fn check_applied(&mut self, a: Applied) {
+        for (idx, entry) in a.entries {
+            match self.log.get(&idx) {
+                Some(e) => assert!(*e == entry, "two different entries applied at log index {idx}"),
+                None => {
+                    self.log.insert(idx, entry);
+                }
+            }
+        }
+        for (idx, d) in a.snapshots {
+            self.compactions += 1;
+            match self.snapshots.get(&idx) {
+                Some(have) => assert_eq!(*have, d, "two different snapshots at log index {idx}"),
+                None => {
+                    self.snapshots.insert(idx, d);
+                }
+            }
+        }
+        self.catch_ups += a.catch_ups;
     }
 
     fn invariants(&mut self) {
@@ -230,28 +414,20 @@ impl World {
                     self.seen.insert(e, m.state.osdmap.clone());
                 }
             }
-        }
-        // Decided logs agree on their common prefix.
-        let logs: Vec<&Vec<Vec<u8>>> = self.mons.iter().flatten().map(|m| &m.applied).collect();
-        for a in &logs {
-            for b in &logs {
-                let n = a.len().min(b.len());
-                assert!(a[..n] == b[..n], "decided logs diverge");
+            let e = m.state.monmap.epoch;
+            match self.seen_monmaps.get(&e) {
+                Some(map) => assert!(*map == m.state.monmap, "two different MonMaps for epoch {e}"),
+                None => {
+                    self.seen_monmaps.insert(e, m.state.monmap.clone());
+                }
             }
         }
     }
 }
 
-fn open_disk(dir: &std::path::Path, rank: usize) -> FileStorage<Cmd> {
-    let mut disk = FileStorage::open(dir.join(format!("mon{rank}.paxos"))).expect("sim storage");
-    // Crashes here lose the process, not the page cache: no fsync needed.
-    disk.sync = false;
-    disk
-}
-
 impl Drop for World {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -264,32 +440,48 @@ fn run(seed: u64, steps: u64) -> World {
 }
 
 #[test]
-fn monitors_never_commit_different_maps_under_drops_delays_and_crashes() {
+fn monitors_never_commit_different_maps_under_drops_delays_crashes_and_reconfiguration() {
     let seeds: Vec<u64> = match std::env::var("SEPIA_MON_SIM_SEED") {
         Ok(s) => vec![s.parse().expect("a seed number")],
         Err(_) => (0..40).collect(),
     };
     let mut progressed = 0;
+    let (mut catch_ups, mut snapshots, mut rejoins, mut removals) = (0, 0, 0, 0);
     let runs = seeds.len();
     for seed in seeds {
         let w = run(seed, 1500);
         let top = w.seen.keys().max().copied().unwrap_or(0);
+        let monmap_top = w.seen_monmaps.keys().max().copied().unwrap_or(0);
         if std::env::var("SEPIA_MON_SIM_TRACE").is_ok() {
-            eprintln!("seed {seed}: {} requests, newest epoch {top}, decided {:?}", w.requests, w.mons.iter().map(|m| m.as_ref().map(|m| m.applied.len())).collect::<Vec<_>>());
+            let applied: Vec<_> = w.mons.iter().map(|m| m.as_ref().map(|m| (m.core.membership().me, m.state.applied))).collect();
+            eprintln!(
+                "seed {seed}: {} requests, newest epoch {top}, monmap epoch {monmap_top}, (node, applied) {applied:?}, {} snapshots, {} catch-ups, {} rejoins",
+                w.requests, w.compactions, w.catch_ups, w.rejoins
+            );
         }
         if top > 3 {
             progressed += 1;
         }
+        catch_ups += w.catch_ups;
+        snapshots += w.compactions;
+        rejoins += w.rejoins;
+        removals += u64::from(monmap_top > 1);
     }
     // The checks must be able to fail: the maps really moved on in most
-    // runs (a seed may spend long stretches with two monitors down).
+    // runs (a seed may spend long stretches with two monitors down), and
+    // monitors really compacted, caught up from snapshots, were removed
+    // and rejoined as new members.
     assert!(progressed * 2 > runs, "only {progressed} of {runs} runs committed changes");
+    if runs > 1 {
+        assert!(snapshots > 0 && catch_ups > 0, "{snapshots} snapshots, {catch_ups} catch-ups from a snapshot");
+        assert!(removals > 0 && rejoins > 0, "{removals} runs removed a monitor, {rejoins} rejoins");
+    }
 }
 
 #[test]
 fn a_seed_replays_exactly() {
     let a = run(7, 600);
     let b = run(7, 600);
-    let epochs = |w: &World| w.mons.iter().map(|m| m.as_ref().map(|m| (m.state.osdmap.epoch, m.applied.len()))).collect::<Vec<_>>();
+    let epochs = |w: &World| w.mons.iter().map(|m| m.as_ref().map(|m| (m.state.osdmap.epoch, m.state.monmap.epoch, m.state.applied))).collect::<Vec<_>>();
     assert_eq!(epochs(&a), epochs(&b));
 }

@@ -84,7 +84,7 @@ pub fn is_read_only(args: &[String]) -> bool {
     matches!(
         w.as_slice(),
         ["status" | "-s" | "health" | "quorum_status" | "fsid", ..]
-            | ["mon", "dump" | "stat", ..]
+            | ["mon", "dump" | "stat" | "paxos", ..]
             | ["osd", "dump" | "tree" | "ls" | "stat" | "getcrushmap" | "map" | "find", ..]
             | ["osd", "crush", "dump" | "tree", ..]
             | ["osd", "pool", "ls" | "get" | "get-quota" | "stats", ..]
@@ -134,6 +134,13 @@ pub fn read(state: &ClusterState, quorum: &QuorumInfo, config: &MonConfig, args:
         ["fsid"] => Ok(format::uuid(&state.fsid())),
         ["mon", "dump"] => Ok(format::mon_dump(&state.monmap, json)),
         ["mon", "stat"] => Ok(format::mon_stat(&state.monmap, quorum)),
+        // What a monitor joining the quorum needs: the configuration and
+        // every member's Paxos node id.
+        ["mon", "paxos"] => {
+            let members: Vec<serde_json::Value> =
+                state.mon_ids_for(&state.monmap).into_iter().map(|(id, m)| serde_json::json!({ "name": m.name, "addr": m.addr, "id": id })).collect();
+            Ok(serde_json::json!({ "config_id": state.mon_config, "members": members }).to_string())
+        }
         ["osd", "dump"] => Ok(format::osd_dump(map, json)),
         ["osd", "tree"] | ["osd", "crush", "tree"] => Ok(format::osd_tree(map, json)),
         ["osd", "ls"] => Ok(format::osd_ls(map, json)),
@@ -351,6 +358,10 @@ pub fn write(p: &mut Pending, config: &MonConfig, args: &[String], json: bool, n
             p.auth_txs.push(Tx::AuthRm { entity: entity.to_string() });
             Ok(("updated".to_string(), String::new()))
         }
+        // One membership change per log entry: each one ends a Paxos
+        // configuration, and a name removed and added back in one entry
+        // would keep its old node id.
+        ["mon", "add" | "rm" | "remove", ..] if p.monmap.is_some() => Err(err(Errno::Again, "a monitor membership change is already pending; retry")),
         ["mon", "add", name, addr] => {
             let next = p.monmap().with_added(name, addr, now_ms).map_err(|e| err(Errno::Exist, e.to_string()))?;
             p.monmap = Some(next);

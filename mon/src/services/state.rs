@@ -95,6 +95,15 @@ pub struct ClusterState {
     pub auth: BTreeMap<String, AuthEntry>,
     /// Service → (generation, secret) for sealing tickets.
     pub service_keys: BTreeMap<String, (u64, [u8; 32])>,
+    /// Each monitor's Paxos node id, by name. Ids are never reused: a
+    /// monitor removed and added again (its store wiped) is a new member,
+    /// so nothing it promised under its old id can be mistaken for new.
+    pub mon_ids: BTreeMap<String, u64>,
+    /// The next id a new monitor gets.
+    pub next_mon_id: u64,
+    /// The Paxos configuration the members run: 1 at bootstrap, one more
+    /// with each MonMap change (each one ends a configuration).
+    pub mon_config: u32,
     /// Log entries applied (the Paxos index the state reflects).
     pub applied: u64,
 }
@@ -108,6 +117,9 @@ pub struct StateWire {
     pub history: Vec<OsdMapIncremental>,
     pub auth: Vec<(String, AuthEntry)>,
     pub service_keys: Vec<(String, u64, [u8; 32])>,
+    pub mon_ids: Vec<(String, u64)>,
+    pub next_mon_id: u64,
+    pub mon_config: u32,
     pub applied: u64,
 }
 
@@ -127,6 +139,9 @@ impl ClusterState {
             history: VecDeque::new(),
             auth: BTreeMap::new(),
             service_keys: BTreeMap::new(),
+            mon_ids: BTreeMap::new(),
+            next_mon_id: 1,
+            mon_config: 0,
             applied: 0,
         }
     }
@@ -159,6 +174,10 @@ impl ClusterState {
                 self.osdmap = OsdMap::from_wire(&b.osdmap)?;
                 self.auth = b.auth.iter().cloned().collect();
                 self.service_keys = b.service_keys.iter().map(|(s, g, k)| (s.clone(), (*g, *k))).collect();
+                // The initial members are ids 1..=n in rank order.
+                self.mon_ids = b.monmap.mons.iter().map(|m| (m.name.clone(), u64::from(m.rank) + 1)).collect();
+                self.next_mon_id = b.monmap.mons.len() as u64 + 1;
+                self.mon_config = 1;
                 self.bootstrapped = true;
             }
             _ if !self.bootstrapped => return Err(StateError::NotBootstrapped),
@@ -174,6 +193,10 @@ impl ClusterState {
                 if m.epoch != self.monmap.epoch + 1 || m.fsid != self.monmap.fsid {
                     return Err(StateError::Invalid(format!("monmap epoch {} after {}", m.epoch, self.monmap.epoch)));
                 }
+                let ids = self.mon_ids_for(m);
+                self.next_mon_id = ids.iter().map(|(id, _)| id + 1).max().unwrap_or(1).max(self.next_mon_id);
+                self.mon_ids = ids.into_iter().map(|(id, m)| (m.name, id)).collect();
+                self.mon_config += 1;
                 self.monmap = m.clone();
             }
             Tx::AuthSet { entity, entry } => {
@@ -187,6 +210,28 @@ impl ClusterState {
             }
         }
         Ok(())
+    }
+
+    /// The Paxos node ids the members of `monmap` have (or, for names new
+    /// to us, will get when it commits), with each member, in rank order.
+    pub fn mon_ids_for(&self, monmap: &MonMap) -> Vec<(u64, sepia_proto::monmap::MonInfo)> {
+        let mut next = self.next_mon_id;
+        monmap
+            .mons
+            .iter()
+            .map(|m| {
+                let id = self.mon_ids.get(&m.name).copied().unwrap_or_else(|| {
+                    next += 1;
+                    next - 1
+                });
+                (id, m.clone())
+            })
+            .collect()
+    }
+
+    /// The name of the monitor with Paxos node id `id`.
+    pub fn mon_name(&self, id: u64) -> Option<&str> {
+        self.mon_ids.iter().find(|(_, i)| **i == id).map(|(n, _)| n.as_str())
     }
 
     /// What a subscriber at `have` (0: nothing) needs to reach the newest
@@ -214,6 +259,9 @@ impl ClusterState {
             history: self.history.iter().cloned().collect(),
             auth: self.auth.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             service_keys: self.service_keys.iter().map(|(s, (g, k))| (s.clone(), *g, *k)).collect(),
+            mon_ids: self.mon_ids.iter().map(|(n, i)| (n.clone(), *i)).collect(),
+            next_mon_id: self.next_mon_id,
+            mon_config: self.mon_config,
             applied: self.applied,
         }
     }
@@ -227,7 +275,7 @@ impl ClusterState {
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(bytes);
         let w = rkyv::from_bytes::<StateWire, rkyv::rancor::Error>(&aligned).map_err(|e| StateError::Invalid(e.to_string()))?;
-        if w.history.len() > limits::osdmap_history_max || w.auth.len() > limits::auth_entities_max {
+        if w.history.len() > limits::osdmap_history_max || w.auth.len() > limits::auth_entities_max || w.mon_ids.len() > sepia_proto::limits::monitors_max {
             return Err(StateError::Invalid("snapshot exceeds limits".into()));
         }
         Ok(ClusterState {
@@ -237,6 +285,9 @@ impl ClusterState {
             history: w.history.into(),
             auth: w.auth.into_iter().collect(),
             service_keys: w.service_keys.into_iter().map(|(s, g, k)| (s, (g, k))).collect(),
+            mon_ids: w.mon_ids.into_iter().collect(),
+            next_mon_id: w.next_mon_id,
+            mon_config: w.mon_config,
             applied: w.applied,
         })
     }

@@ -293,3 +293,25 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn one_membership_change_per_log_entry() {
+    let mut h = Harness::new();
+    let ask = |h: &mut Harness, line: &str, waiter: u64| {
+        let c = Command { tid: waiter, args: line.split_whitespace().map(String::from).collect(), json: false };
+        h.svc.handle_command(&h.state, &h.quorum, &c, waiter, h.now)
+    };
+    // Queued, not yet proposed: a second change must wait for the next entry.
+    assert!(ask(&mut h, "mon add b 127.0.0.1:3301", 100).is_none());
+    let second = ask(&mut h, "mon rm b", 101).expect("refused at once");
+    assert_eq!(second.result, sepia_proto::errno::Errno::Again.result(), "{second:?}");
+    h.commit();
+    assert_eq!(h.state.monmap.mons.len(), 2);
+    assert_eq!(h.state.mon_ids.get("b"), Some(&2));
+    assert_eq!(h.state.mon_config, 2);
+    // Removed and added back: a new node id.
+    h.ok("mon rm b");
+    h.ok("mon add b 127.0.0.1:3302");
+    assert_eq!(h.state.mon_ids.get("b"), Some(&3));
+    assert_eq!(h.state.mon_config, 4);
+}

@@ -1,0 +1,111 @@
+//! Paxos membership changes with real monitor processes: `mon rm` ends a
+//! configuration and the removed monitor stops; its store is wiped and it
+//! is added back (`mon add`) as a new member, catches up from a snapshot,
+//! and the new three-monitor quorum survives a leader kill.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{ask, wait_for_log, wait_for_pools};
+use sepia_client::cluster::{self, UpOptions};
+use sepia_client::config::Config;
+use sepia_client::monc::MonClient;
+
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
+
+fn conf_of(dir: &Path) -> Config {
+    Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap()
+}
+
+
+
+async fn create(conf: &Config, pools: &[String]) {
+    let mut monc = MonClient::from_conf(conf, "client.admin").unwrap();
+    for p in pools {
+        let args: Vec<String> = ["osd", "pool", "create", p, "8"].map(String::from).to_vec();
+        let r = monc.command(&args, false).await.unwrap();
+        assert_eq!(r.result, 0, "create {p}: {}", r.status);
+    }
+}
+
+async fn quorum(conf: &Config) -> serde_json::Value {
+    let mut monc = MonClient::from_conf(conf, "client.admin").unwrap();
+    let r = monc.command(&["quorum_status".to_string()], true).await.unwrap();
+    serde_json::from_str(&r.output).unwrap()
+}
+
+
+
+fn addr_of(conf: &Config, name: &str) -> String {
+    let names: Vec<&str> = conf.get("global", "mon_initial_members").unwrap().split(',').collect();
+    let i = names.iter().position(|n| *n == name).unwrap();
+    conf.mon_addrs()[i].clone()
+}
+
+#[test]
+fn a_wiped_monitor_is_removed_and_added_back_and_the_quorum_survives_a_leader_kill() {
+    let dir = std::env::temp_dir().join(format!("sepia-membership-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::env::set_var("CARGO_BIN_EXE_sepia-mon", env!("CARGO_BIN_EXE_sepia-mon"));
+    // Compact often, so the re-added monitor can only catch up from a snapshot.
+    std::env::set_var("SEPIA_MON_PAXOS_TRIM_MIN", "5");
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 3, osds: 0, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut pools: Vec<String> = (0..10).map(|i| format!("before{i}")).collect();
+    rt.block_on(create(&conf_of(&c.dir), &pools));
+
+    // Remove mon.c: a new configuration of a and b; mon.c stops itself.
+    cluster::rm_mon(&c.dir, "c").unwrap();
+    wait_for_log(&c.dir, "c", "removed from the monmap", Duration::from_secs(10));
+    let conf = conf_of(&c.dir);
+    assert_eq!(conf.mon_addrs().len(), 2);
+    let more: Vec<String> = (0..10).map(|i| format!("two{i}")).collect();
+    rt.block_on(async {
+        create(&conf, &more).await;
+        let q = quorum(&conf).await;
+        assert_eq!(q["quorum_names"], serde_json::json!(["a", "b"]), "{q}");
+    });
+    pools.extend(more);
+
+    // Its disk is lost; it comes back as a new member.
+    let _ = cluster::signal(&c.dir, "mon.c", 9);
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::remove_dir_all(c.dir.join("mon.c")).unwrap();
+    let addr = cluster::add_mon(&c.dir, "c").unwrap();
+    let conf = conf_of(&c.dir);
+    assert_eq!(addr_of(&conf, "c"), addr);
+    rt.block_on(wait_for_pools(&conf, &addr, &pools, Duration::from_secs(30)));
+    wait_for_log(&c.dir, "c", "installed a snapshot at log index", Duration::from_secs(5));
+    let ids: serde_json::Value = rt.block_on(async { serde_json::from_str(&ask(&conf, &addr, "mon paxos", true).await.unwrap().output).unwrap() });
+    let c_id = ids["members"].as_array().unwrap().iter().find(|m| m["name"] == "c").unwrap()["id"].clone();
+    assert_eq!(c_id, serde_json::json!(4), "a re-added monitor is a new member: {ids}");
+    let leader = rt.block_on(async {
+        let start = Instant::now();
+        loop {
+            let q = quorum(&conf).await;
+            if q["quorum_names"].as_array().map(|a| a.len()) == Some(3) {
+                break q["quorum_leader_name"].as_str().unwrap().to_string();
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "mon.c never joined the quorum: {q}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    // Kill the leader: the two others (one of them the new member unless
+    // it led) elect a new one and keep every change.
+    assert!(cluster::signal(&c.dir, &format!("mon.{leader}"), 9));
+    let after: Vec<String> = (0..5).map(|i| format!("after{i}")).collect();
+    let start = Instant::now();
+    rt.block_on(create(&conf, &after));
+    assert!(start.elapsed() < Duration::from_secs(15), "no new leader in time ({:?})", start.elapsed());
+    pools.extend(after);
+    for name in ["a", "b", "c"].into_iter().filter(|n| *n != leader) {
+        rt.block_on(wait_for_pools(&conf, &addr_of(&conf, name), &pools, Duration::from_secs(10)));
+    }
+    let q = rt.block_on(quorum(&conf));
+    assert_ne!(q["quorum_leader_name"], serde_json::json!(leader), "{q}");
+}
