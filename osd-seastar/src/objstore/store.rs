@@ -202,7 +202,8 @@ impl<D: Device> Store<D> {
             return Err(StoreError::MetadataFull(format!("checkpoint of {} bytes exceeds its {}-byte slot", total, h.ckpt_bytes)));
         }
         let header = CkptHeader { instance: h.instance, seq, journal_seq, body_len: body.len() as u64, body_crc: crc32fast::hash(body) };
-        let mut buf = header.encode();
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(&header.encode());
         buf.extend_from_slice(body);
         buf.resize(total, 0);
         dev.write(base + h.ckpt_offset(slot), &buf).await?;
@@ -982,7 +983,11 @@ impl<D: Device> Store<D> {
         self.dev.sync().await?;
         let (body, seq, journal_seq, bound_at_snapshot) = {
             let inner = self.inner.borrow();
-            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&inner.meta).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            // Sized like the last checkpoint (plus growth since): the
+            // buffer is not regrown and copied over and over.
+            let capacity = (inner.meta_bytes_bound as usize).min(self.header.ckpt_bytes as usize);
+            let body = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&inner.meta, rkyv::util::AlignedVec::<16>::with_capacity(capacity))
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
             (body, inner.ckpt_seq + 1, inner.journal_seq, inner.meta_bytes_bound)
         };
         let slot = (seq % 2) as usize;
