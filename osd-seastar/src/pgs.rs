@@ -205,31 +205,32 @@ fn ends_removed(subops: &[SubOp]) -> bool {
 
 impl Shard {
     /// Loads the durable state of a PG from its collection (empty if new).
-    fn load_pg(&self, pg: PgId) -> PgDurable {
+    /// Also returns the PG's dup records as stored (key, ids held), oldest
+    /// first, for the trim bookkeeping.
+    fn load_pg(&self, pg: PgId) -> (PgDurable, std::collections::VecDeque<(String, usize)>) {
         let coll = coll_of(pg);
-        let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return PgDurable::default() };
+        let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return Default::default() };
         let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
         let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
         let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
         let mut dups = Vec::new();
+        let mut records = std::collections::VecDeque::new();
         for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
-            match decode_dups(b) {
-                Some(d) => dups.extend(d),
-                None => eprintln!("osd.{} pg {pg}: dup record {key} is malformed; skipped", self.osd),
-            }
+            let d = decode_dups(b).unwrap_or_else(|| {
+                eprintln!("osd.{} pg {pg}: dup record {key} is malformed; skipped", self.osd);
+                Vec::new()
+            });
+            // A malformed record holds no ids but stays listed, so it goes
+            // with the oldest.
+            records.push_back((key.clone(), d.len()));
+            dups.extend(d);
         }
         // The info written with the newest entry may name a later entry of
         // the same batch that a crash lost: the log is the truth.
         let head = log.last().map_or(info.log_tail, |e| e.version);
         info.last_update = head;
         info.last_complete = info.last_complete.min(head);
-        PgDurable { info, les, log, missing, dups }
-    }
-
-    /// The dup records of a PG as stored (key, ids held), oldest first.
-    fn dup_records(&self, pg: PgId) -> std::collections::VecDeque<(String, usize)> {
-        let Ok((_, omap)) = self.store.omap_get(&coll_of(pg), PGMETA) else { return Default::default() };
-        omap.range("dup.".to_string()..DUP_KEYS_END.to_string()).map(|(k, v)| (k.clone(), v.len() / DUP_BYTES)).collect()
+        (PgDurable { info, les, log, missing, dups }, records)
     }
 
     /// Feeds `map` to every PG this shard holds or should hold.
@@ -262,8 +263,7 @@ impl Shard {
                     if !member && !self.store.collection_exists(&coll_of(pg)) {
                         continue;
                     }
-                    let durable = self.load_pg(pg);
-                    let dup_records = self.dup_records(pg);
+                    let (durable, dup_records) = self.load_pg(pg);
                     pgs.insert(pg, PgSlot { pg: Pg::new(pg, self.osd, params.clone(), durable), dup_records });
                 }
                 let slot = pgs.get_mut(&pg).expect("inserted");
