@@ -26,6 +26,8 @@ pub struct StoreBenchConfig {
     pub seconds: u64,
     pub objects: u64,
     pub journal_bytes: u64,
+    /// Spin before parking the executor's thread (0: park at once).
+    pub spin_us: u64,
     /// Case name prefixes to run (empty: all).
     pub only: Vec<String>,
 }
@@ -43,7 +45,10 @@ fn name(i: u64) -> String {
 /// What the store phase reports besides the rows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreFacts {
+    /// Full checkpoints (the whole metadata written).
     pub checkpoints: u64,
+    /// Journal wraps that wrote only the ops since the last one.
+    pub deltas: u64,
     pub commits: u64,
     pub txns: u64,
     pub metadata_bytes: usize,
@@ -62,7 +67,11 @@ pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts)
     }
     let p = path.to_path_buf();
     let cfg2 = cfg.clone();
-    let result = glommio::LocalExecutorBuilder::default()
+    let mut builder = glommio::LocalExecutorBuilder::default();
+    if cfg.spin_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(cfg.spin_us));
+    }
+    let result = builder
         .spawn(move || async move { store_cases(&p, &cfg2).await })
         .map_err(|e| format!("glommio executor: {e}"))?
         .join()
@@ -93,7 +102,7 @@ async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, S
         rows.push(case(&store, cfg, write, depth).await?);
     }
     let c = store.counters();
-    let facts = StoreFacts { checkpoints: c.checkpoints, commits: c.commits, txns: c.txns, metadata_bytes: store.memory_usage() };
+    let facts = StoreFacts { checkpoints: c.checkpoints, deltas: c.deltas, commits: c.commits, txns: c.txns, metadata_bytes: store.memory_usage() };
     Ok((rows, facts))
 }
 

@@ -4,7 +4,14 @@
 //! ```text
 //! device: [superblock 4K][region 0][region 1]...
 //! region: [region header 4K][checkpoint A][checkpoint B][journal][data blocks]
+//! slot:   [checkpoint header 4K][base body][delta 1][delta 2]...
 //! ```
+//!
+//! A checkpoint slot holds a full copy of the metadata (the base) followed
+//! by deltas: each delta carries the metadata ops of the journal records it
+//! replaced, so a journal wrap writes what changed, not everything. A delta
+//! names its base's seq and its own index, so deltas left in a slot by an
+//! older base never pass for the current one's.
 //!
 //! Every header carries a crc32 and is checked before use; a device of
 //! another OSD, another cluster or another shard count is refused.
@@ -15,10 +22,13 @@ pub const SUPER_MAGIC: &[u8; 8] = b"SEPIASTR";
 pub const REGION_MAGIC: &[u8; 8] = b"SEPIAREG";
 pub const CKPT_MAGIC: &[u8; 8] = b"SEPIACKP";
 pub const RECORD_MAGIC: u32 = 0x4e52_4a53; // "SJRN"
+pub const DELTA_MAGIC: u32 = 0x544c_4453; // "SDLT"
 /// 2: the superblock carries the OSD's uuid (a block device has no room
-/// beside it for an identity file).
-pub const FORMAT_VERSION: u32 = 2;
+/// beside it for an identity file). 3: checkpoint slots carry deltas after
+/// their base (a version-2 reader would ignore them and lose writes).
+pub const FORMAT_VERSION: u32 = 3;
 pub const RECORD_HEADER_BYTES: usize = 40;
+pub const DELTA_HEADER_BYTES: usize = 56;
 /// Shards (regions) per device: one per core of a big node.
 pub const SHARDS_MAX: u32 = 256;
 
@@ -240,5 +250,59 @@ impl RecordHeader {
     /// Whole blocks the record occupies.
     pub fn padded_len(body_len: usize) -> usize {
         (RECORD_HEADER_BYTES + body_len).div_ceil(BLOCK) * BLOCK
+    }
+}
+
+/// A checkpoint delta's header (the first bytes of its first block): the
+/// metadata ops of every journal record with a seq below `journal_seq`
+/// that the base and earlier deltas do not already hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaHeader {
+    pub instance: u64,
+    /// The seq of the base checkpoint this delta extends.
+    pub base_seq: u64,
+    /// 1 for the first delta after the base, then 2, 3, ...
+    pub index: u64,
+    /// The seq of the first journal record after this delta.
+    pub journal_seq: u64,
+    pub body_len: u32,
+    pub body_crc: u32,
+}
+
+impl DeltaHeader {
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        put_u32(out, DELTA_MAGIC);
+        put_u32(out, FORMAT_VERSION);
+        put_u64(out, self.instance);
+        put_u64(out, self.base_seq);
+        put_u64(out, self.index);
+        put_u64(out, self.journal_seq);
+        put_u32(out, self.body_len);
+        put_u32(out, self.body_crc);
+        let crc = crc32fast::hash(&out[start..]);
+        put_u32(out, crc);
+        put_u32(out, 0);
+        debug_assert_eq!(out.len() - start, DELTA_HEADER_BYTES);
+    }
+
+    pub fn decode(b: &[u8], instance: u64) -> Option<DeltaHeader> {
+        if b.len() < DELTA_HEADER_BYTES || get_u32(b, 0) != DELTA_MAGIC || crc32fast::hash(&b[..48]) != get_u32(b, 48) {
+            return None;
+        }
+        let h = DeltaHeader {
+            instance: get_u64(b, 8),
+            base_seq: get_u64(b, 16),
+            index: get_u64(b, 24),
+            journal_seq: get_u64(b, 32),
+            body_len: get_u32(b, 40),
+            body_crc: get_u32(b, 44),
+        };
+        (h.instance == instance).then_some(h)
+    }
+
+    /// Whole blocks the delta occupies.
+    pub fn padded_len(body_len: usize) -> usize {
+        (DELTA_HEADER_BYTES + body_len).div_ceil(BLOCK) * BLOCK
     }
 }

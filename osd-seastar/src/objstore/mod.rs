@@ -57,6 +57,10 @@ pub mod limits {
     /// Deferred blocks (journal only) held before they are written to the
     /// data area; their content stays in memory until then (4 MiB).
     pub const deferred_blocks_max: usize = 1024;
+    /// Deltas after one base before the next wrap writes a full
+    /// checkpoint: mount applies every delta of the base, so this bounds
+    /// the work of a mount to ~this many journal-fulls of ops.
+    pub const deltas_per_base_max: u64 = 256;
     /// The part of a checkpoint slot kept free (1/8): metadata estimates
     /// are bounds, and a checkpoint that does not fit would stop the store.
     pub const ckpt_reserve_fraction: u64 = 8;

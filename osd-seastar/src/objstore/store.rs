@@ -10,10 +10,16 @@
 //! (coalesced into runs) and one journal record, issues one fdatasync, and
 //! only then releases the blocks those transactions freed and answers
 //! them. When the journal is half full the committer, holding the plan
-//! lock so the metadata matches what is durable, writes a checkpoint of
-//! the whole metadata into the other slot and starts the journal over.
+//! lock so the metadata matches what is durable, wraps it: it appends a
+//! delta (the metadata ops of every transaction since the last wrap, no
+//! data) after the current checkpoint in its slot and starts the journal
+//! over. When the slot has no room for the delta (or `deltas_per_base_max`
+//! is reached) it writes a full checkpoint of the whole metadata into the
+//! other slot instead, which the next deltas then follow. A wrap thus
+//! costs what changed, not the size of the metadata.
 //!
-//! Mount: the newest valid checkpoint, then every journal record with the
+//! Mount: the newest valid checkpoint, its deltas in order up to the first
+//! that is torn or stale, then every journal record with the
 //! next sequence number and a valid crc; the data blocks of the last record
 //! are verified too (an earlier record was followed by a later one, which
 //! is only written after the earlier one's sync), so a record whose data
@@ -29,7 +35,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use super::device::{Device, BLOCK};
-use super::layout::{CkptHeader, RecordHeader, RegionHeader, Superblock, RECORD_HEADER_BYTES};
+use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, RECORD_HEADER_BYTES};
 use super::limits;
 use super::meta::{onode_bytes, BlockRef, Meta, Onode, PhysOp, RecordBody};
 use super::txn::{CollId, Op, StoreError, Transaction};
@@ -67,7 +73,10 @@ pub struct StatFs {
 pub struct Counters {
     pub commits: u64,
     pub txns: u64,
+    /// Full checkpoints (the whole metadata written).
     pub checkpoints: u64,
+    /// Journal wraps that wrote a delta (the ops since) instead.
+    pub deltas: u64,
     pub checksum_errors: u64,
     pub replayed_records: u64,
     /// Transactions refused because the metadata would outgrow a checkpoint.
@@ -153,6 +162,14 @@ struct Inner {
     /// An upper bound of the next checkpoint's size: the last checkpoint's
     /// body plus what ops since may have added (`meta_growth_bytes`).
     meta_bytes_bound: u64,
+    /// The ops of every transaction committed since the last checkpoint or
+    /// delta, in commit order (which is planning order): the next delta.
+    /// Bounded by the journal: a wrap empties it.
+    ops_since: Vec<Vec<PhysOp>>,
+    /// Where the next delta goes inside the current checkpoint's slot, and
+    /// its index.
+    delta_offset: u64,
+    delta_index: u64,
 }
 
 pub struct Store<D: Device> {
@@ -162,6 +179,9 @@ pub struct Store<D: Device> {
     inner: RefCell<Inner>,
     committing: Cell<bool>,
     plan_lock: async_lock::Mutex<()>,
+    /// `limits::deltas_per_base_max`, lowered by tests to reach full
+    /// checkpoints often.
+    deltas_per_base_max: Cell<u64>,
 }
 
 fn now_ms() -> u64 {
@@ -241,7 +261,7 @@ impl<D: Device> Store<D> {
             return Err(StoreError::WrongDevice(format!("region {shard} says it is shard {}", header.shard)));
         }
         // The newest valid checkpoint.
-        let mut best: Option<(CkptHeader, Vec<u8>)> = None;
+        let mut best: Option<(CkptHeader, Vec<u8>, usize)> = None;
         for slot in 0..2 {
             let off = base + header.ckpt_offset(slot);
             let Some(h) = CkptHeader::decode(&dev.read(off, BLOCK).await?, header.instance) else { continue };
@@ -253,17 +273,51 @@ impl<D: Device> Store<D> {
             if crc32fast::hash(&body[..h.body_len as usize]) != h.body_crc {
                 continue;
             }
-            if best.as_ref().is_none_or(|(b, _)| h.seq > b.seq) {
-                best = Some((h, body[..h.body_len as usize].to_vec()));
+            if best.as_ref().is_none_or(|(b, _, _)| h.seq > b.seq) {
+                best = Some((h, body[..h.body_len as usize].to_vec(), slot));
             }
         }
-        let (ckpt, body) = best.ok_or_else(|| StoreError::WrongDevice("no valid checkpoint".into()))?;
+        let (ckpt, body, slot) = best.ok_or_else(|| StoreError::WrongDevice("no valid checkpoint".into()))?;
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&body);
         let mut meta = rkyv::from_bytes::<Meta, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint: {e}")))?;
         let ckpt_body_bytes = body.len() as u64;
+        // The base's deltas, in index order, up to the first that is not
+        // valid (torn or stale: its journal records were not dropped yet).
+        let slot_base = base + header.ckpt_offset(slot);
+        let mut delta_offset = BLOCK as u64 + ckpt_body_bytes.div_ceil(BLOCK as u64) * BLOCK as u64;
+        let mut delta_index = 1u64;
+        let mut journal_seq = ckpt.journal_seq;
+        let mut scratch = Vec::new();
+        let mut delta_growth: i64 = 0;
+        while delta_offset + BLOCK as u64 <= header.ckpt_bytes {
+            let first = dev.read(slot_base + delta_offset, BLOCK).await?;
+            let Some(h) = DeltaHeader::decode(&first, header.instance) else { break };
+            let len = DeltaHeader::padded_len(h.body_len as usize) as u64;
+            if h.base_seq != ckpt.seq || h.index != delta_index || delta_offset + len > header.ckpt_bytes || h.journal_seq < journal_seq {
+                break;
+            }
+            let whole = if len > BLOCK as u64 { dev.read(slot_base + delta_offset, len as usize).await? } else { first };
+            let body = &whole[super::layout::DELTA_HEADER_BYTES..super::layout::DELTA_HEADER_BYTES + h.body_len as usize];
+            if crc32fast::hash(body) != h.body_crc {
+                break;
+            }
+            let mut aligned = rkyv::util::AlignedVec::<16>::new();
+            aligned.extend_from_slice(body);
+            // A delta whose crc holds was written by us: one that does not
+            // decode is corruption, not a torn write.
+            let rec = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint delta {}: {e}", h.index)))?;
+            for op in rec.txns.iter().flatten() {
+                delta_growth += meta_growth_bytes(&meta, op);
+                scratch.clear();
+                meta.apply(op, &mut scratch);
+            }
+            journal_seq = h.journal_seq;
+            delta_offset += len;
+            delta_index += 1;
+        }
         // Replay.
-        let mut seq = ckpt.journal_seq;
+        let mut seq = journal_seq;
         let mut pos = 0u64;
         let mut last_blocks: Vec<(u64, u32)> = Vec::new();
         let mut records: Vec<(u64, RecordBody)> = Vec::new();
@@ -374,10 +428,15 @@ impl<D: Device> Store<D> {
                 deferred: BTreeSet::new(),
                 failed: None,
                 counters: Counters { replayed_records: replayed, ..Counters::default() },
-                meta_bytes_bound: ckpt_body_bytes,
+                // Deltas may have grown the metadata past the base.
+                meta_bytes_bound: ckpt_body_bytes.saturating_add_signed(delta_growth),
+                ops_since: Vec::new(),
+                delta_offset,
+                delta_index,
             }),
             committing: Cell::new(false),
             plan_lock: async_lock::Mutex::new(()),
+            deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
         };
         // A fresh checkpoint makes the replayed state the new base, so the
         // journal restarts clean (stale records after a torn one are gone).
@@ -805,18 +864,25 @@ impl<D: Device> Store<D> {
                         self.commit_group(&group, &body, len, inline).await
                     } else {
                         checkpointed = true;
-                        // Checkpoint instead of (or right after) journaling:
-                        // with the plan lock held, the metadata is exactly
-                        // what the queued groups make it, so write all their
-                        // data, sync, and save the metadata.
+                        // Wrap instead of journaling: with the plan lock
+                        // held, the metadata is exactly what the queued
+                        // groups make it, so write all their data, sync, and
+                        // save their ops with the others since the last wrap
+                        // (a delta), or the whole metadata.
                         let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
                         group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
+                        {
+                            let mut inner = self.inner.borrow_mut();
+                            for q in &mut group {
+                                inner.ops_since.push(std::mem::take(&mut q.ops));
+                            }
+                        }
                         let r = async {
                             for q in &group {
                                 self.write_data(&q.data).await?;
                             }
                             self.dev.sync().await?;
-                            self.checkpoint().await
+                            self.wrap().await
                         }
                         .await;
                         drop(guard);
@@ -830,6 +896,11 @@ impl<D: Device> Store<D> {
                 Ok(()) => {
                     inner.counters.commits += 1;
                     inner.counters.txns += group.len() as u64;
+                    if !checkpointed {
+                        for q in &mut group {
+                            inner.ops_since.push(std::mem::take(&mut q.ops));
+                        }
+                    }
                     for q in &group {
                         for (b, _) in &q.data {
                             if inline && !checkpointed {
@@ -974,8 +1045,52 @@ impl<D: Device> Store<D> {
         Ok(())
     }
 
-    /// Writes the metadata into the older slot and restarts the journal.
-    /// The caller guarantees the metadata equals the durable state.
+    /// Restarts the journal after saving what its records hold: a delta of
+    /// the ops since the last wrap appended to the current checkpoint slot,
+    /// or a full checkpoint when the slot has no room left or the delta
+    /// would not be smaller than the whole metadata. The caller holds the
+    /// plan lock, has made every queued group's data durable, and has moved
+    /// their ops into `ops_since`.
+    async fn wrap(&self) -> Result<(), StoreError> {
+        // Blocks that live only in journal records must reach the data area
+        // (durably) before the journal restarts.
+        self.flush_deferred().await?;
+        self.dev.sync().await?;
+        let (body, slot, offset, header) = {
+            let mut inner = self.inner.borrow_mut();
+            let txns = std::mem::take(&mut inner.ops_since);
+            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&RecordBody { txns, inline: Vec::new() }).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let header = DeltaHeader {
+                instance: self.header.instance,
+                base_seq: inner.ckpt_seq,
+                index: inner.delta_index,
+                journal_seq: inner.journal_seq,
+                body_len: body.len() as u32,
+                body_crc: crc32fast::hash(&body),
+            };
+            (body, (inner.ckpt_seq % 2) as usize, inner.delta_offset, header)
+        };
+        let len = DeltaHeader::padded_len(body.len()) as u64;
+        let bound = self.inner.borrow().meta_bytes_bound;
+        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body.len() as u64 >= bound || body.len() > u32::MAX as usize {
+            return self.checkpoint().await;
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        header.encode_into(&mut buf);
+        buf.extend_from_slice(&body);
+        buf.resize(len as usize, 0);
+        self.dev.write(self.base + self.header.ckpt_offset(slot) + offset, &buf).await?;
+        self.dev.sync().await?;
+        let mut inner = self.inner.borrow_mut();
+        inner.delta_offset = offset + len;
+        inner.delta_index += 1;
+        inner.journal_head = 0;
+        inner.counters.deltas += 1;
+        Ok(())
+    }
+
+    /// Writes the whole metadata into the older slot and restarts the
+    /// journal. The caller guarantees the metadata equals the durable state.
     async fn checkpoint(&self) -> Result<(), StoreError> {
         // Blocks that live only in journal records must reach the data area
         // (durably) before the journal restarts.
@@ -996,12 +1111,20 @@ impl<D: Device> Store<D> {
         let mut inner = self.inner.borrow_mut();
         inner.ckpt_seq = seq;
         inner.journal_head = 0;
+        inner.ops_since.clear();
+        inner.delta_offset = BLOCK as u64 + (body.len() as u64).div_ceil(BLOCK as u64) * BLOCK as u64;
+        inner.delta_index = 1;
         // The body is the measured base; ops planned while it was written
         // count on top of it.
         let growth_since = inner.meta_bytes_bound.saturating_sub(bound_at_snapshot);
         inner.meta_bytes_bound = body.len() as u64 + growth_since;
         inner.counters.checkpoints += 1;
         Ok(())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_deltas_per_base_max(&self, n: u64) {
+        self.deltas_per_base_max.set(n);
     }
 
     // ---- reads ----
