@@ -148,6 +148,11 @@ struct SimState {
     durable: Vec<u8>,
     /// Completed but unsynced writes, oldest first.
     pending: Vec<(u64, Vec<u8>)>,
+    /// Durable writes submitted and not yet completed (id, offset, data):
+    /// each may or may not reach the medium if the power fails first, in
+    /// any combination — a later one without an earlier one too.
+    in_flight: Vec<(u64, u64, Vec<u8>)>,
+    next_id: u64,
     /// Device operations left before the device "loses power": later
     /// writes vanish and syncs fail.
     ops_left: Option<u64>,
@@ -166,7 +171,7 @@ impl SimDevice {
     pub fn new(len: u64) -> SimDevice {
         let len = len / BLOCK as u64 * BLOCK as u64;
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
             len,
         }
     }
@@ -204,7 +209,8 @@ impl SimDevice {
             x ^= x << 17;
             x
         };
-        let pending = std::mem::take(&mut s.pending);
+        let mut pending = std::mem::take(&mut s.pending);
+        pending.extend(std::mem::take(&mut s.in_flight).into_iter().map(|(_, off, data)| (off, data)));
         let n = pending.len();
         let mut medium = s.durable.clone();
         for (i, (off, data)) in pending.into_iter().enumerate() {
@@ -215,9 +221,31 @@ impl SimDevice {
             medium[off as usize..off as usize + keep].copy_from_slice(&data[..keep]);
         }
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
             len: self.len,
         }
+    }
+
+    /// Power loss that keeps exactly the in-flight durable writes chosen
+    /// by `keep` (by submission order) and drops every unsynced one: the
+    /// device finished a later write but not an earlier one.
+    pub fn crash_keeping_in_flight(&self, keep: &[bool]) -> SimDevice {
+        let s = self.state.borrow();
+        let mut medium = s.durable.clone();
+        for (i, (_, off, data)) in s.in_flight.iter().enumerate() {
+            if keep.get(i).copied().unwrap_or(false) {
+                medium[*off as usize..*off as usize + data.len()].copy_from_slice(data);
+            }
+        }
+        SimDevice {
+            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            len: self.len,
+        }
+    }
+
+    /// Durable writes submitted and not completed.
+    pub fn in_flight_writes(&self) -> usize {
+        self.state.borrow().in_flight.len()
     }
 
     fn spend(s: &mut SimState) -> bool {
@@ -287,14 +315,26 @@ impl Device for SimDevice {
 
     async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         check_aligned(offset, data.len(), self.len)?;
+        let id = {
+            let mut s = self.state.borrow_mut();
+            if Self::eio(&s, offset, data.len()) {
+                return Err(io::Error::other("injected EIO"));
+            }
+            if s.dead {
+                return Err(io::Error::other("device lost power"));
+            }
+            // Submitted: from here a power loss may or may not keep it.
+            let id = s.next_id;
+            s.next_id += 1;
+            s.in_flight.push((id, offset, data.to_vec()));
+            id
+        };
         yield_once().await;
         let mut s = self.state.borrow_mut();
-        if Self::eio(&s, offset, data.len()) {
-            return Err(io::Error::other("injected EIO"));
-        }
         if !Self::spend(&mut s) {
             return Err(io::Error::other("device lost power"));
         }
+        s.in_flight.retain(|(i, _, _)| *i != id);
         s.durable[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         // A later read must not see an older pending write over it.
         s.pending.retain(|(o, d)| *o + d.len() as u64 <= offset || *o >= offset + data.len() as u64);

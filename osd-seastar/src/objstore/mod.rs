@@ -54,6 +54,12 @@ pub mod limits {
     /// (the data area gets them later). Bigger groups write their blocks in
     /// place first — sequential runs are cheap, and doubling big writes is not.
     pub const inline_blocks_max: usize = 8;
+    /// Journal records of small groups written at once (each durable on
+    /// completion, retired in order): a device answers several writes in
+    /// about the time of one, so a depth-32 workload is not serialised
+    /// behind one record at a time. After a crash, records up to this many
+    /// past the last good one may exist; mount skips this many seqs.
+    pub const commits_in_flight_max: usize = 4;
     /// Deferred blocks (journal only) held before they are written to the
     /// data area; their content stays in memory until then (4 MiB).
     pub const deferred_blocks_max: usize = 1024;

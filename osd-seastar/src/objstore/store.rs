@@ -30,7 +30,7 @@
 //! key and value (`meta::onode_bytes`; `memory_usage` reports the total).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 
@@ -77,6 +77,8 @@ pub struct Counters {
     pub checkpoints: u64,
     /// Journal wraps that wrote a delta (the ops since) instead.
     pub deltas: u64,
+    /// Journal records started while an earlier one was still in flight.
+    pub pipelined: u64,
     pub checksum_errors: u64,
     pub replayed_records: u64,
     /// Transactions refused because the metadata would outgrow a checkpoint.
@@ -130,6 +132,14 @@ impl Alloc {
         }
         None
     }
+}
+
+/// An inline group's journal record being written (see
+/// [`Store::commit_all_locked`]).
+struct Flight<'a> {
+    group: Vec<QueuedTxn>,
+    write: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>,
+    done: Option<std::io::Result<()>>,
 }
 
 /// A transaction planned and queued for the journal (see [`Store::enqueue`]).
@@ -438,11 +448,19 @@ impl<D: Device> Store<D> {
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
         };
-        // A fresh checkpoint makes the replayed state the new base, so the
-        // journal restarts clean (stale records after a torn one are gone).
-        if replayed > 0 || pos > 0 {
+        // Records written in flight with the first missing one may have
+        // reached the disk without it; the journal goes on past their seqs,
+        // so none of them can ever pass for a later record. A fresh
+        // checkpoint (after a replay) or an empty delta records that seq
+        // before any new record is written.
+        store.inner.borrow_mut().journal_seq = seq + limits::commits_in_flight_max as u64;
+        {
             let _guard = store.plan_lock.lock().await;
-            store.checkpoint().await?;
+            if replayed > 0 || pos > 0 {
+                store.checkpoint().await?;
+            } else {
+                store.wrap().await?;
+            }
         }
         Ok(store)
     }
@@ -643,7 +661,7 @@ impl<D: Device> Store<D> {
                     if *len as usize > limits::write_bytes_max {
                         return Err(StoreError::Invalid("clone range too long".into()));
                     }
-                    let bytes = self.read_view(view, coll, src, *src_off, *len).await?;
+                    let bytes = self.read_view(view, data, coll, src, *src_off, *len).await?;
                     let mut padded = bytes;
                     padded.resize(*len as usize, 0);
                     let write = Transaction { ops: vec![Op::Write { coll: *coll, obj: dst.clone(), offset: *dst_off, data: padded }] };
@@ -822,14 +840,16 @@ impl<D: Device> Store<D> {
     }
 
     /// Reads through the view (used by clone_range while planning).
-    async fn read_view(&self, view: &View, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+    /// Reads an object as the transaction sees it so far (blocks it wrote
+    /// itself come from `data`: they are on no device yet).
+    async fn read_view(&self, view: &View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
         let end = offset.saturating_add(len).min(size);
         let mut out = Vec::new();
         let mut pos = offset;
         while pos < end {
             let idx = pos / BLOCK as u64;
-            let block = self.view_block(view, &[], coll, obj, idx).await?;
+            let block = self.view_block(view, data, coll, obj, idx).await?;
             let lo = (pos - idx * BLOCK as u64) as usize;
             let hi = ((end - idx * BLOCK as u64) as usize).min(BLOCK);
             out.extend_from_slice(&block[lo..hi]);
@@ -841,57 +861,165 @@ impl<D: Device> Store<D> {
     /// Takes every queued transaction and makes them durable, group after
     /// group, until the queue is empty. Only one caller runs it at a time;
     /// `holding_plan_lock` says the caller already holds the plan lock.
+    ///
+    /// Small (inline) groups are pipelined: up to
+    /// `limits::commits_in_flight_max` journal records are written at once,
+    /// each durable on completion, and retired strictly in seq order — a
+    /// group is answered only when its record and every earlier one are
+    /// durable, because replay stops at the first missing record. Anything
+    /// else (a group with data to write in place, a wrap) waits until no
+    /// record is in flight and runs alone.
     async fn commit_all_locked(&self, holding_plan_lock: bool) {
+        let mut flights: VecDeque<Flight<'_>> = VecDeque::new();
         loop {
-            let mut group: Vec<QueuedTxn> = std::mem::take(&mut self.inner.borrow_mut().queue);
-            if group.is_empty() {
-                return;
+            while flights.len() < limits::commits_in_flight_max && self.inner.borrow().failed.is_none() {
+                let group = self.next_group();
+                if group.is_empty() {
+                    break;
+                }
+                let blocks: usize = group.iter().map(|q| q.data.len()).sum();
+                let inline = blocks <= limits::inline_blocks_max;
+                let body = RecordBody {
+                    txns: group.iter().map(|q| q.ops.clone()).collect(),
+                    inline: if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| (*b, d.as_ref().clone()))).collect() } else { Vec::new() },
+                };
+                let body = match rkyv::to_bytes::<rkyv::rancor::Error>(&body) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        self.finish(group, false, false, Err(StoreError::Invalid(e.to_string()))).await;
+                        continue;
+                    }
+                };
+                let len = RecordHeader::padded_len(body.len()) as u64;
+                let head = self.inner.borrow().journal_head;
+                let journals = head + len <= self.header.journal_bytes / 2 && body.len() <= limits::record_body_bytes_max;
+                if inline && journals {
+                    let (offset, record) = self.reserve_record(&body, len);
+                    let write = Box::pin(async move { self.dev.write_durable(offset, &record).await });
+                    if !flights.is_empty() {
+                        self.inner.borrow_mut().counters.pipelined += 1;
+                    }
+                    flights.push_back(Flight { group, write, done: None });
+                    continue;
+                }
+                if !flights.is_empty() {
+                    // Runs alone: back to the head of the queue until the
+                    // records in flight are retired.
+                    let mut inner = self.inner.borrow_mut();
+                    let later = std::mem::take(&mut inner.queue);
+                    inner.queue = group;
+                    inner.queue.extend(later);
+                    break;
+                }
+                self.commit_alone(group, inline, &body, len, journals, holding_plan_lock).await;
             }
-            let blocks: usize = group.iter().map(|q| q.data.len()).sum();
-            let inline = blocks <= limits::inline_blocks_max;
-            let body = RecordBody {
-                txns: group.iter().map(|q| q.ops.clone()).collect(),
-                inline: if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| (*b, d.as_ref().clone()))).collect() } else { Vec::new() },
-            };
-            let mut checkpointed = false;
-            let result = match rkyv::to_bytes::<rkyv::rancor::Error>(&body) {
-                Err(e) => Err(StoreError::Invalid(e.to_string())),
-                Ok(body) => {
-                    let len = RecordHeader::padded_len(body.len()) as u64;
-                    let head = self.inner.borrow().journal_head;
-                    let fits = head + len <= self.header.journal_bytes && body.len() <= limits::record_body_bytes_max;
-                    if fits && head + len <= self.header.journal_bytes / 2 {
-                        self.commit_group(&group, &body, len, inline).await
-                    } else {
-                        checkpointed = true;
-                        // Wrap instead of journaling: with the plan lock
-                        // held, the metadata is exactly what the queued
-                        // groups make it, so write all their data, sync, and
-                        // save their ops with the others since the last wrap
-                        // (a delta), or the whole metadata.
-                        let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
-                        group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
-                        {
-                            let mut inner = self.inner.borrow_mut();
-                            for q in &mut group {
-                                inner.ops_since.push(std::mem::take(&mut q.ops));
-                            }
+            if flights.is_empty() {
+                let failed = self.inner.borrow().failed.clone();
+                let rest = std::mem::take(&mut self.inner.borrow_mut().queue);
+                match failed {
+                    // Never journal after a failed record: its txns are in
+                    // the metadata but not on disk.
+                    Some(f) => {
+                        for q in rest {
+                            let _ = q.done.send(Err(StoreError::Failed(f.clone())));
                         }
-                        let r = async {
-                            for q in &group {
-                                self.write_data(&q.data).await?;
-                            }
-                            self.dev.sync().await?;
-                            self.wrap().await
-                        }
-                        .await;
-                        drop(guard);
-                        r
+                        return;
+                    }
+                    None if rest.is_empty() => return,
+                    None => {
+                        self.inner.borrow_mut().queue = rest;
+                        continue;
                     }
                 }
-            };
-            let flush = {
+            }
+            // Wait for the oldest record (the others progress meanwhile).
+            std::future::poll_fn(|cx| {
+                for f in flights.iter_mut() {
+                    if f.done.is_none() {
+                        if let std::task::Poll::Ready(r) = f.write.as_mut().poll(cx) {
+                            f.done = Some(r);
+                        }
+                    }
+                }
+                if flights.front().is_some_and(|f| f.done.is_some()) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            while flights.front().is_some_and(|f| f.done.is_some()) {
+                let f = flights.pop_front().expect("front exists");
+                let result = f.done.expect("done").map_err(StoreError::from);
+                self.finish(f.group, true, false, result).await;
+            }
+        }
+    }
+
+    /// The next group from the queue: the longest run of transactions from
+    /// its head whose blocks fit one inline record (so a deep queue becomes
+    /// several records in flight), or — when the head transaction alone is
+    /// too big — everything queued, its data to be written in place.
+    fn next_group(&self) -> Vec<QueuedTxn> {
+        let mut inner = self.inner.borrow_mut();
+        let mut blocks = 0;
+        let mut n = 0;
+        for q in &inner.queue {
+            if blocks + q.data.len() > limits::inline_blocks_max {
+                break;
+            }
+            blocks += q.data.len();
+            n += 1;
+        }
+        if n == 0 || n == inner.queue.len() {
+            return std::mem::take(&mut inner.queue);
+        }
+        inner.queue.drain(..n).collect()
+    }
+
+    /// Commits a group with nothing else in flight: a group whose data is
+    /// written in place first, or a wrap (when its record would not fit the
+    /// journal's half).
+    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, body: &[u8], len: u64, journals: bool, holding_plan_lock: bool) {
+        if journals {
+            let result = self.commit_group(&group, body, len, inline).await;
+            self.finish(group, inline, false, result).await;
+            return;
+        }
+        // Wrap instead of journaling: with the plan lock held, the metadata
+        // is exactly what the queued groups make it, so write all their
+        // data, sync, and save their ops with the others since the last wrap
+        // (a delta), or the whole metadata.
+        let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
+        group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
+        {
             let mut inner = self.inner.borrow_mut();
+            for q in &mut group {
+                inner.ops_since.push(std::mem::take(&mut q.ops));
+            }
+        }
+        let result = async {
+            for q in &group {
+                self.write_data(&q.data).await?;
+            }
+            self.dev.sync().await?;
+            self.wrap().await
+        }
+        .await;
+        drop(guard);
+        self.finish(group, inline, true, result).await;
+    }
+
+    /// After a group's record (or wrap) completed: frees what it freed,
+    /// remembers its ops for the next delta, and answers its transactions.
+    /// Once the store has failed, nothing more is acknowledged.
+    async fn finish(&self, mut group: Vec<QueuedTxn>, inline: bool, checkpointed: bool, result: Result<(), StoreError>) {
+        let (result, flush) = {
+            let mut inner = self.inner.borrow_mut();
+            let result = match (&inner.failed, result) {
+                (Some(f), _) => Err(StoreError::Failed(f.clone())),
+                (None, r) => r,
+            };
             match &result {
                 Ok(()) => {
                     inner.counters.commits += 1;
@@ -921,18 +1049,20 @@ impl<D: Device> Store<D> {
                 Err(e) => {
                     // The in-memory metadata is now ahead of the disk: stop
                     // accepting writes; a remount replays what is durable.
-                    inner.failed = Some(e.to_string());
+                    if inner.failed.is_none() {
+                        inner.failed = Some(e.to_string());
+                    }
                 }
             }
-            result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max
-            };
-            for q in group {
-                let _ = q.done.send(result.clone());
-            }
-            if flush {
-                if let Err(e) = self.flush_deferred().await {
-                    self.inner.borrow_mut().failed = Some(e.to_string());
-                }
+            let flush = result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max;
+            (result, flush)
+        };
+        for q in group {
+            let _ = q.done.send(result.clone());
+        }
+        if flush {
+            if let Err(e) = self.flush_deferred().await {
+                self.inner.borrow_mut().failed = Some(e.to_string());
             }
         }
     }
@@ -1022,27 +1152,30 @@ impl<D: Device> Store<D> {
     async fn commit_group(&self, group: &[QueuedTxn], body: &[u8], len: u64, inline: bool) -> Result<(), StoreError> {
         let all: Vec<(u64, Rc<Vec<u8>>)> = if inline { Vec::new() } else { group.iter().flat_map(|q| q.data.iter().cloned()).collect() };
         let writes = self.data_writes(&all);
-        let (head, seq) = {
-            let inner = self.inner.borrow();
-            (inner.journal_head, inner.journal_seq)
-        };
-        let mut rec = Vec::with_capacity(len as usize);
-        RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) }.encode_into(&mut rec);
-        rec.extend_from_slice(body);
-        rec.resize(len as usize, 0);
-        let journal = (self.base + self.header.journal_offset() + head, rec);
+        let (offset, record) = self.reserve_record(body, len);
         if inline {
             // One device write, durable on completion: the whole commit.
-            self.dev.write_durable(journal.0, &journal.1).await?;
+            self.dev.write_durable(offset, &record).await?;
         } else {
             self.write_all(writes).await?;
-            self.dev.write(journal.0, &journal.1).await?;
+            self.dev.write(offset, &record).await?;
             self.dev.sync().await?;
         }
+        Ok(())
+    }
+
+    /// Frames `body` as the next journal record and takes its place (seq
+    /// and offset) in the journal: the device offset and the bytes to write.
+    fn reserve_record(&self, body: &[u8], len: u64) -> (u64, Vec<u8>) {
         let mut inner = self.inner.borrow_mut();
+        let (head, seq) = (inner.journal_head, inner.journal_seq);
+        let mut record = Vec::with_capacity(len as usize);
+        RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) }.encode_into(&mut record);
+        record.extend_from_slice(body);
+        record.resize(len as usize, 0);
         inner.journal_head = head + len;
         inner.journal_seq = seq + 1;
-        Ok(())
+        (self.base + self.header.journal_offset() + head, record)
     }
 
     /// Restarts the journal after saving what its records hold: a delta of
