@@ -3,8 +3,15 @@
 //! their data under one directory.
 //!
 //! Layout of `DIR`: `sepia.conf` (fsid, `mon_host`, names), `keyring`
-//! (client.admin), `mon.NAME/` (each monitor's store), `out/*.log`,
-//! `run/*.pid`.
+//! (client.admin), `mon.NAME/` (each monitor's store), `data/osd.N/` (an
+//! OSD's `block` data file and its own `keyring`, as Ceph lays out
+//! `/var/lib/ceph/osd/ceph-N`), `out/*.log`, `run/*.pid`.
+//!
+//! Every OSD has its own key (Ceph's model): the launcher creates it with
+//! the OSD (`osd new UUID N {"cephx_secret": KEY}` through the monitors,
+//! which gives `osd.N` Ceph's OSD caps) and writes it to the OSD's
+//! keyring; the OSD authenticates as `osd.N` with it. `up` on a folder
+//! that already holds a cluster starts that cluster again.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,18 +59,19 @@ fn new_key() -> String {
     sepia_proto::auth::key::Secret::generate(now).to_keyring_string()
 }
 
-/// Writes the config and admin keyring and starts the monitors; returns the
-/// monitor addresses once a quorum answers.
+/// Writes the config and admin keyring, starts the monitors and the
+/// OSDs; returns the monitor addresses once a quorum answers (and the
+/// OSDs are up). A folder that holds a cluster already is started again.
 pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     if opts.mons == 0 || opts.mons > MON_NAMES.len() || opts.mons.is_multiple_of(2) {
         return Err(format!("--mons must be 1, 3, 5 or 7 (got {})", opts.mons));
     }
-    if opts.osds > 64 {
-        return Err("at most 64 OSDs in a dev cluster".into());
+    if opts.osds > DEV_OSDS_MAX {
+        return Err(format!("at most {DEV_OSDS_MAX} OSDs in a dev cluster"));
     }
     let dir = &opts.dir;
     if dir.join("sepia.conf").exists() {
-        return Err(format!("{} already holds a cluster; `sepia cluster down --dir {0}` and remove it first", dir.display()));
+        return up_again(opts);
     }
     for sub in ["out", "run"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -100,6 +108,127 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
         wait_for_osds_up(dir, opts.osds, Duration::from_secs(60))?;
     }
     Ok(addrs)
+}
+
+/// OSDs a dev cluster may have.
+const DEV_OSDS_MAX: usize = 64;
+
+/// `up` on a folder that holds a cluster: starts every monitor of its
+/// config and every OSD under `data/` that is not running, plus new OSDs
+/// up to `opts.osds`.
+fn up_again(opts: &UpOptions) -> Result<Vec<String>, String> {
+    let dir = &opts.dir;
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
+    let names: Vec<String> = conf.get("global", "mon_initial_members").unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    for sub in ["out", "run", "data"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    for name in &names {
+        if !running(dir, &format!("mon.{name}")) {
+            start_mon(dir, name)?;
+        }
+    }
+    wait_for_quorum(dir, Duration::from_secs(30))?;
+    let mut ids: std::collections::BTreeSet<i32> = (0..opts.osds as i32).collect();
+    let entries = std::fs::read_dir(dir.join("data")).map_err(|e| format!("{}: {e}", dir.join("data").display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(id) = name.strip_prefix("osd.").and_then(|n| n.parse::<i32>().ok()) {
+            ids.insert(id);
+        }
+    }
+    if ids.len() > DEV_OSDS_MAX {
+        return Err(format!("at most {DEV_OSDS_MAX} OSDs in a dev cluster"));
+    }
+    for &id in &ids {
+        if !running(dir, &format!("osd.{id}")) {
+            start_osd(dir, id)?;
+        }
+    }
+    if !ids.is_empty() {
+        wait_for_osds_up(dir, ids.len(), Duration::from_secs(60))?;
+    }
+    Ok(conf.mon_addrs())
+}
+
+/// True if the daemon `who` (`osd.0`) of the cluster in `dir` runs: its pid
+/// file names a live process.
+fn running(dir: &Path, who: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(dir.join("run").join(format!("{who}.pid"))) else { return false };
+    let Ok(pid) = text.trim().parse::<u32>() else { return false };
+    Command::new("kill").arg("-0").arg(pid.to_string()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Ceph's caps for an OSD's own key, as the monitors' `osd new` gives them
+/// (used when an OSD of an older dev cluster gets its key).
+const OSD_CAPS: [(&str, &str); 3] = [("mgr", "allow profile osd"), ("mon", "allow profile osd"), ("osd", "allow *")];
+
+/// Where OSD `id` of the cluster in `dir` keeps its data and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsdPaths {
+    pub data: PathBuf,
+    pub keyring: PathBuf,
+}
+
+/// `data/osd.ID/block` and `data/osd.ID/keyring` (the folder is made
+/// here). A `data/osd.ID` that is not a folder — the data file of a dev
+/// cluster made before per-OSD keys, or a block device linked there — is
+/// the data itself, and the key goes to `data/osd.ID.keyring`.
+pub fn osd_paths(dir: &Path, id: i32) -> Result<OsdPaths, String> {
+    let base = dir.join("data").join(format!("osd.{id}"));
+    if base.exists() && !base.is_dir() {
+        return Ok(OsdPaths { data: base.clone(), keyring: dir.join("data").join(format!("osd.{id}.keyring")) });
+    }
+    std::fs::create_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+    Ok(OsdPaths { data: base.join("block"), keyring: base.join("keyring") })
+}
+
+/// Gives OSD `id` its own key and writes it to `keyring`: a new OSD is
+/// created with it (`osd new UUID ID {"cephx_secret": KEY}`, Ceph's way,
+/// which also gives `osd.ID` the OSD caps); an OSD the map has already (a
+/// cluster made before per-OSD keys) gets `osd.ID` by `auth get-or-create`.
+fn provision_osd_key(dir: &Path, id: i32, keyring: &Path) -> Result<(), String> {
+    let entity = format!("osd.{id}");
+    let dump = admin_reply(dir, &["osd", "dump"], true)?;
+    let v: serde_json::Value = serde_json::from_str(&dump.output).map_err(|e| format!("osd dump: {e}"))?;
+    let exists = v["osds"].as_array().is_some_and(|osds| osds.iter().any(|o| o["osd"].as_i64() == Some(id as i64)));
+    let text = if exists {
+        match admin(dir, &["auth", "get", &entity]) {
+            Ok(text) => text,
+            Err(_) => {
+                let mut args = vec!["auth", "get-or-create", entity.as_str()];
+                for (service, caps) in OSD_CAPS {
+                    args.extend([service, caps]);
+                }
+                admin(dir, &args)?
+            }
+        }
+    } else {
+        let key = new_key();
+        let uuid = sepia_proto::uuid::format(&sepia_proto::uuid::random());
+        let params = serde_json::json!({ "cephx_secret": key }).to_string();
+        admin(dir, &["osd", "new", &uuid, &id.to_string(), &params])?;
+        admin(dir, &["auth", "get", &entity])?
+    };
+    // Only our entity goes into the OSD's keyring (Ceph's format).
+    let ring = sepia_proto::auth::keyring::Keyring::parse(&text).map_err(|e| format!("auth get {entity}: {e}"))?;
+    let name = sepia_proto::auth::entity::EntityName::parse(&entity).map_err(|e| e.to_string())?;
+    let own = ring.get(&name).ok_or_else(|| format!("the monitors returned no key for {entity}"))?;
+    let mut mine = sepia_proto::auth::keyring::Keyring::default();
+    mine.entries.insert(name, own.clone());
+    write_synced(keyring, mine.print().as_bytes())
+}
+
+/// Writes `path` (owner-only) whole or not at all: a temporary file,
+/// fsync, rename.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    // A keyring is readable by its owner only, as Ceph writes them.
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A dev cluster that is stopped and deleted when dropped (tests, benches).
@@ -145,16 +274,23 @@ fn dev_osd_mib() -> Result<u64, String> {
     }
 }
 
-/// Starts (or restarts) OSD `id` of the cluster in `dir`, data in
-/// `dir/data/osd.ID`.
+/// Starts (or restarts) OSD `id` of the cluster in `dir` (paths from
+/// [`osd_paths`]); an OSD without a keyring gets its own key first
+/// (created with the OSD when the map does not have it yet).
 pub fn start_osd(dir: &Path, id: i32) -> Result<u32, String> {
     let bin = sibling_binary("sepia-osd")?;
+    let paths = osd_paths(dir, id)?;
+    if !paths.keyring.exists() {
+        provision_osd_key(dir, id, &paths.keyring)?;
+    }
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("out").join(format!("osd.{id}.log"))).map_err(|e| e.to_string())?;
     let child = Command::new(bin)
         .arg("--id")
         .arg(id.to_string())
         .arg("--data")
-        .arg(dir.join("data").join(format!("osd.{id}")))
+        .arg(&paths.data)
+        .arg("--keyring")
+        .arg(&paths.keyring)
         .arg("-c")
         .arg(dir.join("sepia.conf"))
         .arg("--size-mib")
@@ -200,16 +336,23 @@ pub fn start_mon(dir: &Path, name: &str) -> Result<u32, String> {
 
 /// Runs one admin command through the monitors of the cluster in `dir`.
 fn admin(dir: &Path, args: &[&str]) -> Result<String, String> {
+    admin_reply(dir, args, false).map(|r| r.output)
+}
+
+/// One admin command as `client.admin`; a refusal is an error.
+fn admin_reply(dir: &Path, args: &[&str], json: bool) -> Result<sepia_proto::msg::CommandReply, String> {
     let conf = Config::load(&dir.join("sepia.conf").to_string_lossy())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let r = rt.block_on(async {
         let mut monc = crate::monc::MonClient::from_conf(&conf, "client.admin")?;
-        monc.command(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), false).await.map_err(|e| e.to_string())
+        monc.command(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), json).await.map_err(|e| e.to_string())
     })?;
     if r.result != 0 {
-        return Err(format!("{}: {}", args.join(" "), r.status));
+        // The parameters of `osd new` hold a secret: not in messages.
+        let shown: Vec<&str> = args.iter().map(|a| if a.starts_with('{') { "{...}" } else { a }).collect();
+        return Err(format!("{}: {}", shown.join(" "), r.status));
     }
-    Ok(r.output)
+    Ok(r)
 }
 
 /// Rewrites the config's monitor list (`mon_host`, `mon_initial_members`)

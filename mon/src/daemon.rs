@@ -18,6 +18,7 @@ use sepia_client::conn::Conn;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::services::access::{self, Identity};
 use crate::services::service::{MonServices, QuorumInfo};
 use crate::services::state::{Batch, ClusterState};
 
@@ -66,9 +67,10 @@ pub trait Consensus: Send {
     /// Node ids of the monitors the leader currently hears from (itself included).
     fn quorum_members(&self) -> Vec<u64>;
     fn election_epoch(&self) -> u64;
-    /// Everything taken so far is applied: the log may fold it into a
-    /// snapshot and trim it. Returns the new compacted index if it did.
-    fn compact(&mut self) -> Option<u64> {
+    /// Everything taken so far is applied and `state` is the result: the
+    /// log may fold it into a snapshot and trim it. Returns the new
+    /// compacted index if it did.
+    fn compact(&mut self, _state: &ClusterState) -> Option<u64> {
         None
     }
     /// True once `state` is past the end of the log's configuration (an
@@ -113,13 +115,13 @@ impl DaemonConfig {
 }
 
 /// A request from a connection, with where to send the answer; `body`
-/// `None` means the connection closed. `mon_caps` is the authenticated
-/// entity's monitor capability (None: not authenticated).
+/// `None` means the connection closed. `who` is the authenticated entity
+/// and its monitor capability (None: not authenticated).
 struct Request {
     conn: u64,
     txid: u64,
     body: Option<Body>,
-    mon_caps: Option<String>,
+    who: Option<Identity>,
 }
 
 /// What connection tasks need to authenticate clients: the auth database
@@ -132,15 +134,6 @@ pub struct AuthView {
 
 fn auth_view(state: &ClusterState) -> Arc<AuthView> {
     Arc::new(AuthView { entries: state.auth.clone(), service_keys: state.service_keys.clone() })
-}
-
-/// May a request with these caps do this? (`None` caps: unauthenticated.)
-fn permitted(required: bool, caps: &Option<String>, read_only: bool) -> bool {
-    use sepia_proto::auth::caps::{Caps, Perm};
-    match caps {
-        None => !required,
-        Some(c) => Caps::parse(c).is_ok_and(|c| c.allows("mon", None, "", "", if read_only { Perm::READ } else { Perm { r: true, w: true, x: false } })),
-    }
 }
 
 enum ToConn {
@@ -228,14 +221,8 @@ pub async fn run<C: Consensus>(
                         let _ = tx.try_send(ToConn::Frame { txid: req.txid, body: Body::CommandReply(r) });
                     }
                 };
-                let read_only = match body {
-                    Body::Command(c) => crate::services::command::is_read_only(&c.args),
-                    Body::Subscribe(_) | Body::Ping(_) => true,
-                    _ => false,
-                };
-                if !permitted(config.auth_required, &req.mon_caps, read_only) {
-                    let status = if req.mon_caps.is_none() { "authentication required" } else { "access denied by the entity's mon caps" };
-                    answer(&conns, CommandReply { tid: 0, result: sepia_proto::errno::Errno::Access.result(), status: status.into(), output: String::new() });
+                if let Err(status) = access::check(config.auth_required, req.who.as_ref(), body) {
+                    answer(&conns, CommandReply { tid: 0, result: sepia_proto::errno::Errno::Access.result(), status, output: String::new() });
                     continue;
                 }
                 match body {
@@ -397,7 +384,7 @@ pub async fn run<C: Consensus>(
             if let Err(e) = consensus.after_apply(&state) {
                 return Err(std::io::Error::other(format!("mon.{}: {e}", config.name)));
             }
-            if let Some(idx) = consensus.compact() {
+            if let Some(idx) = consensus.compact(&state) {
                 eprintln!("mon.{}: compacted the log up to index {idx}", config.name);
             }
             if consensus.removed() {
@@ -523,7 +510,7 @@ async fn serve_conn(
     auth: tokio::sync::watch::Receiver<Arc<AuthView>>,
 ) -> Result<(), String> {
     use sepia_proto::auth::{key::Secret, mac::SessionKey, ticket, AuthMessage};
-    let mut mon_caps: Option<String> = None;
+    let mut who: Option<Identity> = None;
     let mut session_key: Option<SessionKey> = None;
     // The authenticated entity, its global id, and when its session expires.
     let mut session: Option<(String, u64, u64)> = None;
@@ -573,7 +560,8 @@ async fn serve_conn(
                                                 }
                                                 conn.set_session_key(key.clone());
                                                 session_key = Some(key);
-                                                mon_caps = Some(view.entries.get(&entity).and_then(|e| e.caps.get("mon").cloned()).unwrap_or_default());
+                                                let mon_caps = view.entries.get(&entity).and_then(|e| e.caps.get("mon").cloned()).unwrap_or_default();
+                                                who = Some(Identity { entity: entity.clone(), mon_caps });
                                                 continue;
                                             }
                                             Err(e) => refused(&e),
@@ -584,8 +572,7 @@ async fn serve_conn(
                             }
                         },
                         AuthMessage::ServiceKeyRequest { service } => {
-                            use sepia_proto::auth::caps::{Caps, Perm};
-                            let daemon = mon_caps.as_deref().and_then(|c| Caps::parse(c).ok()).is_some_and(|c| c.allows("mon", None, "", "", Perm::ALL));
+                            let daemon = who.as_ref().is_some_and(|w| access::may_fetch_service_key(w, &service));
                             match (&session_key, view.service_keys.get(&service)) {
                                 (Some(session), Some((generation, key))) if daemon => Body::Auth(AuthMessage::ServiceKey {
                                     service,
@@ -594,7 +581,7 @@ async fn serve_conn(
                                 }),
                                 (None, _) => refused("authenticate first"),
                                 (_, None) => refused("no such service"),
-                                _ => refused("service keys are for daemons"),
+                                _ => refused(&format!("the {service} service key is not for {}", who.as_ref().map_or("this entity", |w| w.entity.as_str()))),
                             }
                         }
                         AuthMessage::Renew => {
@@ -640,7 +627,7 @@ async fn serve_conn(
                     }
                 }
                 Ok((txid, body)) => {
-                    if req_tx.send(Request { conn: id, txid, body: Some(body), mon_caps: mon_caps.clone() }).await.is_err() {
+                    if req_tx.send(Request { conn: id, txid, body: Some(body), who: who.clone() }).await.is_err() {
                         break Ok(());
                     }
                 }
@@ -657,6 +644,6 @@ async fn serve_conn(
             },
         }
     };
-    let _ = req_tx.send(Request { conn: id, txid: 0, body: None, mon_caps: None }).await;
+    let _ = req_tx.send(Request { conn: id, txid: 0, body: None, who: None }).await;
     result
 }

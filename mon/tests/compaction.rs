@@ -99,3 +99,67 @@ fn a_monitor_behind_the_compacted_log_catches_up_from_a_snapshot() {
         assert!(restarts >= 1, "mon.{name} did not start from its snapshot:\n{log}");
     }
 }
+
+/// The records of a solo log file: (is a snapshot, payload bytes).
+fn solo_records(path: &std::path::Path) -> Vec<(bool, usize)> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= bytes.len() {
+        let word = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap());
+        let len = (word & !(1 << 31)) as usize;
+        out.push((word & (1 << 31) != 0, len));
+        pos += 8 + len;
+    }
+    assert_eq!(pos, bytes.len(), "whole records");
+    out
+}
+
+#[test]
+fn a_single_monitor_compacts_its_log_and_restarts_from_the_snapshot() {
+    let dir = std::env::temp_dir().join(format!("sepia-solo-compaction-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::env::set_var("CARGO_BIN_EXE_sepia-mon", env!("CARGO_BIN_EXE_sepia-mon"));
+    std::env::set_var("SEPIA_MON_PAXOS_TRIM_MIN", "5");
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 0, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir };
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let log_path = c.dir.join("mon.a").join("solo.log");
+    let create = |names: Vec<String>| {
+        rt.block_on(async {
+            let mut monc = MonClient::from_conf(&conf, "client.admin").unwrap();
+            for p in &names {
+                let args: Vec<String> = ["osd", "pool", "create", p, "8"].map(String::from).to_vec();
+                assert_eq!(monc.command(&args, false).await.unwrap().result, 0, "create {p}");
+            }
+        })
+    };
+    let first: Vec<String> = (0..30).map(|i| format!("pool{i}")).collect();
+    create(first.clone());
+    wait_for_log(&c.dir, "a", "compacted the log up to index", Duration::from_secs(5));
+    // Bounded: one snapshot, then fewer entries than the threshold.
+    let records = solo_records(&log_path);
+    assert!(records[0].0, "the file starts with a snapshot: {records:?}");
+    assert!(records[1..].iter().all(|r| !r.0) && records.len() - 1 < 5, "{records:?}");
+    let second: Vec<String> = (0..30).map(|i| format!("more{i}")).collect();
+    create(second.clone());
+    let records = solo_records(&log_path);
+    assert!(records[0].0 && records.len() - 1 < 5, "{records:?}");
+
+    // kill -9 and restart: the snapshot, then the tail; nothing lost.
+    assert!(cluster::signal(&c.dir, "mon.a", 9));
+    std::thread::sleep(Duration::from_millis(300));
+    cluster::start_mon(&c.dir, "a").unwrap();
+    cluster::wait_for_quorum(&c.dir, Duration::from_secs(20)).unwrap();
+    let mut all = first;
+    all.extend(second);
+    rt.block_on(wait_for_pools(&conf, 0, &all, Duration::from_secs(20)));
+    assert!(log_of(&c.dir, "a").contains("installed a snapshot at log index"), "{}", log_of(&c.dir, "a"));
+    // And it goes on changing things and compacting.
+    create((0..6).map(|i| format!("late{i}")).collect());
+    all.extend((0..6).map(|i| format!("late{i}")));
+    rt.block_on(wait_for_pools(&conf, 0, &all, Duration::from_secs(10)));
+    let records = solo_records(&log_path);
+    assert!(records[0].0 && records.len() - 1 < 5, "{records:?}");
+}

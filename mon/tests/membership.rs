@@ -109,3 +109,86 @@ fn a_wiped_monitor_is_removed_and_added_back_and_the_quorum_survives_a_leader_ki
     let q = rt.block_on(quorum(&conf));
     assert_ne!(q["quorum_leader_name"], serde_json::json!(leader), "{q}");
 }
+
+/// True once process `pid` has exited (it may linger as our zombie: the
+/// launcher spawned it from this process).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
+async fn wait_for_quorum_of(conf: &Config, n: usize, within: Duration) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let q = quorum(conf).await;
+        if q["quorum_names"].as_array().map(|a| a.len()) == Some(n) {
+            return q;
+        }
+        assert!(start.elapsed() < within, "no quorum of {n}: {q}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn a_monitor_down_across_two_membership_changes_rejoins_or_is_refused() {
+    let dir = std::env::temp_dir().join(format!("sepia-membership-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::env::set_var("CARGO_BIN_EXE_sepia-mon", env!("CARGO_BIN_EXE_sepia-mon"));
+    std::env::set_var("SEPIA_MON_PAXOS_TRIM_MIN", "5");
+    // Five monitors, so every change below keeps a majority without mon.c.
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 5, osds: 0, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut pools: Vec<String> = (0..5).map(|i| format!("before{i}")).collect();
+    rt.block_on(create(&conf_of(&c.dir), &pools));
+
+    // mon.c is down while e is removed (configuration 2) and f is added
+    // (configuration 3): nobody runs its configuration any more.
+    assert!(cluster::signal(&c.dir, "mon.c", 9));
+    cluster::rm_mon(&c.dir, "e").unwrap();
+    wait_for_log(&c.dir, "e", "removed from the monmap", Duration::from_secs(10));
+    let during: Vec<String> = (0..5).map(|i| format!("during{i}")).collect();
+    rt.block_on(create(&conf_of(&c.dir), &during));
+    cluster::add_mon(&c.dir, "f").unwrap();
+    rt.block_on(wait_for_quorum_of(&conf_of(&c.dir), 4, Duration::from_secs(30)));
+    let after: Vec<String> = (0..5).map(|i| format!("after{i}")).collect();
+    rt.block_on(create(&conf_of(&c.dir), &after));
+    pools.extend(during);
+    pools.extend(after);
+
+    // It comes back: still a member under its node id, it joins the
+    // current configuration and catches up.
+    cluster::start_mon(&c.dir, "c").unwrap();
+    wait_for_log(&c.dir, "c", "joining it as node 3 with a fresh log", Duration::from_secs(10));
+    let conf = conf_of(&c.dir);
+    rt.block_on(async {
+        wait_for_pools(&conf, &addr_of(&conf, "c"), &pools, Duration::from_secs(30)).await;
+        let q = wait_for_quorum_of(&conf, 5, Duration::from_secs(20)).await;
+        let mut names: Vec<String> = q["quorum_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c", "d", "f"], "{q}");
+        create(&conf, &["back".to_string()]).await;
+    });
+    pools.push("back".into());
+    rt.block_on(wait_for_pools(&conf, &addr_of(&conf, "c"), &pools, Duration::from_secs(10)));
+
+    // Down again while it is removed (configuration 4) and g is added (5):
+    // it is refused, with what to do.
+    let c_addr = addr_of(&conf, "c");
+    assert!(cluster::signal(&c.dir, "mon.c", 9));
+    cluster::rm_mon(&c.dir, "c").unwrap();
+    cluster::add_mon(&c.dir, "g").unwrap();
+    rt.block_on(wait_for_quorum_of(&conf_of(&c.dir), 5, Duration::from_secs(30)));
+    let pid = cluster::start_mon(&c.dir, "c").unwrap();
+    wait_for_log(&c.dir, "c", "was removed from the monitors while it was down", Duration::from_secs(10));
+    let start = Instant::now();
+    while !exited(pid) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the refused monitor kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = common::log_of(&c.dir, "c");
+    assert!(log.contains("sepia cluster add-mon"), "{log}");
+    assert!(std::net::TcpStream::connect(&c_addr).is_err(), "the refused monitor does not listen");
+}

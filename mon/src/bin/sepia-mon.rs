@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::Parser;
 use sepia_client::config::Config;
 use sepia_mon::daemon::{self, DaemonConfig};
+use sepia_mon::paxos::Rejoin;
 use sepia_mon::services::service::{MonConfig, MonServices};
 use sepia_mon::services::state::{AuthEntry, ClusterState};
 use sepia_proto::monmap::MonMap;
@@ -45,6 +46,27 @@ struct Cli {
     join: bool,
 }
 
+/// A quorum's answer to `mon paxos`: the configuration and its members
+/// (name, node id, address).
+type QuorumConfig = (u32, Vec<(String, u64, String)>);
+
+/// Parses the output of `mon paxos` (from the network: checked).
+fn parse_paxos(output: &str) -> Result<QuorumConfig, String> {
+    let v: serde_json::Value = serde_json::from_str(output).map_err(|e| format!("mon paxos: {e}"))?;
+    let config_id = v["config_id"].as_u64().and_then(|c| u32::try_from(c).ok()).ok_or("mon paxos: no config_id")?;
+    let mut members = Vec::new();
+    for m in v["members"].as_array().ok_or("mon paxos: no members")? {
+        let (Some(n), Some(a), Some(id)) = (m["name"].as_str(), m["addr"].as_str(), m["id"].as_u64()) else {
+            return Err("mon paxos: a malformed member".into());
+        };
+        if id == 0 || members.len() >= sepia_proto::limits::monitors_max {
+            return Err("mon paxos: a bad member list".into());
+        }
+        members.push((n.to_string(), id, a.to_string()));
+    }
+    Ok((config_id, members))
+}
+
 /// Asks the monitors for the Paxos configuration and finds `name` in it.
 async fn fetch_membership(conf: &Config, name: &str) -> Result<sepia_mon::paxos::Membership, String> {
     let mut monc = sepia_client::monc::MonClient::from_conf(conf, "client.admin")?;
@@ -52,21 +74,38 @@ async fn fetch_membership(conf: &Config, name: &str) -> Result<sepia_mon::paxos:
     if r.result != 0 {
         return Err(format!("mon paxos: {}", r.status));
     }
-    let v: serde_json::Value = serde_json::from_str(&r.output).map_err(|e| format!("mon paxos: {e}"))?;
-    let config_id = v["config_id"].as_u64().and_then(|c| u32::try_from(c).ok()).ok_or("mon paxos: no config_id")?;
-    let mut nodes = Vec::new();
-    let mut me = None;
-    for m in v["members"].as_array().ok_or("mon paxos: no members")? {
-        let (Some(n), Some(a), Some(id)) = (m["name"].as_str(), m["addr"].as_str(), m["id"].as_u64()) else {
-            return Err("mon paxos: a malformed member".into());
-        };
-        if n == name {
-            me = Some(id);
-        }
-        nodes.push((id, a.to_string()));
-    }
+    let (config_id, members) = parse_paxos(&r.output)?;
+    let me = members.iter().find(|(n, ..)| n == name).map(|(_, id, _)| *id);
     let me = me.ok_or(format!("mon.{name} is not in the monmap: add it first (sepia mon add {name} ADDR)"))?;
-    Ok(sepia_mon::paxos::Membership { config_id, me, nodes, previous: None })
+    Ok(sepia_mon::paxos::Membership { config_id, me, nodes: members.into_iter().map(|(_, id, a)| (id, a)).collect(), previous: None })
+}
+
+/// The configuration a quorum runs, asked of each address once (bounded
+/// by `paxos::limits::rejoin_ask_ms`); `None` when no quorum answers
+/// (every monitor restarting, say).
+async fn quorum_config(addrs: &[String], secret: Option<sepia_proto::auth::key::Secret>) -> Option<QuorumConfig> {
+    use sepia_client::conn::{authenticate, Conn};
+    use sepia_proto::msg::{Body, Command};
+    for addr in addrs {
+        let attempt = async {
+            let mut c = Conn::connect(addr, "client.admin", [0; 16]).await.map_err(|e| e.to_string())?;
+            if let Some(s) = &secret {
+                authenticate(&mut c, "client.admin", s).await.map_err(|e| e.to_string())?;
+            }
+            let ask = Body::Command(Command { tid: 1, args: vec!["mon".into(), "paxos".into()], json: true });
+            c.send(&ask, &[]).await.map_err(|e| e.to_string())?;
+            loop {
+                if let Body::CommandReply(r) = c.recv_body().await.map_err(|e| e.to_string())?.1 {
+                    break if r.result == 0 { parse_paxos(&r.output) } else { Err(r.status) };
+                }
+            }
+        };
+        let limit = Duration::from_millis(sepia_mon::paxos::limits::rejoin_ask_ms);
+        if let Ok(Ok(answer)) = tokio::time::timeout(limit, attempt).await {
+            return Some(answer);
+        }
+    }
+    None
 }
 
 /// Creates or checks `DIR/mon.fsid`, the mark of a monitor store.
@@ -180,7 +219,36 @@ fn main() -> ExitCode {
     };
     let membership = match (&stored, rank) {
         _ if solo => None,
-        (Some(m), _) => Some(m.clone()),
+        // Down across membership changes? Ask a quorum where it is now.
+        (Some(m), _) => {
+            let mine = m.nodes.iter().find(|(id, _)| *id == m.me).map(|(_, a)| a.clone()).unwrap_or_default();
+            let mut others: Vec<String> = Vec::new();
+            for a in addrs.iter().chain(m.nodes.iter().map(|(_, a)| a)) {
+                if *a != mine && !others.contains(a) {
+                    others.push(a.clone());
+                }
+            }
+            match rt.block_on(quorum_config(&others, secret.clone())) {
+                None => {
+                    eprintln!("mon.{}: no quorum answered where the cluster is now; resuming Paxos configuration {}", cli.id, m.config_id);
+                    Some(m.clone())
+                }
+                Some((config_id, members)) => match m.rejoin(&cli.id, config_id, &members) {
+                    Rejoin::Resume => Some(m.clone()),
+                    Rejoin::Jump(next) => {
+                        eprintln!(
+                            "mon.{}: this store is at Paxos configuration {}, the quorum at {config_id}: joining it as node {} with a fresh log (catching up from the quorum)",
+                            cli.id, m.config_id, next.me
+                        );
+                        if let Err(e) = next.adopt_fresh(&cli.data) {
+                            return fail(format!("{}: {e}", cli.data.display()));
+                        }
+                        Some(next)
+                    }
+                    Rejoin::Refuse(why) => return fail(why),
+                },
+            }
+        }
         (None, _) if cli.join => match rt.block_on(fetch_membership(&conf, &cli.id)) {
             Ok(m) => Some(m),
             Err(e) => return fail(format!("cannot join: {e}")),
@@ -245,7 +313,7 @@ fn main() -> ExitCode {
         eprintln!("mon.{} node {} listening on {}", daemon_config.name, me, daemon_config.public_addr);
         match membership {
             None => {
-                let log = sepia_mon::solo::SoloLog::open(&cli.data)?;
+                let log = sepia_mon::solo::SoloLog::open(&cli.data, compact_min_entries)?;
                 daemon::run(daemon_config, listener, log, state, services, bootstrap).await
             }
             Some(m) => {

@@ -80,6 +80,10 @@ pub mod limits {
     /// a restart replays little, large enough that compaction (a state
     /// fold and a file rewrite) stays rare under a beacon load.
     pub const compact_min_entries_default: usize = 250;
+    /// How long a restarting monitor waits for each other monitor's
+    /// answer on where the quorum is (a loopback or LAN round trip plus an
+    /// authentication; a down monitor refuses the connection at once).
+    pub const rejoin_ask_ms: u64 = 2_000;
 }
 
 /// One log entry: a serialized batch of monitor transactions, and, on
@@ -301,6 +305,64 @@ impl Membership {
     fn ids(&self) -> Vec<NodeId> {
         self.nodes.iter().map(|(id, _)| *id).collect()
     }
+
+    /// What monitor `name`, restarting in this stored membership, does
+    /// when a quorum reports its configuration `config_id` with `members`
+    /// (name, node id, address). A store one configuration behind resumes:
+    /// the previous configuration still answers and tells it the end. Two
+    /// or more behind, nobody runs its configuration any more: still a
+    /// member under the same node id, it joins the current configuration
+    /// with a fresh log (it never ran that configuration, so it promised
+    /// nothing there) and catches up from the quorum's snapshot; removed,
+    /// or added back under another id, it is refused with what to do.
+    pub fn rejoin(&self, name: &str, config_id: u32, members: &[(String, u64, String)]) -> Rejoin {
+        if config_id <= self.config_id.saturating_add(1) {
+            return Rejoin::Resume;
+        }
+        let here = self.config_id;
+        match members.iter().find(|(n, ..)| n == name) {
+            Some((_, id, _)) if *id == self.me => Rejoin::Jump(Membership {
+                config_id,
+                me: self.me,
+                nodes: members.iter().map(|(_, id, addr)| (*id, addr.clone())).collect(),
+                previous: None,
+            }),
+            Some((_, id, _)) => Rejoin::Refuse(format!(
+                "mon.{name} was removed and added back as node {id} while this store (node {}, Paxos configuration {here}; the cluster is at {config_id}) was down: \
+                 give it a new store: delete this --data folder and start `sepia-mon --mkfs --join -i {name}`",
+                self.me
+            )),
+            None => Rejoin::Refuse(format!(
+                "mon.{name} was removed from the monitors while it was down (this store is at Paxos configuration {here}, the cluster at {config_id}): \
+                 to bring it back, add it as a new member with a new store: `sepia cluster add-mon --dir DIR {name}` \
+                 (or `sepia mon add {name} ADDR`, then `sepia-mon --mkfs --join -i {name}` on an empty --data folder)"
+            )),
+        }
+    }
+
+    /// Makes `dir` resume in this membership, joined afresh: a log of its
+    /// configuration left by a crash in the middle of a switch (never used:
+    /// `paxos.current` did not name it) is deleted, then the membership is
+    /// stored.
+    pub fn adopt_fresh(&self, dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(storage_path(dir, self.config_id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.store(dir)
+    }
+}
+
+/// See [`Membership::rejoin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejoin {
+    /// Run the stored configuration.
+    Resume,
+    /// Join this (current) configuration with a fresh log.
+    Jump(Membership),
+    /// Do not start; the message says what to do.
+    Refuse(String),
 }
 
 /// The log file of configuration `config_id` (the first keeps its old name).
@@ -483,7 +545,7 @@ impl Consensus for PaxosCore {
         out
     }
 
-    fn compact(&mut self) -> Option<u64> {
+    fn compact(&mut self, _state: &ClusterState) -> Option<u64> {
         if self.stopped {
             return None;
         }
@@ -595,8 +657,8 @@ impl Consensus for PaxosLog {
         self.core.take_committed()
     }
 
-    fn compact(&mut self) -> Option<u64> {
-        self.core.compact()
+    fn compact(&mut self, state: &ClusterState) -> Option<u64> {
+        self.core.compact(state)
     }
 
     fn ends_config(&self, state: &ClusterState) -> bool {
@@ -838,5 +900,50 @@ mod tests {
         let err = check_snapshot(&s).unwrap_err();
         assert!(err.contains("snapshot is corrupt"), "{err}");
         let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn a_monitor_two_configurations_behind_joins_the_current_one_or_is_refused() {
+        let stored = Membership { config_id: 2, me: 3, nodes: vec![(1, "a:1".into()), (2, "b:1".into()), (3, "c:1".into())], previous: None };
+        let members = |v: &[(&str, u64)]| v.iter().map(|(n, id)| (n.to_string(), *id, format!("{n}:1"))).collect::<Vec<_>>();
+        let abc = members(&[("a", 1), ("b", 2), ("c", 3)]);
+        // Current or one behind: the stored configuration (or the one
+        // before the current, still answering) carries it.
+        assert_eq!(stored.rejoin("c", 2, &abc), Rejoin::Resume);
+        assert_eq!(stored.rejoin("c", 3, &abc), Rejoin::Resume);
+        assert_eq!(stored.rejoin("c", 1, &abc), Rejoin::Resume);
+        // Two behind and still a member under its id: a fresh log there.
+        match stored.rejoin("c", 4, &abc) {
+            Rejoin::Jump(m) => {
+                assert_eq!((m.config_id, m.me, m.previous.clone()), (4, 3, None));
+                assert_eq!(m.ids(), vec![1, 2, 3]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Removed while down, or added back as a new node: refused, with
+        // what to do.
+        match stored.rejoin("c", 4, &members(&[("a", 1), ("b", 2), ("d", 5)])) {
+            Rejoin::Refuse(why) => assert!(why.contains("removed") && why.contains("add-mon") && why.contains("--mkfs --join"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match stored.rejoin("c", 5, &members(&[("a", 1), ("b", 2), ("c", 6)])) {
+            Rejoin::Refuse(why) => assert!(why.contains("node 6") && why.contains("--mkfs --join"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn adopting_a_configuration_drops_a_half_made_log_of_it() {
+        let dir = std::env::temp_dir().join(format!("sepia-adopt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(storage_path(&dir, 4), b"left by a crash mid-switch").unwrap();
+        std::fs::write(storage_path(&dir, 2), b"the old configuration").unwrap();
+        let m = Membership { config_id: 4, me: 3, nodes: vec![(1, "a:1".into()), (3, "c:1".into())], previous: None };
+        m.adopt_fresh(&dir).unwrap();
+        assert!(!storage_path(&dir, 4).exists());
+        assert!(storage_path(&dir, 2).exists(), "only that configuration's log goes");
+        assert_eq!(Membership::load(&dir).unwrap(), Some(m));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

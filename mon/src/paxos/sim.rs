@@ -174,7 +174,7 @@ impl Mon {
         if !self.core.removed() {
             assert_eq!(self.state.applied, self.core.taken() as u64, "the state reflects exactly the decided prefix");
         }
-        if self.core.compact().is_some() {
+        if self.core.compact(&self.state).is_some() {
             out.snapshots.push((self.state.applied, digest(&self.state)));
         }
         if self.was_leader {

@@ -399,15 +399,64 @@ fn check_name(name: &str) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// The caps `osd new` gives an OSD's own key (Ceph's, as `ceph osd new`
+/// and `ceph-volume` create them).
+pub const OSD_CAPS: [(&str, &str); 3] = [("mgr", "allow profile osd"), ("mon", "allow profile osd"), ("osd", "allow *")];
+
+/// The secret in `osd new`'s parameters (Ceph's `-i` JSON:
+/// `{"cephx_secret": "AQ..."}`), checked.
+fn osd_new_secret(params: &str) -> Result<String, CmdError> {
+    let v: serde_json::Value = serde_json::from_str(params).map_err(|e| inval(format!("osd new: parameters are not JSON: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| inval("osd new: parameters must be a JSON object"))?;
+    if let Some(k) = obj.keys().find(|k| k.as_str() != "cephx_secret") {
+        return Err(inval(format!("osd new: unsupported parameter '{k}' (only cephx_secret)")));
+    }
+    let secret = obj.get("cephx_secret").and_then(|s| s.as_str()).ok_or_else(|| inval("osd new: cephx_secret must be a string"))?;
+    sepia_proto::auth::key::Secret::from_keyring_string(secret).map_err(|e| inval(format!("osd new: bad cephx_secret: {e}")))?;
+    Ok(secret.to_string())
+}
+
+/// `osd new [UUID [ID]] [PARAMS]`: a new OSD id (Ceph's shape). With
+/// `{"cephx_secret": KEY}` the OSD's own entity `osd.ID` is created with
+/// that key and [`OSD_CAPS`] in the same change. The same uuid (and key)
+/// again returns the same id.
 fn osd_new(p: &mut Pending, rest: &[&str], json: bool) -> Result<(String, String), CmdError> {
+    let (rest, secret) = match rest.split_last() {
+        Some((last, before)) if last.trim_start().starts_with('{') => (before, Some(osd_new_secret(last)?)),
+        _ => (rest, None),
+    };
+    if rest.len() > 2 {
+        return Err(inval("usage: osd new [UUID [ID]] [PARAMS_JSON]"));
+    }
     let uuid = match rest.first() {
         Some(u) => parse_uuid(u)?,
         None => random_uuid(),
     };
+    let answer = |id: OsdId| Ok((String::new(), if json { format!("{{\"osdid\":{id}}}") } else { id.to_string() }));
+    // The OSD's entity: created with the key, or already holding it.
+    let claim_entity = |p: &mut Pending, id: OsdId| -> Result<(), CmdError> {
+        let Some(secret) = &secret else { return Ok(()) };
+        let name = format!("osd.{id}");
+        match p.auth.get(&name) {
+            Some(e) if &e.key == secret => Ok(()),
+            Some(_) => Err(err(Errno::Exist, format!("entity {name} exists with a different key"))),
+            None => {
+                let caps = OSD_CAPS.iter().map(|(s, c)| (s.to_string(), c.to_string())).collect();
+                set_auth(p, &name, AuthEntry { key: secret.clone(), caps });
+                Ok(())
+            }
+        }
+    };
     // The same uuid again returns the same id (idempotent, like Ceph).
     if let Some(o) = p.osdmap.osds.iter().find(|o| o.exists && o.uuid == uuid) {
         let id = o.id;
-        return Ok((String::new(), if json { format!("{{\"osdid\":{id}}}") } else { id.to_string() }));
+        if let Some(want) = rest.get(1) {
+            if parse_osd_id(want)? != id {
+                return Err(err(Errno::Exist, format!("uuid {} is already osd.{id}", format::uuid(&uuid))));
+            }
+        }
+        claim_entity(p, id)?;
+        return answer(id);
     }
     let id = match rest.get(1) {
         Some(id) => {
@@ -422,13 +471,14 @@ fn osd_new(p: &mut Pending, rest: &[&str], json: bool) -> Result<(String, String
     if id as usize >= sepia_proto::limits::osds_max {
         return Err(err(Errno::NoSpc, "too many OSDs"));
     }
+    claim_entity(p, id)?;
     while p.osdmap.osds.len() <= id as usize {
         let next = p.osdmap.osds.len() as OsdId;
         p.osdmap.osds.push(OsdInfo { id: next, uuid: [0; 16], exists: false, up: false, weight: OSD_OUT, addrs: vec![], up_from: 0, down_at: 0 });
     }
     p.osdmap.osds[id as usize] = OsdInfo { id, uuid, exists: true, up: false, weight: OSD_IN, addrs: vec![], up_from: 0, down_at: 0 };
     p.osd_dirty = true;
-    Ok((String::new(), if json { format!("{{\"osdid\":{id}}}") } else { id.to_string() }))
+    answer(id)
 }
 
 /// An OSD boots: up, with its addresses; placed in CRUSH under its host

@@ -4,6 +4,7 @@
 //! the clock) into batched log entries. The tokio shell feeds them and
 //! sends what they return; a simulator can drive the same code.
 
+pub mod access;
 pub mod caps_check;
 pub mod command;
 pub mod format;

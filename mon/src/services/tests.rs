@@ -315,3 +315,35 @@ fn one_membership_change_per_log_entry() {
     assert_eq!(h.state.mon_ids.get("b"), Some(&3));
     assert_eq!(h.state.mon_config, 4);
 }
+
+#[test]
+fn osd_new_with_a_key_creates_the_osd_entity_with_ceph_caps() {
+    let mut h = Harness::new();
+    let key = super::caps_check::new_key();
+    let uuid = "11111111-2222-3333-4444-555555555555";
+    let params = format!("{{\"cephx_secret\":\"{key}\"}}");
+    assert_eq!(h.ok(&format!("osd new {uuid} 3 {params}")), "3");
+    let e = h.state.auth.get("osd.3").expect("osd.3 created with the OSD");
+    assert_eq!(e.key, key);
+    assert_eq!(e.caps.get("mon").map(String::as_str), Some("allow profile osd"));
+    assert_eq!(e.caps.get("osd").map(String::as_str), Some("allow *"));
+    assert!(h.state.osdmap.osd(3).is_some());
+    // Idempotent with the same uuid and key; another key is refused.
+    assert_eq!(h.ok(&format!("osd new {uuid} 3 {params}")), "3");
+    let other = format!("{{\"cephx_secret\":\"{}\"}}", super::caps_check::new_key());
+    let (code, status, _) = h.cmd(&format!("osd new {uuid} 3 {other}"));
+    assert_eq!(code, -17, "{status}");
+    assert_eq!(h.state.auth.get("osd.3").unwrap().key, key, "the key did not change");
+    // An existing entity with another key blocks a new OSD of that id.
+    h.ok("auth get-or-create osd.4 mon allow~profile~osd");
+    let (code, _, _) = h.cmd(&format!("osd new 11111111-2222-3333-4444-666666666666 4 {params}"));
+    assert_eq!(code, -17);
+    assert!(h.state.osdmap.osd(4).is_none(), "nothing created");
+    // Bad parameters are errors.
+    for bad in ["{\"cephx_secret\":\"nonsense\"}", "{\"dmcrypt_key\":\"x\"}", "{not-json"] {
+        assert_ne!(h.cmd(&format!("osd new 11111111-2222-3333-4444-777777777777 5 {bad}")).0, 0, "{bad}");
+    }
+    // Without parameters no entity is made.
+    h.ok("osd new 11111111-2222-3333-4444-888888888888 6");
+    assert!(!h.state.auth.contains_key("osd.6"));
+}

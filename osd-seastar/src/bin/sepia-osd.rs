@@ -1,10 +1,16 @@
-//! `sepia-osd --id N --data PATH [-c CONF] [--shards S] [--size-mib M]`:
-//! one OSD. On first start it formats PATH (a file, created and filled, or
-//! a block device) with one region per shard and registers with the
-//! monitors (`osd new UUID N`); then one glommio executor per shard mounts
-//! its region, listens on its own port, and the monitor link boots the OSD
-//! with those addresses. SIGTERM: goodbye to the monitors and exit;
-//! `kill -9`: the next start replays each shard's journal.
+//! `sepia-osd --id N --data PATH [-c CONF] [--keyring K] [--shards S]
+//! [--size-mib M]`: one OSD. It authenticates as `osd.N` with its own key
+//! (Ceph's model: the OSD was created by `osd new UUID N` with that key,
+//! e.g. by the launcher) — from `--keyring`, a `keyring` next to its data,
+//! or the config's keyring; a keyring without `osd.N` falls back to
+//! `client.admin` (older dev clusters). On first start it formats PATH (a
+//! file, created and filled, or a block device) with one region per shard
+//! under the uuid the OSD map has for `osd.N` (or `--osd-uuid`); an OSD
+//! running as `client.admin` registers itself (`osd new UUID N`) instead.
+//! Then one glommio executor per shard mounts its region, listens on its
+//! own port, and the monitor link boots the OSD with those addresses.
+//! SIGTERM: goodbye to the monitors and exit; `kill -9`: the next start
+//! replays each shard's journal.
 
 // mimalloc: small, frequent allocations (frames, messages, map updates)
 // cost less and do not contend across threads.
@@ -20,6 +26,9 @@ use sepia_client::config::Config;
 use sepia_osd::monlink::{MonLink, MonLinkConfig};
 use sepia_osd::objstore::{Device, DmaDevice, Expect, MkfsOptions, Store, BLOCK};
 use sepia_osd::server::Shard;
+use sepia_proto::auth::entity::EntityName;
+use sepia_proto::auth::key::Secret;
+use sepia_proto::auth::keyring::Keyring;
 use sepia_proto::osdmap::OsdMap;
 
 #[derive(Parser)]
@@ -32,6 +41,14 @@ struct Cli {
     data: PathBuf,
     #[arg(short = 'c', long = "conf")]
     conf: PathBuf,
+    /// This OSD's keyring (holding `osd.ID`); default: `keyring` next to
+    /// the data if present, else the config's keyring.
+    #[arg(long = "keyring")]
+    keyring: Option<PathBuf>,
+    /// The uuid to format a new store with (default: the one the OSD map
+    /// has for this id, set by `osd new`). Checked against a formatted one.
+    #[arg(long = "osd-uuid")]
+    osd_uuid: Option<String>,
     /// Shards (cores); fixed at the first start.
     #[arg(long = "shards", default_value_t = 1)]
     shards: u32,
@@ -96,6 +113,45 @@ fn shard_cores(cli: &Cli, shards: u32) -> Result<Vec<usize>, String> {
     Ok(cores)
 }
 
+/// Who this OSD authenticates as with the monitors and its peers, and
+/// with which key: `osd.ID` from `--keyring` (or a `keyring` next to the
+/// data), or from the config's keyring; `client.admin` from the config's
+/// keyring when that has no key for `osd.ID`. No key at all (a config
+/// without a keyring): no authentication.
+fn identity(cli: &Cli, conf: &Config) -> Result<(String, Option<Secret>), String> {
+    let me = format!("osd.{}", cli.id);
+    let own = cli.keyring.clone().or_else(|| Some(cli.data.with_file_name("keyring")).filter(|k| k.is_file()));
+    if let Some(path) = own {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let ring = Keyring::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = EntityName::parse(&me).map_err(|e| e.to_string())?;
+        let entry = ring.get(&name).ok_or_else(|| format!("{} has no key for {me}", path.display()))?;
+        return Ok((me, Some(entry.key.clone())));
+    }
+    match conf.secret_for(&me) {
+        Ok(Some(secret)) => return Ok((me, Some(secret))),
+        Ok(None) => return Ok(("client.admin".into(), None)),
+        Err(_) => {}
+    }
+    let secret = conf.secret_for("client.admin")?;
+    eprintln!("{me}: no key of its own in the config's keyring; authenticating as client.admin");
+    Ok(("client.admin".into(), secret))
+}
+
+/// The uuid the OSD map has for `osd.ID` (set by `osd new`), read as
+/// `entity`.
+fn uuid_in_map(conf: &Config, id: i32, entity: &str, secret: Option<Secret>) -> Result<[u8; 16], String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let map = rt.block_on(async {
+        let rados = sepia_client::rados::Rados::connect_with_secret(conf.mon_addrs(), entity, secret).await.map_err(|e| format!("as {entity}: {e}"))?;
+        Ok::<_, String>(rados.osdmap())
+    })?;
+    let Some(me) = map.osd(id) else {
+        return Err(format!("osd.{id} is not in the OSD map: create it first with its key, `sepia osd new UUID {id} '{{\"cephx_secret\": \"KEY\"}}'` (the launcher does)"));
+    };
+    Some(me.uuid).filter(|u| *u != [0; 16]).ok_or_else(|| format!("osd.{id} has no uuid in the OSD map"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let conf = match Config::load(&cli.conf.to_string_lossy()) {
@@ -110,6 +166,18 @@ fn main() -> ExitCode {
     if mon_addrs.is_empty() {
         return fail("the config names no monitors (mon_host)");
     }
+    let (entity, secret) = match identity(&cli, &conf) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    // An OSD with its own key was made by `osd new` with that key: the map
+    // has its uuid. One running as client.admin registers itself.
+    let own_key = entity != "client.admin";
+    let given_uuid = match cli.osd_uuid.as_deref().map(|u| sepia_proto::uuid::parse(u).ok_or(format!("--osd-uuid: '{u}' is not a uuid"))).transpose() {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    eprintln!("osd.{}: authenticating as {entity}", cli.id);
 
     // The device says whose it is: a superblock of this OSD means it was
     // formatted before (the uuid and shard count come from it). A blank
@@ -128,13 +196,23 @@ fn main() -> ExitCode {
     });
     let (uuid, shards) = match probed {
         Err(e) => return fail(format!("{}: {e}", cli.data.display())),
+        Ok((Some(sb), _)) if given_uuid.is_some_and(|u| u != sb.osd_uuid) => {
+            return fail(format!("{} holds osd.{} with uuid {}, not the --osd-uuid given", cli.data.display(), sb.osd, sepia_proto::uuid::format(&sb.osd_uuid)));
+        }
         Ok((Some(sb), _)) if sb.osd == cli.id => (sb.osd_uuid, sb.shards),
         Ok((Some(sb), _)) => return fail(format!("{} belongs to osd.{}, not osd.{}", cli.data.display(), sb.osd, cli.id)),
         Ok((None, blank)) if !(fresh_file || blank) => {
             return fail(format!("{} holds data that is not a Sepia store of this version; refusing to format it (zero its first 4 KiB to allow that)", cli.data.display()));
         }
         Ok((None, _)) => {
-            let uuid = sepia_proto::uuid::random();
+            let uuid = match given_uuid {
+                Some(u) => u,
+                None if own_key => match uuid_in_map(&conf, cli.id, &entity, secret.clone()) {
+                    Ok(u) => u,
+                    Err(e) => return fail(e),
+                },
+                None => sepia_proto::uuid::random(),
+            };
             let data = cli.data.clone();
             let opts = MkfsOptions { fsid, osd: cli.id, shards: cli.shards, osd_uuid: uuid, journal_bytes: None, checkpoint_bytes: None };
             let made = on_glommio(move || async move {
@@ -147,20 +225,24 @@ fn main() -> ExitCode {
             // `osd new UUID ID` is idempotent. (A crash between the format
             // and this leaves a store the monitors do not know: its boot is
             // refused as "does not exist"; zero the device's first 4 KiB
-            // and start again.)
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return fail(e),
-            };
-            let args = vec!["osd".to_string(), "new".to_string(), sepia_proto::uuid::format(&uuid), cli.id.to_string()];
-            let registered = rt.block_on(async {
-                let mut monc = sepia_client::monc::MonClient::from_conf(&conf, "client.admin")?;
-                monc.command(&args, false).await.map_err(|e| e.to_string())
-            });
-            match registered {
-                Ok(r) if r.result == 0 => {}
-                Ok(r) => return fail(format!("osd new: {} ({})", r.status, r.result)),
-                Err(e) => return fail(format!("osd new: {e}")),
+            // and start again.) An OSD with its own key exists already.
+            if own_key {
+                eprintln!("osd.{}: formatted {} as uuid {} (from the OSD map)", cli.id, cli.data.display(), sepia_proto::uuid::format(&uuid));
+            } else {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return fail(e),
+                };
+                let args = vec!["osd".to_string(), "new".to_string(), sepia_proto::uuid::format(&uuid), cli.id.to_string()];
+                let registered = rt.block_on(async {
+                    let mut monc = sepia_client::monc::MonClient::with_secret(mon_addrs.clone(), &entity, secret.clone()).map_err(|e| e.to_string())?;
+                    monc.command(&args, false).await.map_err(|e| e.to_string())
+                });
+                match registered {
+                    Ok(r) if r.result == 0 => {}
+                    Ok(r) => return fail(format!("osd new: {} ({})", r.status, r.result)),
+                    Err(e) => return fail(format!("osd new: {e}")),
+                }
             }
             (uuid, cli.shards)
         }
@@ -199,7 +281,11 @@ fn main() -> ExitCode {
             Some(&cpu) => glommio::Placement::Fixed(cpu),
             None => glommio::Placement::Unbound,
         };
-        let h = glommio::LocalExecutorBuilder::new(placement).name(&format!("osd{osd}-shard{shard}")).spawn(move || async move {
+        let mut builder = glommio::LocalExecutorBuilder::new(placement).name(&format!("osd{osd}-shard{shard}"));
+        if let Some(us) = std::env::var("SEPIA_OSD_SPIN_US").ok().and_then(|v| v.parse::<u64>().ok()) {
+            builder = builder.spin_before_park(std::time::Duration::from_micros(us));
+        }
+        let h = builder.spawn(move || async move {
             let store = async {
                 let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
                 Store::mount(dev, shard, Expect { fsid: Some(fsid), osd, shards }).await.map_err(|e| e.to_string())
@@ -270,13 +356,8 @@ fn main() -> ExitCode {
         shard_addrs: addrs.clone(),
         hostname,
         beacon_interval: std::time::Duration::from_secs(2),
-        // Dev clusters give OSDs the admin key (per-OSD keys come with
-        // `osd new` + auth in a later change).
-        auth_entity: "client.admin".into(),
-        secret: match conf.secret_for("client.admin") {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        },
+        auth_entity: entity,
+        secret,
     }) {
         Ok(l) => l,
         Err(e) => return fail(e),
