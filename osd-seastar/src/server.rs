@@ -35,7 +35,8 @@ use sepia_proto::msg::{
     self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
 };
 use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
-use sepia_proto::auth::caps::{Caps, Perm};
+use sepia_proto::auth::caps::{Caps, Grant, Perm};
+use sepia_proto::auth::entity::EntityType;
 use sepia_proto::auth::mac::SessionKey;
 use tokio::sync::{oneshot, watch};
 
@@ -390,6 +391,11 @@ impl Shard {
         // both ways) and the entity's OSD caps.
         let mac: Rc<RefCell<Option<SessionKey>>> = Rc::new(RefCell::new(None));
         let mut caps: Option<Rc<Caps>> = None;
+        // Whether the authenticated entity may speak OSD to OSD (peering,
+        // replica writes): an OSD, or a key with unrestricted OSD caps (an
+        // admin; dev OSDs without keys of their own run as client.admin).
+        // A client limited to a pool must never reach a PG's log this way.
+        let mut peer_ok = false;
         loop {
             let n = reader.read(&mut buf).await?;
             if n == 0 {
@@ -420,6 +426,7 @@ impl Shard {
                                 let key = SessionKey(t.session_key);
                                 decoder.set_session_key(Box::new(key.clone()));
                                 *mac.borrow_mut() = Some(key);
+                                peer_ok = t.entity.kind == EntityType::Osd || unrestricted(&c);
                                 caps = Some(Rc::new(c));
                             }
                             Err(why) => {
@@ -431,9 +438,10 @@ impl Shard {
                     body @ (Body::PgPeer(_) | Body::RepOp(_)) => {
                         // In arrival order: a PG's messages must not overtake
                         // each other. Only from authenticated peers.
-                        if !self.auth_required || caps.is_some() {
-                            self.pg_input(body, data).await;
+                        if self.auth_required && !peer_ok {
+                            return Err(std::io::Error::other("OSD-to-OSD message from an entity that is not an OSD"));
                         }
+                        self.pg_input(body, data).await;
                     }
                     body => {
                         if in_flight.get() >= limits::conn_in_flight_max {
@@ -857,4 +865,9 @@ impl Shard {
         }
         Ok(Transaction { ops })
     }
+}
+
+/// `allow *` with no pool, namespace or object limit.
+fn unrestricted(caps: &Caps) -> bool {
+    caps.grants.iter().any(|g| matches!(g, Grant::Allow { star: true, pool: None, namespace: None, object_prefix: None, .. }))
 }

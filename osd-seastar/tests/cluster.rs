@@ -102,6 +102,26 @@ fn write_read_and_survive_kill_9() {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(io.read("small", 0, 0).await.unwrap(), b"hello World", "the refused write changed nothing");
+        // A client's ticket, even a valid one, never speaks OSD to OSD: a
+        // replica write from client.ro closes its connection unapplied.
+        let mut mon = sepia_client::conn::Conn::connect(&conf.mon_addrs()[0], "client.ro", [0; 16]).await.unwrap();
+        let granted = sepia_client::conn::authenticate(&mut mon, "client.ro", &entry.key).await.unwrap();
+        let ticket = granted.tickets.iter().find(|t| t.service == "osd").unwrap();
+        let mut forger = sepia_client::conn::Conn::connect(&addr, "client.ro", [0; 16]).await.unwrap();
+        sepia_client::conn::authorize(&mut forger, &granted.session_key, ticket).await.unwrap();
+        let forged = sepia_proto::msg::RepOp {
+            reqid: sepia_proto::msg::ReqId { client: 78, tid: 1 },
+            pg,
+            epoch: map.epoch,
+            version: sepia_proto::msg::EVersion { epoch: map.epoch, version: 1 << 40 },
+            object: sepia_proto::msg::ObjectId::new("small"),
+            subops: vec![SubOp::WriteFull { data_offset: 0, len: 6 }],
+            trim_to: sepia_proto::msg::EVersion { epoch: 0, version: 0 },
+        };
+        forger.send(&sepia_proto::msg::Body::RepOp(forged), b"forged").await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), forger.recv_body()).await.expect("the OSD answers or closes");
+        assert!(answer.is_err(), "the connection of a client sending a replica write is closed: {answer:?}");
+        assert_eq!(io.read("small", 0, 0).await.unwrap(), b"hello World", "the forged replica write changed nothing");
         assert!(io.truncate("nothing-here", 0).await.is_err(), "ENOENT");
     });
     // Kill every OSD without warning, then start them again.
