@@ -20,6 +20,11 @@ mod mon;
 mod raw;
 mod store;
 
+// mimalloc, as in sepia-osd and sepia: the store cases run the store as the
+// OSD does, and the client side as the `sepia` tool does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
