@@ -1,20 +1,22 @@
 //! The batched mapper: many inputs at once, SIMD across inputs.
 //!
-//! Inputs are mapped in chunks of `L` lanes (16 with AVX-512, 8 with AVX2
-//! or portable code) that walk the rule in lockstep. The expensive part of
-//! CRUSH, the straw2 draw (`hash32_3` + fixed-point `ln` + divide by
-//! weight), is computed for all lanes at once; lanes may sit in different
-//! buckets (each lane gathers its own items and weights).
+//! Inputs are mapped in chunks of `L` lanes (32 with AVX-512, as two
+//! vectors of 16; 8 with AVX2 or portable code) that walk the rule in
+//! lockstep. The expensive part of CRUSH, the straw2 draw (`hash32_3` +
+//! fixed-point `ln` + divide by weight), is computed for all lanes at once;
+//! lanes may sit in different buckets (each lane gathers its own items and
+//! weights).
 //!
-//! The lockstep walk only covers the common case: every choice succeeds on
-//! its first try (no collision, no rejected device, only straw2 buckets).
-//! A lane that leaves that path is marked *slow* and mapped again from
-//! scratch by the scalar oracle, so results equal [`crate::Mapper`]'s by
-//! construction; the property tests check it on random maps anyway. When
+//! The lockstep walk only covers the common case: straw2 buckets, and
+//! collisions or rejected devices retried by a full descent (no local
+//! retries, no short `firstn` result). A lane that leaves that path is
+//! marked *slow* and mapped again from scratch by the scalar oracle, so
+//! results equal [`crate::Mapper`]'s by construction; the property tests
+//! check it on random maps anyway. When
 //! most lanes of a batch's first chunks go slow (a rule that cannot be met,
 //! say), the rest of the batch goes straight to the oracle.
 //!
-//! Filter, then verify (AVX2 and portable kernels). Only the winner of a
+//! Filter, then verify (every vector kernel). Only the winner of a
 //! straw2 choice matters, not the draws themselves, so the lanes draw
 //! *approximately*, in `f32` and without tables or divisions: `ln` from the
 //! float exponent and a polynomial (`approx_ln`), times a per-item
@@ -26,18 +28,25 @@
 //! (`straw2_exact`). The error bound of `approx_ln` against Ceph's
 //! `crush_ln` is checked exhaustively over all 2^16 inputs by a test.
 //!
-//! The AVX-512 kernel still draws exactly: `f64` `ln` from a 2^16-entry
-//! table divided by the weight. `ln` is an integer in `[-2^48, 0)` and the
-//! weight below `2^32`, both exact in `f64`; a quotient that is not an
-//! integer is at least `1/w` away from one while the `f64` division error is
-//! below `|q| * 2^-53 < 2^-4 / w`, so `trunc(ln / w)` in `f64` equals the C
-//! integer division. Weight 0 gives `-inf`, which orders like Ceph's `S64_MIN`.
+//! The AVX-512 kernel (preferred where the CPU has it) runs the same
+//! filter on sixteen lanes per vector, with the descent's lane bookkeeping
+//! (slots, item types, which lanes are done or slow) in vector registers
+//! and masks; a chunk is two such halves walked level by level in turn, so
+//! one half's dependent bucket lookups overlap the other half's draws.
+//! When fewer than half the lanes of a half are busy (retries after a
+//! collision), it draws each busy lane alone with its bucket's items
+//! across the vector (`ceil(size / 16)` hashes per lane instead of a full
+//! pass per position); the same filter and exact redraw apply.
+//!
+//! `indep` steps draw their unfilled (lane, position) pairs `L` at a time
+//! as virtual lanes (see `indep_lanes`), so the few positions left
+//! after the first round share vector passes.
 
 // Lane loops index several parallel per-lane arrays at once.
 #![allow(clippy::needless_range_loop)]
 
 use crate::divide::Recip;
-use crate::hash::{crush_ln, hash32_2, hash32_3};
+use crate::hash::{hash32_2, hash32_3};
 use crate::limits;
 #[cfg(target_arch = "x86_64")]
 use crate::mapper::straw2_exact_avx2;
@@ -46,7 +55,7 @@ use crate::model::{BucketAlg, CrushMap, Step, ITEM_NONE, ITEM_UNDEF, WEIGHT_ONE}
 use crate::tester::{BatchMap, ScalarBatch};
 
 /// Lanes of the widest kernel; lane arrays are sized for it.
-const lanes_max: usize = 16;
+const lanes_max: usize = 32;
 /// Bucket descent depth in the lockstep walk before giving a lane to the
 /// scalar path (real hierarchies are < 10 deep).
 const descent_depth_max: usize = limits::hierarchy_depth_max;
@@ -85,38 +94,52 @@ impl Kernel {
     }
 
     fn best() -> Kernel {
+        // Both vector kernels filter, then verify; with AVX-512 the
+        // sixteen-lane one does twice the lanes per instruction.
+        if Kernel::has_avx512() {
+            return Kernel::Avx512;
+        }
+        if Kernel::has_avx2() {
+            return Kernel::Avx2;
+        }
+        Kernel::Scalar
+    }
+
+    fn has_avx2() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            // The AVX2 kernel draws with filter-then-verify (no tables, no
-            // division); the AVX-512 one still gathers from the ln table,
-            // so AVX2 comes first where both run (`SEPIA_CRUSH_KERNEL=avx512`
-            // picks the other).
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return Kernel::Avx2;
-            }
-            if std::arch::is_x86_feature_detected!("avx512f")
+            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The AVX-512 kernel also runs the AVX2 exact redraws.
+    fn has_avx512() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Kernel::has_avx2()
+                && std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512dq")
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx2")
-            {
-                return Kernel::Avx512;
-            }
         }
-        Kernel::Scalar
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
     }
 
     /// Every kernel that can run here (for tests and benchmarks).
     pub fn available() -> Vec<Kernel> {
         let mut all = vec![Kernel::Scalar, Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                all.push(Kernel::Avx2);
-            }
-            if Kernel::best() == Kernel::Avx512 {
-                all.push(Kernel::Avx512);
-            }
+        if Kernel::has_avx2() {
+            all.push(Kernel::Avx2);
+        }
+        if Kernel::has_avx512() {
+            all.push(Kernel::Avx512);
         }
         all
     }
@@ -140,6 +163,9 @@ struct Flat {
     /// True for straw2 buckets with at least one item: the only kind the
     /// lockstep walk handles.
     fast: Vec<bool>,
+    /// `fast` as 0/1 words, for the AVX-512 walk's gathers.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fast32: Vec<i32>,
     items: Vec<i32>,
     /// `2^44 / w` per item, rounded to `f32` (`+inf` for weight 0): an
     /// approximate draw is `approx_ln(u) * scale`.
@@ -155,34 +181,24 @@ struct Flat {
     /// Per bucket slot: the absolute error allowance of its approximate
     /// draws (`K` of [`decisive`]); `inf` when every weight is 0.
     slack: Vec<f64>,
-    /// What the exact AVX-512 kernel gathers from (built only for it).
-    exact: Option<ExactTables>,
     any_fast: bool,
 }
 
-/// Tables of the exact AVX-512 kernel.
-struct ExactTables {
-    /// Item weights as `f64` (exact).
-    weights: Vec<f64>,
-    /// `crush_ln(u) - 2^48` for every 16-bit `u`, as `f64` (exact).
-    ln: Vec<f64>,
-}
-
 impl Flat {
-    fn new(map: &CrushMap, kernel: Kernel) -> Flat {
+    fn new(map: &CrushMap) -> Flat {
         let slots = map.max_buckets();
         let mut flat = Flat {
             off: vec![0; slots],
             size: vec![0; slots],
             type_id: vec![0; slots],
             fast: vec![false; slots],
+            fast32: Vec::new(),
             items: Vec::new(),
             scale: Vec::new(),
             pairs: Vec::new(),
             recips: Vec::new(),
             weights: Vec::new(),
             slack: vec![f64::INFINITY; slots],
-            exact: None,
             any_fast: false,
         };
         for b in map.buckets() {
@@ -202,12 +218,7 @@ impl Flat {
                 flat.slack[slot] = LN_APPROX_ERROR_MAX * (LN_SCALE / w_min as f64) * (1.0 + SLACK_ROUNDING);
             }
         }
-        if kernel == Kernel::Avx512 {
-            flat.exact = Some(ExactTables {
-                weights: flat.weights.iter().map(|&w| w as f64).collect(),
-                ln: (0..=0xffffu32).map(|u| (crush_ln(u) as i64 - 0x1_0000_0000_0000) as f64).collect(),
-            });
-        }
+        flat.fast32 = flat.fast.iter().map(|&f| f as i32).collect();
         flat
     }
 
@@ -293,37 +304,32 @@ fn straw2_lanes<const L: usize, const K: u8>(
         last[l] = off[l] + size - 1;
         max_size = max_size.max(size);
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        if K == KERNEL_AVX512 && L == 16 {
-            let exact = flat.exact.as_ref().expect("AVX-512 mapper builds the exact tables");
-            // SAFETY: K == KERNEL_AVX512 only inside `chunks_avx512`, which
-            // runs only when the CPU has AVX-512 F/DQ/BW/VL; every offset
-            // and `last` index is inside `flat`'s arrays (built together).
-            unsafe {
-                x86::straw2_avx512(
-                    flat,
-                    exact,
-                    (&off[..]).try_into().expect("L == 16"),
-                    (&last[..]).try_into().expect("L == 16"),
-                    max_size,
-                    (&x[..]).try_into().expect("L == 16"),
-                    (&r[..]).try_into().expect("L == 16"),
-                    (&mut chosen[..]).try_into().expect("L == 16"),
-                )
-            };
-            return;
-        }
-    }
     // Lanes whose approximate winner is not decisive, one bit each.
     let mut undecided = 0u32;
     #[cfg(not(target_arch = "x86_64"))]
     let done = false;
     #[cfg(target_arch = "x86_64")]
-    let done = K == KERNEL_AVX2 && L == 8;
+    let done = (K == KERNEL_AVX2 && L == 8) || (K == KERNEL_AVX512 && L == 16);
     #[cfg(target_arch = "x86_64")]
     {
-        if done {
+        if K == KERNEL_AVX512 && L == 16 {
+            let slack: [f64; 16] = std::array::from_fn(|l| flat.slack[slot[l]]);
+            // SAFETY: K == KERNEL_AVX512 only inside `chunks_avx512`, which
+            // runs only when the CPU has AVX-512 F/DQ/BW/VL; every offset
+            // and `last` index is inside `flat`'s arrays (built together).
+            undecided = unsafe {
+                x86::straw2_avx512(
+                    flat,
+                    (&off[..]).try_into().expect("L == 16"),
+                    (&last[..]).try_into().expect("L == 16"),
+                    max_size,
+                    (&x[..]).try_into().expect("L == 16"),
+                    (&r[..]).try_into().expect("L == 16"),
+                    &slack,
+                    (&mut chosen[..]).try_into().expect("L == 16"),
+                )
+            };
+        } else if done {
             let slack: [f64; 8] = std::array::from_fn(|l| flat.slack[slot[l]]);
             // SAFETY: inside `chunks_avx2` on a CPU with AVX2; indices as above.
             undecided = unsafe {
@@ -359,6 +365,11 @@ fn straw2_lanes<const L: usize, const K: u8>(
 /// Busy lanes at or below which a descent draws lane by lane: one vector
 /// pass costs about as much as three single-lane passes.
 const scalar_lanes_max: usize = 3;
+
+/// Blocks of sixteen items drawn at once by the few-lanes path of the
+/// AVX-512 walk (bounds its stack array): 24 covers seven lanes in buckets
+/// of 48.
+const few_blocks_max: usize = 24;
 
 /// Exact straw2 for one lane: Ceph's draws, eight items per vector step
 /// (the scalar mapper's code).
@@ -424,12 +435,14 @@ const KERNEL_AVX512: u8 = 2;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! Explicit straw2 kernels, rjenkins1 on 16 (AVX-512) or 8 (AVX2) lanes
-    //! of u32. AVX-512: gathers of items, weights and `ln`, an `f64` divide
-    //! and a truncation, and a per-lane running maximum (first index wins
-    //! ties). AVX2: one 64-bit gather of (item, scale) per four lanes, the
-    //! approximate `ln` of [`super::approx_ln`] and a running best and
-    //! second best.
-    use super::{ExactTables, Flat, DRAW_ROUNDING, LN_APPROX_CEIL, LOG2_POLY};
+    //! of u32, both filter-then-verify: a 64-bit gather of (item, scale) per
+    //! lane, the approximate `ln` of [`super::approx_ln`] (same bits), a
+    //! running best and second best per lane, and the [`super::decisive`]
+    //! test in `f64`. AVX-512 adds the lane walk of a descent in vector
+    //! registers and masks ([`descend_avx512_x2`]) and a few-lanes path that
+    //! draws a lane's bucket with the items across the vector
+    //! ([`straw2_blocks_avx512`]).
+    use super::{Flat, DRAW_ROUNDING, LN_APPROX_CEIL, LOG2_POLY};
     use crate::hash::x86::hash32_3_256;
     use std::arch::x86_64::*;
 
@@ -439,16 +452,22 @@ mod x86 {
     /// (32 registers; the AVX2 kernel, with 16, runs three). The rjenkins
     /// chain is ~135 dependent operations; independent chains, interleaved
     /// line by line, keep the vector units busy instead of waiting.
-    const WAYS: usize = 4;
+    /// Measured on the `big` fixture (buckets of 5, 8 and 25): 5 beats 4
+    /// by ~4% and 6 (spills).
+    const WAYS: usize = 5;
 
-    /// `W` hashes sharing `a` (= x) and `c` (= r), one per item vector.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
-    unsafe fn hash3_512_ways<const W: usize>(a0: __m512i, c0: __m512i, items: &[__m512i; W]) -> [__m512i; W] {
+    /// `W` hashes, one per vector of `a` (= x), item and `c` (= r).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F. Call it from AVX-512 code: like
+    /// [`hash32_3_256`], it has no `target_feature` of its own so that it
+    /// can be `inline(always)` (a call passes its vectors through memory).
+    #[inline(always)]
+    unsafe fn hash3_512_ways<const W: usize>(a0: [__m512i; W], c0: [__m512i; W], items: &[__m512i; W]) -> [__m512i; W] {
         let seed = _mm512_set1_epi32(SEED);
-        let mut a = [a0; W];
+        let mut a = a0;
         let mut b = *items;
-        let mut c = [c0; W];
+        let mut c = c0;
         let mut h = [seed; W];
         let mut x = [_mm512_set1_epi32(231_232); W];
         let mut y = [_mm512_set1_epi32(1232); W];
@@ -483,102 +502,517 @@ mod x86 {
         h
     }
 
-    /// Running maximum per lane: truncated draw (two halves) and its item.
-    struct Best {
-        lo: __m512d,
-        hi: __m512d,
+    /// Running best and second-best approximate draw per lane (AVX-512).
+    struct Best512 {
+        draw: __m512,
+        second: __m512,
         item: __m512i,
     }
 
     /// Per-call constants of the AVX-512 straw2 kernel.
-    struct Ctx {
-        items: *const i32,
-        weights: *const f64,
-        ln: *const f64,
+    struct Ctx512 {
+        pairs: *const i64,
         off_v: __m512i,
         last_v: __m512i,
         xv: __m512i,
         rv: __m512i,
-        low16: __m512i,
+    }
+
+    /// [`super::approx_ln`] on sixteen 16-bit hashes: the same operations
+    /// in the same order (no fused multiply-add), so the same bits.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn approx_ln_512(u: __m512i) -> __m512 {
+        let bits = _mm512_castps_si512(_mm512_cvtepi32_ps(_mm512_add_epi32(u, _mm512_set1_epi32(1))));
+        let biased_exp = _mm512_cvtepi32_ps(_mm512_srli_epi32::<23>(bits));
+        let mantissa = _mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x7f_ffff)), _mm512_set1_epi32(0x3f80_0000));
+        let t = _mm512_sub_ps(_mm512_castsi512_ps(mantissa), _mm512_set1_ps(1.0));
+        let c = LOG2_POLY;
+        let mut p = _mm512_set1_ps(c[4]);
+        p = _mm512_add_ps(_mm512_mul_ps(p, t), _mm512_set1_ps(c[3]));
+        p = _mm512_add_ps(_mm512_mul_ps(p, t), _mm512_set1_ps(c[2]));
+        p = _mm512_add_ps(_mm512_mul_ps(p, t), _mm512_set1_ps(c[1]));
+        p = _mm512_add_ps(_mm512_mul_ps(p, t), _mm512_set1_ps(c[0]));
+        p = _mm512_mul_ps(p, t);
+        let ln = _mm512_add_ps(_mm512_sub_ps(biased_exp, _mm512_set1_ps(143.0)), p);
+        _mm512_min_ps(ln, _mm512_set1_ps(LN_APPROX_CEIL))
     }
 
     /// Draws positions `j .. j + W` of every lane's bucket and folds them,
     /// in position order, into `best`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
-    unsafe fn draw_positions<const W: usize>(c: &Ctx, j: u32, best: &mut Best) {
-        let mut idx = [c.off_v; W];
+    unsafe fn draw_positions_512<const W: usize>(c: &Ctx512, j: u32, best: &mut Best512) {
         let mut valid: [__mmask16; W] = [0; W];
         let mut item = [c.off_v; W];
+        let mut scale = [_mm512_setzero_ps(); W];
+        // Even and odd 32-bit halves of sixteen (item, scale) pairs.
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for k in 0..W {
             let raw = _mm512_add_epi32(c.off_v, _mm512_set1_epi32((j as usize + k) as i32));
             // Past a lane's bucket: nothing drawn, index clamped in bounds.
             valid[k] = _mm512_cmple_epu32_mask(raw, c.last_v);
-            idx[k] = _mm512_min_epu32(raw, c.last_v);
-            item[k] = _mm512_i32gather_epi32::<4>(idx[k], c.items.cast());
+            let idx = _mm512_min_epu32(raw, c.last_v);
+            let lo = _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(idx), c.pairs.cast());
+            let hi = _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(idx), c.pairs.cast());
+            item[k] = _mm512_permutex2var_epi32(lo, even, hi);
+            scale[k] = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, odd, hi));
         }
-        let h = hash3_512_ways::<W>(c.xv, c.rv, &item);
+        let h = hash3_512_ways::<W>([c.xv; W], [c.rv; W], &item);
         for k in 0..W {
-            let u = _mm512_and_si512(h[k], c.low16);
-            let w_lo = _mm512_i32gather_pd::<8>(_mm512_castsi512_si256(idx[k]), c.weights.cast());
-            let w_hi = _mm512_i32gather_pd::<8>(_mm512_extracti64x4_epi64::<1>(idx[k]), c.weights.cast());
-            let ln_lo = _mm512_i32gather_pd::<8>(_mm512_castsi512_si256(u), c.ln.cast());
-            let ln_hi = _mm512_i32gather_pd::<8>(_mm512_extracti64x4_epi64::<1>(u), c.ln.cast());
-            let d_lo = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm512_div_pd(ln_lo, w_lo));
-            let d_hi = _mm512_roundscale_pd::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(_mm512_div_pd(ln_hi, w_hi));
-            // In position order: a tie keeps the earlier item.
-            let gt_lo = _mm512_mask_cmp_pd_mask::<_CMP_GT_OQ>(valid[k] as __mmask8, d_lo, best.lo);
-            let gt_hi = _mm512_mask_cmp_pd_mask::<_CMP_GT_OQ>((valid[k] >> 8) as __mmask8, d_hi, best.hi);
-            best.lo = _mm512_mask_blend_pd(gt_lo, best.lo, d_lo);
-            best.hi = _mm512_mask_blend_pd(gt_hi, best.hi, d_hi);
-            best.item = _mm512_mask_blend_epi32(gt_lo as u16 | ((gt_hi as u16) << 8), best.item, item[k]);
+            let u = _mm512_and_si512(h[k], _mm512_set1_epi32(0xffff));
+            let draw = _mm512_mul_ps(approx_ln_512(u), scale[k]);
+            // Past a lane's bucket: no draw.
+            let draw = _mm512_mask_blend_ps(valid[k], _mm512_set1_ps(f32::NEG_INFINITY), draw);
+            // In position order: a tie keeps the earlier item (and makes
+            // the second best equal to the best, so the lane is redone).
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(draw, best.draw);
+            best.second = _mm512_max_ps(best.second, _mm512_min_ps(best.draw, draw));
+            best.draw = _mm512_mask_blend_ps(gt, best.draw, draw);
+            best.item = _mm512_mask_blend_epi32(gt, best.item, item[k]);
         }
     }
 
+    /// Approximate straw2 for sixteen lanes (the AVX2 kernel on twice the
+    /// lanes, with masks): each lane's best item into `chosen`; returns a
+    /// bit per lane whose best is not [`super::decisive`] given its
+    /// bucket's `slack`.
+    ///
     /// # Safety
     /// The CPU has AVX-512 F/DQ/BW/VL; `off[l]..=last[l]` are valid indices
-    /// of `flat.items`/`flat.weights` for every lane.
+    /// of `flat.pairs` for every lane.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn straw2_avx512(
         flat: &Flat,
-        exact: &ExactTables,
         off: &[u32; 16],
         last: &[u32; 16],
         max_size: u32,
         x: &[u32; 16],
         r: &[u32; 16],
+        slack: &[f64; 16],
         chosen: &mut [i32; 16],
-    ) {
-        let items = flat.items.as_ptr();
-        let weights = exact.weights.as_ptr();
-        let ln = exact.ln.as_ptr();
-        let off_v = _mm512_loadu_si512(off.as_ptr().cast());
-        let last_v = _mm512_loadu_si512(last.as_ptr().cast());
-        let xv = _mm512_loadu_si512(x.as_ptr().cast());
-        let rv = _mm512_loadu_si512(r.as_ptr().cast());
-        let low16 = _mm512_set1_epi32(0xffff);
-        let best_lo = _mm512_set1_pd(f64::NEG_INFINITY);
-        let best_hi = best_lo;
-        let best_item = _mm512_i32gather_epi32::<4>(off_v, items.cast());
-        let mut state = Best { lo: best_lo, hi: best_hi, item: best_item };
-        let ctx = Ctx { items, weights, ln, off_v, last_v, xv, rv, low16 };
+    ) -> u32 {
+        let (best, undecided) = straw2_avx512_v(
+            flat,
+            _mm512_loadu_si512(off.as_ptr().cast()),
+            _mm512_loadu_si512(last.as_ptr().cast()),
+            max_size,
+            _mm512_loadu_si512(x.as_ptr().cast()),
+            _mm512_loadu_si512(r.as_ptr().cast()),
+            [_mm512_loadu_pd(slack.as_ptr()), _mm512_loadu_pd(slack[8..].as_ptr())],
+        );
+        _mm512_storeu_si512(chosen.as_mut_ptr().cast(), best);
+        undecided as u32
+    }
+
+    /// [`straw2_avx512`] on vectors: the lanes' best items and the
+    /// undecided lanes.
+    ///
+    /// # Safety
+    /// As for [`straw2_avx512`]; call from AVX-512 code: it has no
+    /// `target_feature` of its own so that it can be `inline(always)`.
+    #[inline(always)]
+    unsafe fn straw2_avx512_v(
+        flat: &Flat,
+        off_v: __m512i,
+        last_v: __m512i,
+        max_size: u32,
+        xv: __m512i,
+        rv: __m512i,
+        slack: [__m512d; 2],
+    ) -> (__m512i, __mmask16) {
+        let ctx = Ctx512 { pairs: flat.pairs.as_ptr().cast(), off_v, last_v, xv, rv };
+        let mut best = Best512 {
+            draw: _mm512_set1_ps(f32::NEG_INFINITY),
+            second: _mm512_set1_ps(f32::NEG_INFINITY),
+            item: _mm512_i32gather_epi32::<4>(off_v, flat.items.as_ptr().cast()),
+        };
         let mut j = 0u32;
         while max_size - j >= WAYS as u32 {
-            draw_positions::<WAYS>(&ctx, j, &mut state);
+            draw_positions_512::<WAYS>(&ctx, j, &mut best);
             j += WAYS as u32;
         }
         // The tail hashes only the positions that exist.
-        if max_size - j >= 2 {
-            draw_positions::<2>(&ctx, j, &mut state);
-            j += 2;
+        match max_size - j {
+            4 => draw_positions_512::<4>(&ctx, j, &mut best),
+            3 => draw_positions_512::<3>(&ctx, j, &mut best),
+            2 => draw_positions_512::<2>(&ctx, j, &mut best),
+            1 => draw_positions_512::<1>(&ctx, j, &mut best),
+            _ => {}
         }
-        if max_size - j >= 1 {
-            draw_positions::<1>(&ctx, j, &mut state);
+        let halves = |v: __m512| [_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(v))];
+        let (b, s) = (halves(best.draw), halves(best.second));
+        let mut decided = 0u32;
+        for h in 0..2 {
+            let need = _mm512_add_pd(
+                _mm512_add_pd(_mm512_set1_pd(2.0), _mm512_mul_pd(_mm512_set1_pd(2.0), slack[h])),
+                _mm512_mul_pd(_mm512_set1_pd(DRAW_ROUNDING), _mm512_add_pd(_mm512_abs_pd(b[h]), _mm512_abs_pd(s[h]))),
+            );
+            let ok = _mm512_cmp_pd_mask::<_CMP_GE_OQ>(_mm512_sub_pd(b[h], s[h]), need);
+            decided |= (ok as u32) << (8 * h);
         }
-        let best_item = state.item;
-        _mm512_storeu_si512(chosen.as_mut_ptr().cast(), best_item);
+        (best.item, !decided as __mmask16)
+    }
+
+    /// Lanes of `m` whose `items` are buckets the lockstep walk handles
+    /// (`Flat::slot_of` on vectors), and their slots.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; call from AVX-512 code.
+    #[inline(always)]
+    unsafe fn fast_slots(flat: &Flat, items: __m512i, m: __mmask16) -> (__m512i, __mmask16) {
+        let zero = _mm512_setzero_si512();
+        // -1 - item
+        let slot = _mm512_xor_si512(items, _mm512_set1_epi32(-1));
+        let m = m
+            & _mm512_cmplt_epi32_mask(items, zero)
+            & _mm512_cmplt_epu32_mask(slot, _mm512_set1_epi32(flat.fast32.len() as i32));
+        let fast = _mm512_mask_i32gather_epi32::<4>(zero, m, slot, flat.fast32.as_ptr().cast());
+        (slot, _mm512_mask_test_epi32_mask(m, fast, fast))
+    }
+
+    /// One sixteen-lane descent in progress: the lanes' slots, results and
+    /// states in vectors and masks.
+    struct Walk16 {
+        slot: __m512i,
+        busy: __mmask16,
+        new_slow: __mmask16,
+        found: __m512i,
+        xv: __m512i,
+        rv: __m512i,
+        depth: usize,
+    }
+
+    /// Starts a descent: the active lanes (not yet slow) whose `start` is
+    /// a bucket the walk handles are busy, the others become slow.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/DQ/BW/VL; call from such code.
+    #[inline(always)]
+    unsafe fn walk_start(
+        flat: &Flat,
+        x: &[u32; 16],
+        slow: &[bool; 16],
+        active: &[bool; 16],
+        start: &[i32; 16],
+        r: &[u32; 16],
+        found: &[i32; 16],
+    ) -> Walk16 {
+        let ones = _mm_set1_epi8(1);
+        let was_slow = _mm_test_epi8_mask(_mm_loadu_si128(slow.as_ptr().cast()), ones);
+        let act = _mm_test_epi8_mask(_mm_loadu_si128(active.as_ptr().cast()), ones) & !was_slow;
+        let (slot0, busy) = fast_slots(flat, _mm512_loadu_si512(start.as_ptr().cast()), act);
+        let mut slot = slot0;
+        if busy != 0 {
+            // Idle lanes ride along in a real bucket so every load is in bounds.
+            let mut slots = [0u32; 16];
+            _mm512_storeu_si512(slots.as_mut_ptr().cast(), slot0);
+            let idle = _mm512_set1_epi32(slots[busy.trailing_zeros() as usize] as i32);
+            slot = _mm512_mask_blend_epi32(busy, idle, slot0);
+        }
+        Walk16 {
+            slot,
+            busy,
+            new_slow: act & !busy,
+            found: _mm512_loadu_si512(found.as_ptr().cast()),
+            xv: _mm512_loadu_si512(x.as_ptr().cast()),
+            rv: _mm512_loadu_si512(r.as_ptr().cast()),
+            depth: 0,
+        }
+    }
+
+    /// One level of a descent (call while `w.busy != 0`): each busy lane
+    /// draws in its bucket; a lane that reaches `type_id` is done, one
+    /// that reaches a bucket the walk cannot handle (or too deep) is slow.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/DQ/BW/VL and AVX2; call from such code.
+    #[inline(always)]
+    unsafe fn walk_level(flat: &Flat, w: &mut Walk16, x: &[u32; 16], r: &[u32; 16], type_id: i32) {
+        if w.depth == super::descent_depth_max {
+            w.new_slow |= w.busy;
+            w.busy = 0;
+            return;
+        }
+        w.depth += 1;
+        let (slot, busy) = (w.slot, w.busy);
+        let zero = _mm512_setzero_si512();
+        let mut slots = [0u32; 16];
+        _mm512_storeu_si512(slots.as_mut_ptr().cast(), slot);
+        let mut chosen = [0i32; 16];
+        let item = if few_lanes(flat, &slots, busy, x, r, &mut chosen) {
+            _mm512_loadu_si512(chosen.as_ptr().cast())
+        } else {
+            let off = _mm512_i32gather_epi32::<4>(slot, flat.off.as_ptr().cast());
+            let size = _mm512_i32gather_epi32::<4>(slot, flat.size.as_ptr().cast());
+            let last = _mm512_sub_epi32(_mm512_add_epi32(off, size), _mm512_set1_epi32(1));
+            let slack = [
+                _mm512_i32gather_pd::<8>(_mm512_castsi512_si256(slot), flat.slack.as_ptr().cast()),
+                _mm512_i32gather_pd::<8>(_mm512_extracti64x4_epi64::<1>(slot), flat.slack.as_ptr().cast()),
+            ];
+            let max_size = _mm512_reduce_max_epu32(size);
+            let (best, undecided) = straw2_avx512_v(flat, off, last, max_size, w.xv, w.rv, slack);
+            let mut undecided = (undecided & busy) as u32;
+            if undecided == 0 {
+                best
+            } else {
+                _mm512_storeu_si512(chosen.as_mut_ptr().cast(), best);
+                while undecided != 0 {
+                    let l = undecided.trailing_zeros() as usize;
+                    undecided &= undecided - 1;
+                    chosen[l] = super::straw2_exact::<{ super::KERNEL_AVX512 }>(flat, slots[l] as usize, x[l], r[l]);
+                }
+                _mm512_loadu_si512(chosen.as_ptr().cast())
+            }
+        };
+        // The item's type (0 for a device, else its bucket's) and whether
+        // the walk can go on in it: two independent gathers.
+        let next = _mm512_xor_si512(item, _mm512_set1_epi32(-1));
+        let bucket = busy
+            & _mm512_cmplt_epi32_mask(item, zero)
+            & _mm512_cmplt_epu32_mask(next, _mm512_set1_epi32(flat.type_id.len() as i32));
+        let item_type = _mm512_mask_i32gather_epi32::<4>(zero, bucket, next, flat.type_id.as_ptr().cast());
+        let fast = _mm512_mask_i32gather_epi32::<4>(zero, bucket, next, flat.fast32.as_ptr().cast());
+        let is_type =
+            _mm512_cmpeq_epi32_mask(item_type, _mm512_set1_epi32(type_id)) & (bucket | _mm512_cmpge_epi32_mask(item, zero));
+        let hit = busy & is_type;
+        w.found = _mm512_mask_blend_epi32(hit, w.found, item);
+        let busy = busy & !hit;
+        let fast = busy & _mm512_mask_test_epi32_mask(bucket, fast, fast);
+        w.new_slow |= busy & !fast;
+        w.busy = fast;
+        w.slot = _mm512_mask_blend_epi32(fast, slot, next);
+    }
+
+    /// Writes a finished descent back: found items and new slow lanes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; call from such code.
+    #[inline(always)]
+    unsafe fn walk_finish(w: &Walk16, slow: &mut [bool; 16], found: &mut [i32; 16]) {
+        _mm512_storeu_si512(found.as_mut_ptr().cast(), w.found);
+        let mut m = w.new_slow as u32;
+        while m != 0 {
+            slow[m.trailing_zeros() as usize] = true;
+            m &= m - 1;
+        }
+    }
+
+    /// [`super::descend`] for thirty-two lanes, as two independent halves
+    /// of sixteen with their slots, items and states in vectors and masks
+    /// (the same decisions), walked level by level in turn: while one
+    /// half's next buckets are being looked up (dependent gathers), the
+    /// core draws the other half's.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/DQ/BW/VL and AVX2 (exact redraws).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,bmi2")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn descend_avx512_x2(
+        flat: &Flat,
+        x: &[u32; 32],
+        slow: &mut [bool; 32],
+        active: &[bool; 32],
+        start: &[i32; 32],
+        r: &[u32; 32],
+        type_id: i32,
+        found: &mut [i32; 32],
+    ) {
+        // No closures here: they would not inherit the target features.
+        let (x_lo, x_hi) = x.split_at(16);
+        let (r_lo, r_hi) = r.split_at(16);
+        let (s_lo, s_hi) = slow.split_at_mut(16);
+        let (a_lo, a_hi) = active.split_at(16);
+        let (t_lo, t_hi) = start.split_at(16);
+        let (f_lo, f_hi) = found.split_at_mut(16);
+        let x2: [&[u32; 16]; 2] = [x_lo.try_into().expect("16"), x_hi.try_into().expect("16")];
+        let r2: [&[u32; 16]; 2] = [r_lo.try_into().expect("16"), r_hi.try_into().expect("16")];
+        let slow2: [&mut [bool; 16]; 2] = [s_lo.try_into().expect("16"), s_hi.try_into().expect("16")];
+        let found2: [&mut [i32; 16]; 2] = [f_lo.try_into().expect("16"), f_hi.try_into().expect("16")];
+        let mut w = [
+            walk_start(flat, x2[0], slow2[0], a_lo.try_into().expect("16"), t_lo.try_into().expect("16"), r2[0], found2[0]),
+            walk_start(flat, x2[1], slow2[1], a_hi.try_into().expect("16"), t_hi.try_into().expect("16"), r2[1], found2[1]),
+        ];
+        while (w[0].busy | w[1].busy) != 0 {
+            for k in 0..2 {
+                if w[k].busy != 0 {
+                    walk_level(flat, &mut w[k], x2[k], r2[k], type_id);
+                }
+            }
+        }
+        let [slow_lo, slow_hi] = slow2;
+        let [found_lo, found_hi] = found2;
+        walk_finish(&w[0], slow_lo, found_lo);
+        walk_finish(&w[1], slow_hi, found_hi);
+    }
+
+    /// The few-lanes path of [`descend_avx512_x2`]: when fewer than half the
+    /// lanes are busy, draws each busy lane with its bucket's items across
+    /// the vector (`ceil(size / 16)` hash vectors per lane instead of one
+    /// per position of the largest bucket for all lanes); filter, then
+    /// verify. Returns false (nothing drawn) when the lockstep pass is
+    /// cheaper.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/DQ/BW/VL and AVX2; call from such code; every
+    /// busy lane's slot is a `fast` bucket.
+    #[inline(always)]
+    pub(super) unsafe fn few_lanes(flat: &Flat, slots: &[u32; 16], busy: __mmask16, x: &[u32; 16], r: &[u32; 16], chosen: &mut [i32; 16]) -> bool {
+        if busy.count_ones() >= 8 {
+            return false;
+        }
+        let mut blocks = [Block::default(); super::few_blocks_max];
+        let (mut n, mut max_size) = (0usize, 0u32);
+        let mut m = busy as u32;
+        while m != 0 {
+            let l = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let s = slots[l] as usize;
+            let (off, size) = (flat.off[s], flat.size[s]);
+            max_size = max_size.max(size);
+            let lane_blocks = size.div_ceil(16) as usize;
+            if n + lane_blocks > super::few_blocks_max {
+                return false;
+            }
+            for b in 0..lane_blocks as u32 {
+                blocks[n] = Block { first: off + 16 * b, len: (size - 16 * b).min(16), x: x[l], r: r[l], lane: l as u32 };
+                n += 1;
+            }
+        }
+        if n as u32 >= max_size {
+            return false;
+        }
+        let slack: [f64; 16] = std::array::from_fn(|l| flat.slack[slots[l] as usize]);
+        let mut undecided = straw2_blocks_avx512(flat, &blocks[..n], &slack, &mut chosen[..]);
+        while undecided != 0 {
+            let l = undecided.trailing_zeros() as usize;
+            undecided &= undecided - 1;
+            chosen[l] = super::straw2_exact::<{ super::KERNEL_AVX512 }>(flat, slots[l] as usize, x[l], r[l]);
+        }
+        true
+    }
+
+    /// One block of up to sixteen consecutive items of one lane's bucket,
+    /// drawn across the vector (the lane's `x` and `r` broadcast).
+    #[derive(Clone, Copy, Default)]
+    pub(super) struct Block {
+        /// Index of the block's first item in `flat.pairs`.
+        pub(super) first: u32,
+        /// Items in the block, `1..=16`.
+        pub(super) len: u32,
+        pub(super) x: u32,
+        pub(super) r: u32,
+        /// Which of the caller's lanes (`< 16`) the block belongs to.
+        pub(super) lane: u32,
+    }
+
+    /// Per lane: each vector slot's best and second-best approximate draw
+    /// and the best's item.
+    #[derive(Clone, Copy)]
+    struct SlotBest {
+        draw: __m512,
+        second: __m512,
+        item: __m512i,
+    }
+
+    /// Approximate draws of `W` blocks (interleaved hash chains), folded
+    /// into their lanes' `acc` (`seen` marks lanes holding a value).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
+    unsafe fn draw_blocks_512<const W: usize>(
+        flat: &Flat,
+        blocks: &[Block; W],
+        acc: &mut [std::mem::MaybeUninit<SlotBest>; 16],
+        seen: &mut u32,
+    ) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let pairs: *const i64 = flat.pairs.as_ptr().cast();
+        let mut item = [_mm512_setzero_si512(); W];
+        let mut scale = [_mm512_setzero_ps(); W];
+        let mut valid: [__mmask16; W] = [0; W];
+        let mut xv = [_mm512_setzero_si512(); W];
+        let mut rv = [_mm512_setzero_si512(); W];
+        for k in 0..W {
+            let b = blocks[k];
+            valid[k] = ((1u32 << b.len) - 1) as __mmask16;
+            // Masked loads: nothing past the block is read.
+            let p = pairs.add(b.first as usize);
+            let lo = _mm512_maskz_loadu_epi64(valid[k] as __mmask8, p);
+            let hi = _mm512_maskz_loadu_epi64((valid[k] >> 8) as __mmask8, p.add(8));
+            item[k] = _mm512_permutex2var_epi32(lo, even, hi);
+            scale[k] = _mm512_castsi512_ps(_mm512_permutex2var_epi32(lo, odd, hi));
+            xv[k] = _mm512_set1_epi32(b.x as i32);
+            rv[k] = _mm512_set1_epi32(b.r as i32);
+        }
+        let h = hash3_512_ways::<W>(xv, rv, &item);
+        for k in 0..W {
+            let u = _mm512_and_si512(h[k], _mm512_set1_epi32(0xffff));
+            let draw = _mm512_mul_ps(approx_ln_512(u), scale[k]);
+            let draw = _mm512_mask_blend_ps(valid[k], _mm512_set1_ps(f32::NEG_INFINITY), draw);
+            let lane = blocks[k].lane as usize & 15;
+            if *seen & (1 << lane) == 0 {
+                *seen |= 1 << lane;
+                acc[lane].write(SlotBest { draw, second: _mm512_set1_ps(f32::NEG_INFINITY), item: item[k] });
+                continue;
+            }
+            // A later block of the lane, slot by slot (ties need no
+            // order: they are never decisive).
+            let a = acc[lane].assume_init_mut();
+            let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(draw, a.draw);
+            a.second = _mm512_max_ps(a.second, _mm512_min_ps(a.draw, draw));
+            a.draw = _mm512_mask_blend_ps(gt, a.draw, draw);
+            a.item = _mm512_mask_blend_epi32(gt, a.item, item[k]);
+        }
+    }
+
+    /// Approximate straw2 for a few lanes, each over its own bucket with
+    /// the items across the vector (`blocks`, every lane's in item
+    /// order). Writes each lane's best item to `chosen[lane]` and sets bit
+    /// `lane` of the result when it is not [`super::decisive`] (a lane
+    /// whose two best slots tie is not).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/DQ/BW/VL; every block lies inside
+    /// `flat.pairs`; lanes are below 16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512bw,avx512vl")]
+    pub(super) unsafe fn straw2_blocks_avx512(flat: &Flat, blocks: &[Block], slack: &[f64], chosen: &mut [i32]) -> u32 {
+        let mut acc = [const { std::mem::MaybeUninit::<SlotBest>::uninit() }; 16];
+        let mut seen = 0u32;
+        let mut i = 0;
+        // Three chains: measured a little faster than four here.
+        while blocks.len() - i >= 3 {
+            draw_blocks_512::<3>(flat, blocks[i..i + 3].try_into().expect("3 blocks"), &mut acc, &mut seen);
+            i += 3;
+        }
+        match blocks.len() - i {
+            2 => draw_blocks_512::<2>(flat, blocks[i..].try_into().expect("2 blocks"), &mut acc, &mut seen),
+            1 => draw_blocks_512::<1>(flat, blocks[i..].try_into().expect("1 block"), &mut acc, &mut seen),
+            _ => {}
+        }
+        let mut undecided = 0u32;
+        let mut lanes = seen;
+        while lanes != 0 {
+            let lane = lanes.trailing_zeros() as usize;
+            lanes &= lanes - 1;
+            let a = acc[lane].assume_init_ref();
+            let best = _mm512_reduce_max_ps(a.draw);
+            let at = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a.draw, _mm512_set1_ps(best));
+            let mut items = [0i32; 16];
+            _mm512_storeu_si512(items.as_mut_ptr().cast(), a.item);
+            chosen[lane] = items[(at.trailing_zeros() & 15) as usize];
+            // The runner-up: the best slot's second, or another slot's best.
+            let second = _mm512_reduce_max_ps(_mm512_mask_blend_ps(at, a.draw, a.second));
+            if at.count_ones() != 1 || !super::decisive(best, second, slack[lane]) {
+                undecided |= 1 << lane;
+            }
+        }
+        undecided
     }
 
     /// Running best and second-best approximate draw per lane (AVX2).
@@ -733,23 +1167,46 @@ struct Chunk<const L: usize> {
 
 /// Descends from each active lane's `start` bucket with rank `r` until an
 /// item of `type_id`. An active lane that cannot (non-straw2 or empty
-/// bucket, device of the wrong type, too deep) becomes slow. Inactive lanes
-/// compute nothing useful and are never marked.
+/// bucket, device of the wrong type, too deep) becomes slow (in `slow`).
+/// Inactive lanes compute nothing useful and are never marked. Lane `l`
+/// hashes input `x[l]`: a chunk's inputs, or virtual lanes.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn descend<const L: usize, const K: u8>(
     flat: &Flat,
-    chunk: &mut Chunk<L>,
+    x: &[u32; L],
+    slow: &mut [bool; L],
     active: &[bool; L],
     start: &[i32; L],
     r: &[u32; L],
     type_id: i32,
     found: &mut [i32; L],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if K == KERNEL_AVX512 && L == 32 {
+            // SAFETY: K == KERNEL_AVX512 only inside `chunks_avx512` (CPU
+            // checked); L == 32.
+            unsafe {
+                x86::descend_avx512_x2(
+                    flat,
+                    (&x[..]).try_into().expect("L == 32"),
+                    (&mut slow[..]).try_into().expect("L == 32"),
+                    (&active[..]).try_into().expect("L == 32"),
+                    (&start[..]).try_into().expect("L == 32"),
+                    (&r[..]).try_into().expect("L == 32"),
+                    type_id,
+                    (&mut found[..]).try_into().expect("L == 32"),
+                )
+            };
+            return;
+        }
+    }
     let mut slot = [0usize; L];
     let mut done = [true; L];
     let mut some_slot = None;
     for l in 0..L {
-        if !active[l] || chunk.slow[l] {
+        if !active[l] || slow[l] {
             continue;
         }
         match flat.slot_of(start[l]) {
@@ -758,7 +1215,7 @@ fn descend<const L: usize, const K: u8>(
                 done[l] = false;
                 some_slot = Some(s);
             }
-            None => chunk.slow[l] = true,
+            None => slow[l] = true,
         }
     }
     // Idle lanes ride along in a real bucket so every gather is in bounds.
@@ -778,11 +1235,11 @@ fn descend<const L: usize, const K: u8>(
             // sixteen, so draw those lanes one by one.
             for l in 0..L {
                 if !done[l] {
-                    items[l] = straw2_exact::<K>(flat, slot[l], chunk.x[l], r[l]);
+                    items[l] = straw2_exact::<K>(flat, slot[l], x[l], r[l]);
                 }
             }
         } else {
-            straw2_lanes::<L, K>(flat, &slot, &chunk.x, r, &mut items);
+            straw2_lanes::<L, K>(flat, &slot, x, r, &mut items);
         }
         let mut all_done = true;
         for l in 0..L {
@@ -802,7 +1259,7 @@ fn descend<const L: usize, const K: u8>(
                     all_done = false;
                 }
                 None => {
-                    chunk.slow[l] = true;
+                    slow[l] = true;
                     done[l] = true;
                 }
             }
@@ -813,7 +1270,7 @@ fn descend<const L: usize, const K: u8>(
     }
     for l in 0..L {
         if !done[l] {
-            chunk.slow[l] = true;
+            slow[l] = true;
         }
     }
 }
@@ -1026,11 +1483,11 @@ fn firstn_lanes<const L: usize, const K: u8>(
                 r[l] = (rep as u32).wrapping_add(ftotal[l]);
             }
             let mut item = [0i32; L];
-            descend::<L, K>(flat, chunk, &pending, start, &r, type_id, &mut item);
+            descend::<L, K>(flat, &chunk.x, &mut chunk.slow, &pending, start, &r, type_id, &mut item);
             let taken = lanes_holding(&chunk.vecs[oi][base..base + outpos], &item);
             let mut ok = [false; L];
             for l in 0..L {
-                ok[l] = pending[l] && !chunk.slow[l] && !taken[l];
+                ok[l] = pending[l] & !chunk.slow[l] & !taken[l];
             }
             let mut leaf_item = item;
             if leaf {
@@ -1040,12 +1497,12 @@ fn firstn_lanes<const L: usize, const K: u8>(
                 let mut inner_pending = [false; L];
                 let mut inner_start = *start;
                 let mut sub_r = [0u32; L];
+                // Branch-free, so that it vectorizes.
                 for l in 0..L {
-                    if ok[l] && item[l] < 0 {
-                        inner_pending[l] = true;
-                        inner_start[l] = item[l];
-                        sub_r[l] = if p.vary_r != 0 { r[l].wrapping_shr(p.vary_r - 1) } else { 0 };
-                    }
+                    let go = ok[l] & (item[l] < 0);
+                    inner_pending[l] = go;
+                    inner_start[l] = if go { item[l] } else { inner_start[l] };
+                    sub_r[l] = if go & (p.vary_r != 0) { r[l].wrapping_shr(p.vary_r.wrapping_sub(1)) } else { 0 };
                 }
                 let mut inner_ftotal = [0u32; L];
                 while inner_pending.iter().any(|&b| b) {
@@ -1054,7 +1511,7 @@ fn firstn_lanes<const L: usize, const K: u8>(
                         r2[l] = inner_rep.wrapping_add(sub_r[l]).wrapping_add(inner_ftotal[l]);
                     }
                     let mut dev = [0i32; L];
-                    descend::<L, K>(flat, chunk, &inner_pending, &inner_start, &r2, 0, &mut dev);
+                    descend::<L, K>(flat, &chunk.x, &mut chunk.slow, &inner_pending, &inner_start, &r2, 0, &mut dev);
                     let taken = lanes_holding(&chunk.vecs[ci][base..base + outpos], &dev);
                     for l in 0..L {
                         if !inner_pending[l] {
@@ -1131,6 +1588,15 @@ fn firstn_lanes<const L: usize, const K: u8>(
 /// `crush_choose_indep` at the top level of a step: rounds of
 /// `r = rep + numrep * ftotal` over the unfilled positions, holes left as
 /// `ITEM_NONE` when the tries run out (exactly like the oracle).
+///
+/// Each round draws the unfilled (lane, position) pairs `L` at a time as
+/// *virtual lanes* (a lane's `x`, the position's `r`): the descents of one
+/// round do not depend on each other, only the collision checks do, and
+/// those are applied afterwards in position order, as the oracle makes
+/// them. So the few positions left after the first round are drawn
+/// together rather than one vector pass per position. A leaf descent may
+/// run for an item that then collides; if that marks the lane slow, the
+/// oracle merely redoes a lane it did not have to.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn indep_lanes<const L: usize, const K: u8>(
@@ -1148,87 +1614,108 @@ fn indep_lanes<const L: usize, const K: u8>(
     weights: &[u32],
 ) {
     let recurse_tries = if p.leaf_tries > 0 { p.leaf_tries } else { 1 };
-    for rep in 0..out_size {
-        chunk.vecs[oi][base + rep] = [ITEM_UNDEF; L];
-        chunk.vecs[ci][base + rep] = [ITEM_UNDEF; L];
-    }
+    let (o, c) = two_rows(&mut chunk.vecs, oi, ci);
+    let (o, c) = (&mut o[base..base + out_size], &mut c[base..base + out_size]);
+    o.fill([ITEM_UNDEF; L]);
+    c.fill([ITEM_UNDEF; L]);
+    let numrep = numrep as u32;
     let mut ftotal = 0u32;
     while ftotal < p.tries {
         let mut any_left = false;
-        for rep in 0..out_size {
-            let mut active = [false; L];
-            for l in 0..L {
-                active[l] = !chunk.slow[l] && chunk.vecs[oi][base + rep][l] == ITEM_UNDEF;
+        // Cursor over (position, lane) pairs, position-major: `open` holds
+        // the lanes of position `rep` not yet taken into a group.
+        let mut rep = 0usize;
+        let mut open = 0u32;
+        let slow_bits = lane_bits(&chunk.slow);
+        if out_size > 0 {
+            open = unfilled(&o[0]) & !slow_bits;
+        }
+        loop {
+            let mut n = 0usize;
+            let (mut v_lane, mut v_rep) = ([0usize; L], [0usize; L]);
+            while n < L {
+                if open == 0 {
+                    rep += 1;
+                    if rep >= out_size {
+                        break;
+                    }
+                    open = unfilled(&o[rep]) & !slow_bits;
+                    continue;
+                }
+                v_lane[n] = open.trailing_zeros() as usize;
+                v_rep[n] = rep;
+                open &= open - 1;
+                n += 1;
             }
-            if !active.iter().any(|&a| a) {
-                continue;
+            if n == 0 {
+                break;
             }
             any_left = true;
-            let r = (rep as u32).wrapping_add((numrep as u32).wrapping_mul(ftotal));
-            let rv = [r; L];
-            let mut item = [0i32; L];
-            descend::<L, K>(flat, chunk, &active, start, &rv, type_id, &mut item);
-            let taken = lanes_holding(&chunk.vecs[oi][base..base + out_size], &item);
-            for l in 0..L {
-                if chunk.slow[l] || taken[l] {
-                    active[l] = false;
-                }
+            let (mut vx, mut vstart, mut vr, mut active) = ([0u32; L], [0i32; L], [0u32; L], [false; L]);
+            for v in 0..n {
+                vx[v] = chunk.x[v_lane[v] % L];
+                vstart[v] = start[v_lane[v] % L];
+                vr[v] = (v_rep[v] as u32).wrapping_add(numrep.wrapping_mul(ftotal));
+                active[v] = true;
             }
+            let mut vslow = [false; L];
+            let mut item = [0i32; L];
+            descend::<L, K>(flat, &vx, &mut vslow, &active, &vstart, &vr, type_id, &mut item);
+            let mut leaf_item = item;
+            let mut leaf_failed = [false; L];
             if leaf {
+                // Nested indep for each pair's position with parent_r = r.
                 let mut inner = [false; L];
-                let mut inner_start = *start;
-                for l in 0..L {
-                    if active[l] {
-                        if item[l] < 0 {
-                            inner[l] = true;
-                            inner_start[l] = item[l];
-                            chunk.vecs[ci][base + rep][l] = ITEM_UNDEF;
-                        } else {
-                            chunk.vecs[ci][base + rep][l] = item[l];
-                        }
-                    }
+                for v in 0..n {
+                    inner[v] = !vslow[v] && item[v] < 0;
                 }
-                // Nested indep for position `rep` with parent_r = r.
                 let mut f2 = 0u32;
-                while f2 < recurse_tries && inner.iter().any(|&b| b) {
-                    let r2 = [(rep as u32).wrapping_add(r).wrapping_add((numrep as u32).wrapping_mul(f2)); L];
+                while f2 < recurse_tries && inner.contains(&true) {
+                    let r2: [u32; L] =
+                        std::array::from_fn(|v| (v_rep[v] as u32).wrapping_add(vr[v]).wrapping_add(numrep.wrapping_mul(f2)));
                     let mut dev = [0i32; L];
-                    descend::<L, K>(flat, chunk, &inner, &inner_start, &r2, 0, &mut dev);
-                    for l in 0..L {
-                        if !inner[l] {
+                    descend::<L, K>(flat, &vx, &mut vslow, &inner, &item, &r2, 0, &mut dev);
+                    for v in 0..n {
+                        if !inner[v] {
                             continue;
                         }
-                        if chunk.slow[l] {
-                            inner[l] = false;
-                            active[l] = false;
-                            continue;
-                        }
-                        if !lane_is_out(weights, dev[l], chunk.x[l]) {
-                            chunk.vecs[ci][base + rep][l] = dev[l];
-                            inner[l] = false;
+                        if vslow[v] {
+                            inner[v] = false;
+                        } else if !lane_is_out(weights, dev[v], vx[v]) {
+                            leaf_item[v] = dev[v];
+                            inner[v] = false;
                         }
                     }
                     f2 += 1;
                 }
-                for l in 0..L {
-                    if inner[l] {
-                        // No leaf in this round: the position stays open.
-                        chunk.vecs[ci][base + rep][l] = ITEM_NONE;
-                        active[l] = false;
-                    }
-                }
+                // No leaf in this round: the position stays open.
+                leaf_failed = inner;
             }
-            if type_id == 0 {
-                for l in 0..L {
-                    if active[l] && lane_is_out(weights, item[l], chunk.x[l]) {
-                        active[l] = false;
+            // The oracle's checks, in position order.
+            for v in 0..n {
+                // `% L`: a no-op (lanes are below L) that drops bounds checks.
+                let (l, rep) = (v_lane[v] % L, v_rep[v]);
+                if vslow[v] {
+                    chunk.slow[l] = true;
+                }
+                if chunk.slow[l] {
+                    continue;
+                }
+                let it = item[v];
+                if o.iter().any(|row| row[l] == it) {
+                    continue;
+                }
+                if leaf {
+                    if leaf_failed[v] {
+                        c[rep][l] = ITEM_NONE;
+                        continue;
                     }
+                    c[rep][l] = leaf_item[v];
                 }
-            }
-            for l in 0..L {
-                if active[l] {
-                    chunk.vecs[oi][base + rep][l] = item[l];
+                if type_id == 0 && lane_is_out(weights, it, vx[v]) {
+                    continue;
                 }
+                o[rep][l] = it;
             }
         }
         if !any_left {
@@ -1236,16 +1723,47 @@ fn indep_lanes<const L: usize, const K: u8>(
         }
         ftotal += 1;
     }
-    for rep in 0..out_size {
-        for l in 0..L {
-            if chunk.vecs[oi][base + rep][l] == ITEM_UNDEF {
-                chunk.vecs[oi][base + rep][l] = ITEM_NONE;
-            }
-            if chunk.vecs[ci][base + rep][l] == ITEM_UNDEF {
-                chunk.vecs[ci][base + rep][l] = ITEM_NONE;
+    for row in o.iter_mut().chain(c.iter_mut()) {
+        for v in row.iter_mut() {
+            if *v == ITEM_UNDEF {
+                *v = ITEM_NONE;
             }
         }
     }
+}
+
+/// Rows `a` and `b` (distinct) of the working vectors, both mutable.
+fn two_rows<const L: usize>(vecs: &mut [Vec<[i32; L]>; 3], a: usize, b: usize) -> (&mut Vec<[i32; L]>, &mut Vec<[i32; L]>) {
+    assert!(a != b && a < 3 && b < 3);
+    let [v0, v1, v2] = vecs;
+    match (a, b) {
+        (0, 1) => (v0, v1),
+        (0, _) => (v0, v2),
+        (1, 0) => (v1, v0),
+        (1, _) => (v1, v2),
+        (2, 0) => (v2, v0),
+        _ => (v2, v1),
+    }
+}
+
+/// One bit per lane that is set.
+#[inline(always)]
+fn lane_bits<const L: usize>(set: &[bool; L]) -> u32 {
+    let mut bits = 0u32;
+    for l in 0..L {
+        bits |= (set[l] as u32) << l;
+    }
+    bits
+}
+
+/// One bit per lane whose position is still `ITEM_UNDEF`.
+#[inline(always)]
+fn unfilled<const L: usize>(row: &[i32; L]) -> u32 {
+    let mut bits = 0u32;
+    for l in 0..L {
+        bits |= ((row[l] == ITEM_UNDEF) as u32) << l;
+    }
+    bits
 }
 
 /// The batched mapper over one map.
@@ -1256,7 +1774,7 @@ pub struct BatchMapper<'m> {
     scalar: ScalarBatch<'m>,
     scratch_lens: Vec<usize>,
     scratch_items: Vec<i32>,
-    chunk16: Chunk<16>,
+    chunk32: Chunk<32>,
     chunk8: Chunk<8>,
 }
 
@@ -1273,12 +1791,12 @@ impl<'m> BatchMapper<'m> {
     pub fn with_kernel(map: &'m CrushMap, kernel: Kernel) -> BatchMapper<'m> {
         BatchMapper {
             map,
-            flat: Flat::new(map, kernel),
+            flat: Flat::new(map),
             kernel,
             scalar: ScalarBatch::new(map),
             scratch_lens: Vec::new(),
             scratch_items: Vec::new(),
-            chunk16: new_chunk(),
+            chunk32: new_chunk(),
             chunk8: new_chunk(),
         }
     }
@@ -1311,7 +1829,7 @@ impl<'m> BatchMapper<'m> {
             Kernel::Avx512 => {
                 // SAFETY: Kernel::Avx512 is only chosen when the CPU has these features.
                 unsafe {
-                    chunks_avx512(self.map, &self.flat, steps, &mut self.chunk16, xs, result_max, weights, lens, items, &mut slow)
+                    chunks_avx512(self.map, &self.flat, steps, &mut self.chunk32, xs, result_max, weights, lens, items, &mut slow)
                 }
             }
             #[cfg(target_arch = "x86_64")]
@@ -1386,7 +1904,7 @@ unsafe fn chunks_avx512(
     map: &CrushMap,
     flat: &Flat,
     steps: &[Step],
-    chunk: &mut Chunk<16>,
+    chunk: &mut Chunk<32>,
     xs: &[i32],
     result_max: usize,
     weights: &[u32],
@@ -1394,7 +1912,7 @@ unsafe fn chunks_avx512(
     items: &mut [i32],
     slow: &mut Vec<usize>,
 ) {
-    chunks::<16, KERNEL_AVX512>(map, flat, steps, chunk, xs, result_max, weights, lens, items, slow)
+    chunks::<32, KERNEL_AVX512>(map, flat, steps, chunk, xs, result_max, weights, lens, items, slow)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1424,6 +1942,7 @@ impl BatchMap for BatchMapper<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::crush_ln;
     use crate::mapper::straw2_choose_reference;
     use crate::model::Bucket;
 
@@ -1459,6 +1978,24 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn approx_ln_avx512_has_the_scalar_bits() {
+        use std::arch::x86_64::*;
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        for base in (0..=0xffffu32).step_by(16) {
+            let u: [u32; 16] = std::array::from_fn(|k| base + k as u32);
+            let mut got = [0f32; 16];
+            // SAFETY: AVX-512 F checked above.
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), x86::approx_ln_512(_mm512_loadu_si512(u.as_ptr().cast()))) };
+            for k in 0..16 {
+                assert_eq!(got[k].to_bits(), approx_ln(u[k]).to_bits(), "u = {}", u[k]);
+            }
+        }
+    }
+
     #[test]
     fn decisive_refuses_ties_and_empty_buckets() {
         let k = 1000.0;
@@ -1486,9 +2023,10 @@ mod tests {
     /// Every kernel's straw2 (filter, then verify) against Ceph's literal
     /// draws; returns how many lane choices were not decisive.
     fn check_straw2_lanes(weights: &[u32], inputs: u32) -> usize {
+        let mut few_checked = 0;
         let map = one_bucket_map(weights);
         let bucket = map.bucket(-1).unwrap();
-        let flat = Flat::new(&map, Kernel::Portable);
+        let flat = Flat::new(&map);
         let mut undecided = 0;
         for base in (0..inputs).step_by(8) {
             let x: [u32; 8] = std::array::from_fn(|l| (base + l as u32).wrapping_mul(0x9e37_79b9));
@@ -1505,10 +2043,39 @@ mod tests {
                     assert_eq!(got, want, "avx2, weights {weights:?}");
                 }
             }
+            if Kernel::available().contains(&Kernel::Avx512) {
+                // Sixteen lanes: these eight and the same eight again with r + 1.
+                let x16: [u32; 16] = std::array::from_fn(|l| x[l % 8]);
+                let r16: [u32; 16] = std::array::from_fn(|l| r[l % 8] + (l / 8) as u32);
+                let want16: [i32; 16] =
+                    std::array::from_fn(|l| straw2_choose_reference(bucket, x16[l] as i32, r16[l] as i32));
+                let mut got = [0i32; 16];
+                straw2_lanes::<16, KERNEL_AVX512>(&flat, &[0; 16], &x16, &r16, &mut got);
+                assert_eq!(got, want16, "avx512, weights {weights:?}");
+                // The few-lanes path (items across the vector), on 1, 3
+                // and 7 busy lanes.
+                for busy in [1u16 << (base / 8 % 16), 0b1000_0001_0000_0100, 0b0101_0101_0100_0101] {
+                    let mut got = [-7i32; 16];
+                    // SAFETY: AVX-512 F/DQ/BW/VL and AVX2 checked by `available`; slot 0 is fast.
+                    if unsafe { x86::few_lanes(&flat, &[0; 16], busy, &x16, &r16, &mut got) } {
+                        few_checked += 1;
+                        for l in (0..16).filter(|l| busy & (1 << l) != 0) {
+                            assert_eq!(got[l], want16[l], "avx512 few lanes, weights {weights:?}");
+                        }
+                    } else {
+                        // Declined only where the lockstep pass is cheaper.
+                        let blocks = busy.count_ones() as usize * weights.len().div_ceil(16);
+                        assert!(blocks >= weights.len() || blocks > few_blocks_max, "declined {busy:#x}");
+                    }
+                }
+            }
             let (off, last) = ([0u32; 8], [weights.len() as u32 - 1; 8]);
             let (mut chosen, mut best, mut second) = ([0i32; 8], [0f32; 8], [0f32; 8]);
             straw2_portable(&flat, &off, &last, weights.len() as u32, &x, &r, &mut chosen, &mut best, &mut second);
             undecided += (0..8).filter(|&l| !decisive(best[l], second[l], flat.slack[0])).count();
+        }
+        if Kernel::available().contains(&Kernel::Avx512) && weights.len() > 7 {
+            assert!(few_checked > 0, "the few-lanes path never ran");
         }
         undecided
     }

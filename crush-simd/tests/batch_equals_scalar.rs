@@ -42,6 +42,14 @@ fn random_weight(rng: &mut Rng) -> u32 {
 }
 
 fn generate(seed: u64) -> Generated {
+    generate_with(seed, false)
+}
+
+/// `large_hosts`: a quarter of the hosts get 6 to 45 OSDs, so buckets span
+/// several 16-item blocks (the AVX-512 few-lanes path) and every
+/// remainder of the kernels' position groups. Off, the generator draws
+/// exactly what it always did (seeds found by it stay reproducible).
+fn generate_with(seed: u64, large_hosts: bool) -> Generated {
     let mut rng = Rng(seed);
     let mut map = CrushMap::new();
     map.tunables = if rng.chance(70) { Tunables::JEWEL } else { Tunables::LEGACY };
@@ -71,7 +79,11 @@ fn generate(seed: u64) -> Generated {
         let mut host_ids = Vec::new();
         let mut host_weights = Vec::new();
         for _ in 0..hosts {
-            let osds = rng.below(6) as usize; // empty hosts happen
+            let osds = if large_hosts && rng.chance(25) {
+                6 + rng.below(40) as usize
+            } else {
+                rng.below(6) as usize // empty hosts happen
+            };
             let alg = pick_alg(&mut rng);
             let uniform_w = random_weight(&mut rng).max(1);
             let mut items = Vec::new();
@@ -160,7 +172,10 @@ fn generate(seed: u64) -> Generated {
 }
 
 fn check(seed: u64, inputs: i32) -> Result<(), TestCaseError> {
-    let g = generate(seed);
+    check_map(generate(seed), seed, inputs)
+}
+
+fn check_map(g: Generated, seed: u64, inputs: i32) -> Result<(), TestCaseError> {
     let xs: Vec<i32> = (0..inputs).map(|i| i.wrapping_mul(2_654_435_761u32 as i32) ^ seed as i32).collect();
     let (mut want_lens, mut want_items) = (Vec::new(), Vec::new());
     ScalarBatch::new(&g.map).map_batch(g.rule, &xs, g.result_max, &g.weights, &mut want_lens, &mut want_items);
@@ -187,6 +202,11 @@ proptest! {
     #[test]
     fn batched_equals_scalar_on_random_maps(seed in any::<u64>()) {
         check(seed, 67)?;
+    }
+
+    #[test]
+    fn batched_equals_scalar_on_random_maps_with_large_hosts(seed in any::<u64>()) {
+        check_map(generate_with(seed, true), seed, 160)?;
     }
 }
 

@@ -72,6 +72,7 @@ fn malformed_map_reports_line_and_column() {
     let bad = dir.join("bad.txt");
     std::fs::write(&bad, "# begin crush map\ndevice 0 osd.0\ntype 0 osd\nhost h { id -1 alg nope hash 0 }\n").unwrap();
     let out = sepia_crush(&["test", "-i", bad.to_str().unwrap(), "--show-mappings"]);
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 4"), "{err}");
@@ -93,4 +94,22 @@ fn decompile_round_trips_a_fixture() {
     let out = sepia_crush(&["decompile", "-i", dir.join("classes.txt").to_str().unwrap()]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(dir.join("classes.txt")).unwrap());
+}
+
+#[test]
+fn bench_repeats_and_checks_the_batched_mapper_against_the_scalar_one() {
+    // No timing is asserted: only that both mappers ran the rounds asked
+    // for and agreed (a disagreement is an error exit).
+    let map = fixtures().join("big.txt");
+    let map = map.to_str().unwrap();
+    let out = sepia_crush(&["bench", map, "--rule", "1", "--num-rep", "6", "--inputs", "3000", "--repeat", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("best of 2"), "{stdout}");
+    assert!(stdout.contains("sepia scalar :") && stdout.contains("sepia batched:"), "{stdout}");
+    let out = sepia_crush(&["bench", map, "--inputs", "3000", "--skip-scalar"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8(out.stdout).unwrap().contains("sepia scalar"));
+    let out = sepia_crush(&["bench", map, "--repeat", "0"]);
+    assert!(!out.status.success(), "--repeat 0 is refused");
 }
