@@ -559,7 +559,7 @@ impl Shard {
             // The same for metadata (objects, xattrs, omap, the PG log):
             // removes are let through, they make room.
             let removes = op.subops.iter().any(|s| matches!(s, SubOp::Remove));
-            if !removes && self.store.metadata_headroom_bytes() < limits::metadata_reserve_bytes {
+            if !removes && !self.store.has_metadata_headroom(limits::metadata_reserve_bytes).await.unwrap_or(false) {
                 return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
             }
         }

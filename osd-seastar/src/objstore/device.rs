@@ -269,7 +269,7 @@ impl SimDevice {
 
 /// Lets other tasks run, as a real device's I/O would (so concurrent
 /// submits meet in one group commit in tests too).
-async fn yield_once() {
+pub(crate) async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

@@ -172,6 +172,9 @@ struct Inner {
     /// An upper bound of the next checkpoint's size: the last checkpoint's
     /// body plus what ops since may have added (`meta_growth_bytes`).
     meta_bytes_bound: u64,
+    /// The body size of the last full checkpoint (the bound's measured
+    /// part).
+    ckpt_body_bytes: u64,
     /// The ops of every transaction committed since the last checkpoint or
     /// delta, in commit order (which is planning order): the next delta.
     /// Bounded by the journal: a wrap empties it.
@@ -440,6 +443,7 @@ impl<D: Device> Store<D> {
                 counters: Counters { replayed_records: replayed, ..Counters::default() },
                 // Deltas may have grown the metadata past the base.
                 meta_bytes_bound: ckpt_body_bytes.saturating_add_signed(delta_growth),
+                ckpt_body_bytes,
                 ops_since: Vec::new(),
                 delta_offset,
                 delta_index,
@@ -468,12 +472,7 @@ impl<D: Device> Store<D> {
     /// Flushes everything queued and writes a checkpoint, leaving the store
     /// usable (a clean shutdown calls this, then exits).
     pub async fn sync_checkpoint(&self) -> Result<(), StoreError> {
-        let _guard = self.plan_lock.lock().await;
-        self.commit_all_locked(true).await;
-        if let Some(f) = &self.inner.borrow().failed {
-            return Err(StoreError::Failed(f.clone()));
-        }
-        self.checkpoint().await
+        self.checkpoint_exclusive().await
     }
 
     /// Flushes everything queued and writes a final checkpoint.
@@ -518,8 +517,9 @@ impl<D: Device> Store<D> {
         if txn.ops.len() > limits::txn_ops_max {
             return Err(StoreError::Invalid(format!("{} ops exceed {}", txn.ops.len(), limits::txn_ops_max)));
         }
-        let rx = {
-            let _guard = self.plan_lock.lock().await;
+        let mut remeasured = false;
+        let rx = loop {
+            let guard = self.plan_lock.lock().await;
             if let Some(f) = &self.inner.borrow().failed {
                 return Err(StoreError::Failed(f.clone()));
             }
@@ -534,6 +534,16 @@ impl<D: Device> Store<D> {
                 for (b, _) in &data {
                     inner.alloc.release(*b);
                 }
+                // The bound is the last full checkpoint plus estimates
+                // since (deltas do not measure): measure it once with a
+                // full checkpoint before refusing.
+                if !remeasured && inner.meta_bytes_bound > inner.ckpt_body_bytes {
+                    drop(inner);
+                    drop(guard);
+                    self.checkpoint_exclusive().await?;
+                    remeasured = true;
+                    continue;
+                }
                 inner.counters.metadata_full += 1;
                 return Err(StoreError::MetadataFull(format!("metadata of ~{} bytes would outgrow the {}-byte checkpoint slot", inner.meta_bytes_bound + growth as u64, self.header.ckpt_bytes)));
             }
@@ -547,9 +557,32 @@ impl<D: Device> Store<D> {
                 inner.unwritten.insert(*b, d.clone());
             }
             inner.queue.push(QueuedTxn { ops: phys, data, freed: txn_freed, done: tx });
-            rx
+            break rx;
         };
         Ok(Queued(rx))
+    }
+
+    /// Flushes everything queued and writes a full checkpoint as the only
+    /// committer: waits (without the plan lock, which a running committer
+    /// may need to wrap) until no commit is running.
+    async fn checkpoint_exclusive(&self) -> Result<(), StoreError> {
+        loop {
+            let _guard = self.plan_lock.lock().await;
+            if self.committing.get() {
+                drop(_guard);
+                super::device::yield_once().await;
+                continue;
+            }
+            self.committing.set(true);
+            self.commit_all_locked(true).await;
+            let failed = self.inner.borrow().failed.clone();
+            let result = match failed {
+                Some(f) => Err(StoreError::Failed(f)),
+                None => self.checkpoint().await,
+            };
+            self.committing.set(false);
+            return result;
+        }
     }
 
     /// Waits until a queued transaction is durable (driving the group
@@ -1251,6 +1284,7 @@ impl<D: Device> Store<D> {
         // count on top of it.
         let growth_since = inner.meta_bytes_bound.saturating_sub(bound_at_snapshot);
         inner.meta_bytes_bound = body.len() as u64 + growth_since;
+        inner.ckpt_body_bytes = body.len() as u64;
         inner.counters.checkpoints += 1;
         Ok(())
     }
@@ -1267,6 +1301,24 @@ impl<D: Device> Store<D> {
     pub fn metadata_headroom_bytes(&self) -> u64 {
         let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
         limit.saturating_sub(self.inner.borrow().meta_bytes_bound)
+    }
+
+    /// Whether at least `want` bytes of metadata headroom are left. The
+    /// bound behind [`Store::metadata_headroom_bytes`] is the last full
+    /// checkpoint plus estimates since (deltas do not measure it), so when
+    /// it says no, a full checkpoint measures before the answer is final.
+    pub async fn has_metadata_headroom(&self, want: u64) -> Result<bool, StoreError> {
+        if self.metadata_headroom_bytes() >= want {
+            return Ok(true);
+        }
+        let estimated = {
+            let inner = self.inner.borrow();
+            inner.meta_bytes_bound > inner.ckpt_body_bytes
+        };
+        if estimated {
+            self.checkpoint_exclusive().await?;
+        }
+        Ok(self.metadata_headroom_bytes() >= want)
     }
 
     /// Why the store stopped taking writes (an I/O error while committing:
