@@ -15,7 +15,11 @@
 //! records `dup.EPOCH.VERSION`: the request ids of entries a trim up to that
 //! version removed (28 bytes each; the oldest records go once the newer ones
 //! hold `dups_tracked_max` ids). A write's log entry, and any trim the PG
-//! made with it, go into the same store transaction as its data.
+//! made with it, go into the same store transaction as its data, with the
+//! object's version record `ver.KEY` (the version of its last write, 12
+//! bytes; backfill compares these instead of contents). `backfill` holds
+//! the member's backfill cursor while a backfill has not finished (absent:
+//! complete).
 //!
 //! Invariants:
 //! - Every store transaction of this shard's PGs is planned by one task,
@@ -27,20 +31,25 @@
 //! - Messages to one peer shard leave in the order they were produced
 //!   (one outbox task per address); PG messages arriving on one
 //!   connection are fed in arrival order (never from spawned tasks).
+//! - A recovery or backfill read, and a backfill listing, run after every
+//!   store transaction the PG asked for before them is planned (they go
+//!   through the same queue), so they see every write the PG ordered
+//!   before asking.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sepia_proto::msg::{Body, EVersion, ObjectId, PeerOp, PgPeer, RepOp, ReqId, SubOp, WireLogEntry, WireMissing, WireObject};
+use sepia_proto::msg::{Body, EVersion, ObjectId, PeerOp, PgPeer, RepOp, ReqId, SubOp, WireBackfillPos, WireListed, WireLogEntry, WireMissing, WireObject};
 use sepia_proto::osdmap::{Epoch, OsdId, OsdMap, PgId};
 use tokio::sync::oneshot;
 
 use crate::objstore::{CollId, Op, StoreError, Transaction};
 use crate::pg::log::{LogEntry, LogOp, PgInfo};
 use crate::pg::log::Trim;
-use crate::pg::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
+use crate::pg::backfill::{object_of_key, BackfillPlan, BackfillPos, Listed};
+use crate::pg::machine::{ClientWrite, Effect, ListTag, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
 use crate::server::{coll_of, object_key, Shard};
 
 /// The omap object holding a PG's durable state.
@@ -74,6 +83,40 @@ pub mod limits {
     pub const dups_tracked_max: usize = 3000;
     /// How long a client write waits for its replicas before EAGAIN.
     pub const write_wait_ms: u64 = 10_000;
+    /// Objects listed per backfill batch on each side (Ceph's
+    /// `osd_backfill_scan_max`): one listing message stays small, and
+    /// writes wait at most for one batch's objects.
+    pub const backfill_scan_objects_max: usize = 64;
+    /// Backfill pushes in flight per target (Ceph's
+    /// `osd_recovery_max_active`): recovery must not crowd out clients.
+    pub const backfill_pushes_max: usize = 8;
+    /// Bytes of backfill pushes in flight per target: bounds the memory
+    /// of object contents read and not yet acknowledged.
+    pub const backfill_push_bytes_max: usize = 32 << 20;
+    /// Tombstones (version records of removed objects) dropped with one
+    /// clean trim: bounds the work a trim adds to a write's transaction.
+    pub const tombstones_per_trim_max: usize = 256;
+    /// Smallest log `SEPIA_OSD_PG_LOG_MAX` may ask for (tests lower the
+    /// limits so a short outage needs a backfill).
+    pub const log_entries_override_min: usize = 8;
+}
+
+/// The PG log limits: `limits::log_entries_min/max`, or, when
+/// `SEPIA_OSD_PG_LOG_MAX=N` is set (tests), a degraded PG keeps `N` entries
+/// and a clean one `N / 4`.
+fn log_limits() -> (usize, usize) {
+    static LIMITS: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    *LIMITS.get_or_init(|| {
+        let default = (limits::log_entries_min, limits::log_entries_max);
+        let Ok(v) = std::env::var("SEPIA_OSD_PG_LOG_MAX") else { return default };
+        match v.parse::<usize>() {
+            Ok(n) if (limits::log_entries_override_min..=limits::log_entries_max).contains(&n) => (n / 4, n),
+            _ => {
+                eprintln!("SEPIA_OSD_PG_LOG_MAX={v}: want a number in {}..={}; ignored", limits::log_entries_override_min, limits::log_entries_max);
+                default
+            }
+        }
+    })
 }
 
 /// A client write's sub-ops and payload, as the machine carries it.
@@ -95,7 +138,83 @@ pub struct PgSlot {
 /// A store transaction a PG asked for.
 pub enum ApplyItem {
     Apply { pg: PgId, entry: LogEntry, txn: Txn<WriteRef>, info: PgInfo, les: Epoch, trim: Option<Trim> },
-    Persist { pg: PgId, info: PgInfo, les: Epoch, missing: Vec<(ObjectId, Missing)>, rewound_to: Option<EVersion>, appended: Vec<LogEntry>, trim: Option<Trim>, done: oneshot::Sender<bool> },
+    Persist {
+        pg: PgId,
+        info: PgInfo,
+        les: Epoch,
+        missing: Vec<(ObjectId, Missing)>,
+        rewound_to: Option<EVersion>,
+        appended: Vec<LogEntry>,
+        trim: Option<Trim>,
+        last_backfill: BackfillPos,
+        done: oneshot::Sender<bool>,
+    },
+    /// Read an object for recovery once everything before is planned.
+    Read { pg: PgId, object: ObjectId },
+    /// List objects for a backfill once everything before is planned.
+    List { pg: PgId, tag: ListTag, after: BackfillPos, until: BackfillPos, max: usize },
+}
+
+/// The index of a tombstone (the version record of a removed object),
+/// by version, so a clean PG's trim can drop the old ones.
+fn tomb_key(v: EVersion, key: &str) -> String {
+    format!("tomb.{:010}.{:020}.{key}", v.epoch, v.version)
+}
+
+/// Length of a `tomb_key` before the object's key.
+const TOMB_PREFIX_LEN: usize = 5 + 10 + 1 + 20 + 1;
+
+/// The omap key of an object's version record in the PG's meta object.
+fn version_key(object: &ObjectId) -> String {
+    format!("ver.{}", object_key(object))
+}
+
+fn encode_version(v: EVersion) -> Vec<u8> {
+    let mut b = Vec::with_capacity(12);
+    b.extend_from_slice(&v.epoch.to_le_bytes());
+    b.extend_from_slice(&v.version.to_le_bytes());
+    b
+}
+
+/// Zero (unknown: never equal to anything) for a malformed record.
+fn decode_version(b: &[u8]) -> EVersion {
+    if b.len() != 12 {
+        return EVersion::default();
+    }
+    EVersion { epoch: u32::from_le_bytes(b[0..4].try_into().expect("4")), version: u64::from_le_bytes(b[4..12].try_into().expect("8")) }
+}
+
+fn pos_to_wire(p: &BackfillPos) -> WireBackfillPos {
+    match p {
+        BackfillPos::Min => WireBackfillPos::Min,
+        BackfillPos::Key(k) => WireBackfillPos::Key(k.clone()),
+        BackfillPos::Max => WireBackfillPos::Max,
+    }
+}
+
+fn pos_from_wire(p: WireBackfillPos) -> BackfillPos {
+    match p {
+        WireBackfillPos::Min => BackfillPos::Min,
+        WireBackfillPos::Key(k) => BackfillPos::Key(k),
+        WireBackfillPos::Max => BackfillPos::Max,
+    }
+}
+
+/// The durable form of a backfill cursor (`None`: complete, no key).
+fn encode_pos(p: &BackfillPos) -> Option<Vec<u8>> {
+    match p {
+        BackfillPos::Max => None,
+        BackfillPos::Min => Some(vec![0]),
+        BackfillPos::Key(k) => Some([&[1u8][..], k.as_bytes()].concat()),
+    }
+}
+
+/// A malformed record restarts the backfill (`Min`): never trusts more.
+fn decode_pos(b: &[u8]) -> BackfillPos {
+    match b.split_first() {
+        Some((1, k)) => std::str::from_utf8(k).map_or(BackfillPos::Min, |k| BackfillPos::Key(k.to_string())),
+        _ => BackfillPos::Min,
+    }
 }
 
 fn log_key(v: EVersion) -> String {
@@ -213,6 +332,7 @@ impl Shard {
         let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
         let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
         let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
+        let last_backfill = omap.get("backfill").map_or(BackfillPos::Max, |b| decode_pos(b));
         let mut dups = Vec::new();
         let mut records = std::collections::VecDeque::new();
         for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
@@ -230,7 +350,7 @@ impl Shard {
         let head = log.last().map_or(info.log_tail, |e| e.version);
         info.last_update = head;
         info.last_complete = info.last_complete.min(head);
-        (PgDurable { info, les, log, missing, dups }, records)
+        (PgDurable { info, les, log, missing, dups, last_backfill }, records)
     }
 
     /// Feeds `map` to every PG this shard holds or should hold.
@@ -243,12 +363,16 @@ impl Shard {
         let mut ws = crush_simd::Workspace::new();
         let mut batches = Vec::new();
         for pool in map.pools.values() {
+            let (log_entries_min, log_entries_max) = log_limits();
             let params = PgParams {
                 size: pool.size as usize,
                 min_size: pool.min_size as usize,
-                log_entries_min: limits::log_entries_min,
-                log_entries_max: limits::log_entries_max,
+                log_entries_min,
+                log_entries_max,
                 dups_tracked_max: limits::dups_tracked_max,
+                backfill_scan_max: limits::backfill_scan_objects_max,
+                backfill_pushes_max: limits::backfill_pushes_max,
+                backfill_bytes_max: limits::backfill_push_bytes_max,
                 ..PgParams::default()
             };
             for seed in 0..pool.pg_num {
@@ -289,7 +413,15 @@ impl Shard {
         {
             let mut pgs = self.pgs.borrow_mut();
             let Some(slot) = pgs.get_mut(&pg) else { return };
+            let was_complete = *slot.pg.last_backfill() == BackfillPos::Max;
             f(&mut slot.pg, &mut out);
+            // The operator (and the tests) see a backfill of this copy
+            // begin and end in the log.
+            let complete = *slot.pg.last_backfill() == BackfillPos::Max;
+            if was_complete != complete {
+                let what = if complete { "backfilled: this copy is complete" } else { "backfill started: this copy is behind the log" };
+                eprintln!("osd.{} pg {pg}: {what}", self.osd);
+            }
             if cfg!(debug_assertions) {
                 slot.pg.invariants();
             }
@@ -310,15 +442,15 @@ impl Shard {
                     // The info as of this entry (a later entry of the same
                     // batch is not durable yet).
                     let (mut info, les) = self.pgs.borrow().get(&pg).map(|s| (s.pg.info(), s.pg.les())).unwrap_or_default();
-                    if matches!(txn, Txn::Write(_)) {
+                    if matches!(txn, Txn::Write(_) | Txn::LogOnly) {
                         info.last_update = entry.version;
                         info.last_complete = info.last_complete.min(entry.version);
                     }
                     self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim });
                 }
-                Effect::Persist { info, les, missing, rewound_to, appended, trim } => {
+                Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill } => {
                     let (done, durable) = oneshot::channel();
-                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, done });
+                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, done });
                     let rest: Vec<_> = effects.collect();
                     if !rest.is_empty() {
                         let me = self.clone();
@@ -339,16 +471,8 @@ impl Shard {
                         }
                     }
                 }
-                Effect::Read { object } => {
-                    let me = self.clone();
-                    glommio::spawn_local(async move {
-                        match me.read_content(pg, &object).await {
-                            Ok(content) => me.with_pg(pg, |p, out| p.content(object, content, out)),
-                            Err(e) => eprintln!("osd.{} pg {pg}: recovery read of {}: {e}", me.osd, object.name),
-                        }
-                    })
-                    .detach();
-                }
+                Effect::Read { object } => self.queue_apply(ApplyItem::Read { pg, object }),
+                Effect::List { tag, after, until, max } => self.queue_apply(ApplyItem::List { pg, tag, after, until, max }),
             }
         }
     }
@@ -374,7 +498,7 @@ impl Shard {
             match item {
                 ApplyItem::Apply { pg, entry, txn, info, les, trim } => {
                     let version = entry.version;
-                    let write = matches!(txn, Txn::Write(_));
+                    let write = matches!(txn, Txn::Write(_) | Txn::LogOnly);
                     let planned = match self.apply_txn(pg, &entry, &txn, &info, les, trim.as_ref()) {
                         Ok(t) => self.store.enqueue(t).await,
                         Err(code) => Err(StoreError::Invalid(format!("op translates to errno {code}"))),
@@ -393,8 +517,23 @@ impl Shard {
                         Err(e) => self.apply_failed(pg, &entry, e),
                     }
                 }
-                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, done } => {
-                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim.as_ref());
+                ApplyItem::Read { pg, object } => {
+                    // Everything asked before is planned: the read sees it.
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        match me.read_content(pg, &object).await {
+                            Ok((content, version)) => me.with_pg(pg, |p, out| p.content(object, content, version, out)),
+                            Err(e) => eprintln!("osd.{} pg {pg}: recovery read of {}: {e}", me.osd, object.name),
+                        }
+                    })
+                    .detach();
+                }
+                ApplyItem::List { pg, tag, after, until, max } => {
+                    let (objects, end) = self.list_objects(pg, &after, &until, max);
+                    self.with_pg(pg, |p, out| p.listed(tag, after, until, objects, end, out));
+                }
+                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, done } => {
+                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim.as_ref(), &last_backfill);
                     match self.store.enqueue(t).await {
                         Ok(queued) => {
                             let me = self.clone();
@@ -450,6 +589,9 @@ impl Shard {
     fn meta_ops(&self, pg: PgId, ops: &mut Vec<Op>, info: &PgInfo, les: Epoch, trim: Option<&Trim>) {
         let coll = coll_of(pg);
         let mut entries = BTreeMap::from([("info".to_string(), encode_info(info, les))]);
+        if let Some(t) = trim.filter(|t| t.clean) {
+            self.forget_tombstones(coll, t.to, ops);
+        }
         if let Some(t) = trim {
             ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: "log.".into(), end: format!("{}\u{0}", log_key(t.to)) });
             if !t.dups.is_empty() {
@@ -476,6 +618,33 @@ impl Shard {
         ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
     }
 
+    /// A clean PG trimmed its log to `to`: no member lacks anything, so the
+    /// tombstones of removals up to there go (a bounded number per trim;
+    /// the rest with the next).
+    fn forget_tombstones(&self, coll: CollId, to: EVersion, ops: &mut Vec<Op>) {
+        let end = format!("tomb.{:010}.{:020}/", to.epoch, to.version);
+        let Ok((page, _)) = self.store.omap_range(&coll, PGMETA, "tomb.", limits::tombstones_per_trim_max) else { return };
+        let mut keys = Vec::new();
+        for (k, _) in page.into_iter().take_while(|(k, _)| *k < end) {
+            let Some(key) = k.get(TOMB_PREFIX_LEN..) else { continue };
+            let vkey = format!("ver.{key}");
+            let version = k.get(5..TOMB_PREFIX_LEN - 1).and_then(|d| {
+                let (e, v) = d.split_once('.')?;
+                Some(EVersion { epoch: e.parse().ok()?, version: v.parse().ok()? })
+            });
+            let record = self.store.omap_get_keys(&coll, PGMETA, std::slice::from_ref(&vkey)).ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b)));
+            // Only a record still naming that removal, of an object still
+            // absent (a later write replaced it otherwise).
+            if version.is_some() && record == version && self.store.stat(&coll, key).is_err() {
+                keys.push(vkey);
+            }
+            keys.push(k);
+        }
+        if !keys.is_empty() {
+            ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys });
+        }
+    }
+
     fn ensure_coll(&self, coll: CollId, ops: &mut Vec<Op>) {
         if !self.store.collection_exists(&coll) {
             ops.push(Op::CreateCollection(coll));
@@ -495,10 +664,35 @@ impl Shard {
                 let mut t = self.write_txn(&coll, &key, &w.subops, &w.data)?;
                 t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
                 ops.extend(t.ops);
+                let mut entries = BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]);
+                // A removal leaves its version as a tombstone record.
+                entries.insert(version_key(&entry.object), encode_version(entry.version));
+                if entry.op == LogOp::Delete {
+                    entries.insert(tomb_key(entry.version, &key), Vec::new());
+                }
+                ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
+                self.meta_ops(pg, &mut ops, info, les, trim);
+            }
+            Txn::LogOnly => {
                 ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]) });
                 self.meta_ops(pg, &mut ops, info, les, trim);
             }
             Txn::Replace(content) => {
+                // The copy's version record: the pushed version (zero:
+                // unknown, so a later backfill compares it unequal).
+                match content {
+                    _ if entry.version == EVersion::default() => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] }),
+                    Some(_) => ops.push(Op::OmapSetKeys {
+                        coll,
+                        obj: PGMETA.into(),
+                        entries: BTreeMap::from([(version_key(&entry.object), encode_version(entry.version))]),
+                    }),
+                    None => ops.push(Op::OmapSetKeys {
+                        coll,
+                        obj: PGMETA.into(),
+                        entries: BTreeMap::from([(version_key(&entry.object), encode_version(entry.version)), (tomb_key(entry.version, &key), Vec::new())]),
+                    }),
+                }
                 if self.store.stat(&coll, &key).is_ok() {
                     ops.push(Op::Remove { coll, obj: key.clone() });
                 }
@@ -527,7 +721,7 @@ impl Shard {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim: Option<&Trim>) -> Transaction {
+    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim: Option<&Trim>, last_backfill: &BackfillPos) -> Transaction {
         let coll = coll_of(pg);
         let mut ops = Vec::new();
         self.ensure_coll(coll, &mut ops);
@@ -536,22 +730,64 @@ impl Shard {
         }
         let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
         entries.insert("missing".into(), archive(&missing_to_wire(missing)));
+        match encode_pos(last_backfill) {
+            Some(b) => {
+                entries.insert("backfill".into(), b);
+            }
+            None => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec!["backfill".into()] }),
+        }
         ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
         self.meta_ops(pg, &mut ops, info, les, trim);
         Transaction { ops }
     }
 
-    /// The whole object, for a recovery push (`None`: it does not exist).
-    async fn read_content(&self, pg: PgId, object: &ObjectId) -> Result<Option<ObjectContent>, StoreError> {
+    /// The whole object, for a recovery push (`None`: it does not exist),
+    /// and the version of its last write (zero: unknown).
+    async fn read_content(&self, pg: PgId, object: &ObjectId) -> Result<(Option<ObjectContent>, EVersion), StoreError> {
         let coll = coll_of(pg);
         let key = object_key(object);
         if self.store.stat(&coll, &key).is_err() {
-            return Ok(None);
+            return Ok((None, EVersion::default()));
         }
+        let vkey = version_key(object);
+        let version = self.store.omap_get_keys(&coll, PGMETA, std::slice::from_ref(&vkey)).ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default();
         let data = self.store.read(&coll, &key, 0, 0).await?;
         let xattrs = self.store.getattrs(&coll, &key)?;
         let (omap_header, omap) = self.store.omap_get(&coll, &key)?;
-        Ok(Some(ObjectContent { data, xattrs, omap, omap_header }))
+        Ok((Some(ObjectContent { data, xattrs, omap, omap_header }), version))
+    }
+
+    /// The PG's objects in `(after, until]` in store order, at most `max`,
+    /// with their version records, and the end of what was covered
+    /// (`until`, or the last key listed when more follow).
+    fn list_objects(&self, pg: PgId, after: &BackfillPos, until: &BackfillPos, max: usize) -> (Vec<Listed>, BackfillPos) {
+        let coll = coll_of(pg);
+        let start = match after {
+            BackfillPos::Min => String::new(),
+            BackfillPos::Key(k) => k.clone(),
+            BackfillPos::Max => return (Vec::new(), until.clone()),
+        };
+        let Ok((keys, more)) = self.store.list(&coll, &start, max.max(1)) else { return (Vec::new(), until.clone()) };
+        let last = keys.last().cloned();
+        let mut end = until.clone();
+        let mut names = Vec::new();
+        for k in keys {
+            if BackfillPos::Key(k.clone()) > *until {
+                break;
+            }
+            names.push(k);
+        }
+        if more && names.len() == max.max(1) {
+            if let Some(l) = last {
+                end = BackfillPos::Key(l).min(until.clone());
+            }
+        }
+        // Our own meta objects (names starting with NUL) are not the PG's.
+        names.retain(|k| !k.starts_with('\u{0}'));
+        let vkeys: Vec<String> = names.iter().map(|k| format!("ver.{k}")).collect();
+        let versions = self.store.omap_get_keys(&coll, PGMETA, &vkeys).unwrap_or_default();
+        let objects = names.iter().zip(&vkeys).map(|(k, vk)| (object_of_key(k), versions.get(vk).map_or(EVersion::default(), |b| decode_version(b)))).collect();
+        (objects, end)
     }
 
     /// A client write on the primary: ordered by the PG, answered once
@@ -595,23 +831,54 @@ impl Shard {
                 let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to };
                 (Body::RepOp(rep), w.data.clone())
             }
-            // Replacements travel as pushes, never as replica writes.
-            PeerMsg::RepOp { txn: Txn::Replace(_), .. } => return,
+            // Replacements travel as pushes, entries alone as `RepLog`,
+            // never as replica writes.
+            PeerMsg::RepOp { txn: Txn::Replace(_) | Txn::LogOnly, .. } => return,
             PeerMsg::Query { .. } => (peer(PeerOp::Query), Vec::new()),
-            PeerMsg::Notify { info, les, log, missing, .. } => (
-                peer(PeerOp::Notify {
+            PeerMsg::Notify { info, les, log, missing, last_backfill, .. } => (
+                peer(PeerOp::NotifyBackfill {
                     last_update: info.last_update,
                     last_complete: info.last_complete,
                     log_tail: info.log_tail,
                     les,
                     log: log.iter().map(to_wire).collect(),
                     missing: missing_to_wire(&missing),
+                    last_backfill: pos_to_wire(&last_backfill),
                 }),
                 Vec::new(),
             ),
-            PeerMsg::Activate { rewind_to, append, missing, .. } => {
+            PeerMsg::Activate { rewind_to, append, missing, backfill: None, .. } => {
                 (peer(PeerOp::Activate { rewind_to, append: append.iter().map(to_wire).collect(), missing: missing_to_wire(&missing) }), Vec::new())
             }
+            PeerMsg::Activate { rewind_to, append, missing, backfill: Some(b), .. } => (
+                peer(PeerOp::ActivateBackfill {
+                    rewind_to,
+                    append: append.iter().map(to_wire).collect(),
+                    missing: missing_to_wire(&missing),
+                    reset_log: b.reset_log,
+                    tail: b.tail,
+                    last_backfill: pos_to_wire(&b.last_backfill),
+                    dups: b.dups,
+                }),
+                Vec::new(),
+            ),
+            PeerMsg::RepLog { entry, trim_to, .. } => (peer(PeerOp::RepLog { entry: to_wire(&entry), trim_to }), Vec::new()),
+            PeerMsg::Scan { after, until, max, .. } => {
+                (peer(PeerOp::Scan { after: pos_to_wire(&after), until: pos_to_wire(&until), max: max.min(u32::MAX as usize) as u32 }), Vec::new())
+            }
+            PeerMsg::ScanReply { after, until, end, objects, dups, .. } => (
+                peer(PeerOp::ScanReply {
+                    after: pos_to_wire(&after),
+                    until: pos_to_wire(&until),
+                    end: pos_to_wire(&end),
+                    objects: objects.into_iter().map(|(object, version)| WireListed { object, version }).collect(),
+                    dups,
+                }),
+                Vec::new(),
+            ),
+            PeerMsg::BackfillProgress { pos, .. } => (peer(PeerOp::BackfillProgress { pos: pos_to_wire(&pos) }), Vec::new()),
+            PeerMsg::BackfillDone { tail, log, dups, .. } => (peer(PeerOp::BackfillDone { tail, log: log.iter().map(to_wire).collect(), dups }), Vec::new()),
+            PeerMsg::BackfillDoneAck { .. } => (peer(PeerOp::BackfillDoneAck), Vec::new()),
             PeerMsg::ActivateAck { .. } => (peer(PeerOp::ActivateAck), Vec::new()),
             PeerMsg::Activated { .. } => (peer(PeerOp::Activated), Vec::new()),
             PeerMsg::RepOpAck { version, .. } => (peer(PeerOp::RepOpAck { version }), Vec::new()),
@@ -705,10 +972,39 @@ impl Shard {
                     les,
                     log: log.into_iter().map(from_wire).collect(),
                     missing: missing_from_wire(missing),
+                    last_backfill: BackfillPos::Max,
+                },
+                PeerOp::NotifyBackfill { last_update, last_complete, log_tail, les, log, missing, last_backfill } => PeerMsg::Notify {
+                    epoch,
+                    info: PgInfo { last_update, last_complete, log_tail },
+                    les,
+                    log: log.into_iter().map(from_wire).collect(),
+                    missing: missing_from_wire(missing),
+                    last_backfill: pos_from_wire(last_backfill),
                 },
                 PeerOp::Activate { rewind_to, append, missing } => {
-                    PeerMsg::Activate { epoch, rewind_to, append: append.into_iter().map(from_wire).collect(), missing: missing_from_wire(missing) }
+                    PeerMsg::Activate { epoch, rewind_to, append: append.into_iter().map(from_wire).collect(), missing: missing_from_wire(missing), backfill: None }
                 }
+                PeerOp::ActivateBackfill { rewind_to, append, missing, reset_log, tail, last_backfill, dups } => PeerMsg::Activate {
+                    epoch,
+                    rewind_to,
+                    append: append.into_iter().map(from_wire).collect(),
+                    missing: missing_from_wire(missing),
+                    backfill: Some(BackfillPlan { reset_log, tail, last_backfill: pos_from_wire(last_backfill), dups }),
+                },
+                PeerOp::RepLog { entry, trim_to } => PeerMsg::RepLog { epoch, entry: from_wire(entry), trim_to },
+                PeerOp::Scan { after, until, max } => PeerMsg::Scan { epoch, after: pos_from_wire(after), until: pos_from_wire(until), max: max as usize },
+                PeerOp::ScanReply { after, until, end, objects, dups } => PeerMsg::ScanReply {
+                    epoch,
+                    after: pos_from_wire(after),
+                    until: pos_from_wire(until),
+                    end: pos_from_wire(end),
+                    objects: objects.into_iter().map(|l| (l.object, l.version)).collect(),
+                    dups,
+                },
+                PeerOp::BackfillProgress { pos } => PeerMsg::BackfillProgress { epoch, pos: pos_from_wire(pos) },
+                PeerOp::BackfillDone { tail, log, dups } => PeerMsg::BackfillDone { epoch, tail, log: log.into_iter().map(from_wire).collect(), dups },
+                PeerOp::BackfillDoneAck => PeerMsg::BackfillDoneAck { epoch },
                 PeerOp::ActivateAck => PeerMsg::ActivateAck { epoch },
                 PeerOp::Activated => PeerMsg::Activated { epoch },
                 PeerOp::RepOpAck { version } => PeerMsg::RepOpAck { epoch, version },
@@ -771,6 +1067,9 @@ impl Shard {
         for s in self.pgs.borrow().values() {
             let name = match s.pg.state() {
                 PgState::Active if s.pg.is_primary() && s.pg.acting().len() < s.pg.params().size => "active+undersized",
+                // ("recovering" too: tools that wait for recovery wait for it.)
+                PgState::Active if s.pg.is_primary() && s.pg.is_backfilling() => "active+recovering+backfilling",
+                PgState::Peering if s.pg.is_primary() && s.pg.is_backfilling() => "peering+backfilling",
                 PgState::Active if s.pg.is_primary() && !s.pg.is_clean() => "active+recovering",
                 PgState::Active if s.pg.is_primary() => "active+clean",
                 PgState::Active => "active",

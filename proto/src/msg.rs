@@ -240,6 +240,59 @@ pub enum PeerOp {
     /// `content: None` = the object does not exist (remove it).
     Push { object: ObjectId, version: EVersion, content: Option<WireObject> },
     PushAck { object: ObjectId },
+    // Backfill (added after the variants above, whose encodings stay).
+    /// `Notify` with the member's backfill cursor (`Max`: complete).
+    NotifyBackfill {
+        last_update: EVersion,
+        last_complete: EVersion,
+        log_tail: EVersion,
+        les: Epoch,
+        log: Vec<WireLogEntry>,
+        missing: Vec<WireMissing>,
+        last_backfill: WireBackfillPos,
+    },
+    /// `Activate` of a member a backfill fills: with `reset_log` it drops
+    /// its log and takes `append` from `tail` on; it resumes at
+    /// `last_backfill`.
+    /// `dups`: the primary's trimmed request ids (with `reset_log`).
+    ActivateBackfill {
+        rewind_to: Option<EVersion>,
+        append: Vec<WireLogEntry>,
+        missing: Vec<WireMissing>,
+        reset_log: bool,
+        tail: EVersion,
+        last_backfill: WireBackfillPos,
+        dups: Vec<(ReqId, EVersion)>,
+    },
+    /// A write's log entry without its data (the object lies after the
+    /// target's backfill cursor).
+    RepLog { entry: WireLogEntry, trim_to: EVersion },
+    /// List the objects in `(after, until]`, at most `max`.
+    Scan { after: WireBackfillPos, until: WireBackfillPos, max: u32 },
+    /// The objects in `(after, end]` with the versions of their last
+    /// writes; `dups`: the sender's trimmed request ids when `end` is `Max`.
+    ScanReply { after: WireBackfillPos, until: WireBackfillPos, end: WireBackfillPos, objects: Vec<WireListed>, dups: Vec<(ReqId, EVersion)> },
+    /// The target's objects up to `pos` are the primary's.
+    BackfillProgress { pos: WireBackfillPos },
+    /// The walk ended: take this log and these request ids.
+    BackfillDone { tail: EVersion, log: Vec<WireLogEntry>, dups: Vec<(ReqId, EVersion)> },
+    BackfillDoneAck,
+}
+
+/// A position in a PG's object order (store keys): before everything,
+/// every object up to a key, after everything.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum WireBackfillPos {
+    Min,
+    Key(String),
+    Max,
+}
+
+/// One object of a backfill listing.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WireListed {
+    pub object: ObjectId,
+    pub version: EVersion,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

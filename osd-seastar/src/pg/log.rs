@@ -66,6 +66,9 @@ pub struct PgLog {
 pub struct Trim {
     pub to: EVersion,
     pub dups: Vec<(ReqId, EVersion)>,
+    /// Every member had applied what was trimmed (a clean PG's trim):
+    /// the records of removals up to `to` are no longer needed.
+    pub clean: bool,
 }
 
 impl PgLog {
@@ -169,6 +172,13 @@ impl PgLog {
         self.tail = old.version;
     }
 
+    /// Marks what is trimmed and not yet taken as a clean PG's trim.
+    pub fn mark_clean_trim(&mut self) {
+        if let Some(t) = self.unpersisted.as_mut() {
+            t.clean = true;
+        }
+    }
+
     /// What was trimmed since the last call, for the shard to make durable.
     pub fn take_trim(&mut self) -> Option<Trim> {
         let mut t = self.unpersisted.take()?;
@@ -190,6 +200,51 @@ impl PgLog {
             if self.trimmed_index.get(&r) == Some(&v) {
                 self.trimmed_index.remove(&r);
             }
+        }
+    }
+
+    /// The request ids of trimmed entries still remembered, oldest first
+    /// (a backfill hands them to the member it fills).
+    pub fn trimmed_dups(&self) -> Vec<(ReqId, EVersion)> {
+        self.trimmed_dups.iter().copied().collect()
+    }
+
+    /// Replaces the whole log with another member's (a backfill): entries
+    /// after `tail`, and that member's trimmed request ids, which become a
+    /// trim for the shard to make durable. Request ids of the dropped
+    /// entries are forgotten (a divergent write was never acknowledged).
+    pub fn replace(&mut self, tail: EVersion, entries: Vec<LogEntry>, dups: Vec<(ReqId, EVersion)>) {
+        self.entries.clear();
+        self.dups.clear();
+        self.tail = tail;
+        // Ids we trimmed past the new tail are entries of the new log (or
+        // were divergent): only the new log speaks for them.
+        self.trimmed_dups.retain(|(_, v)| *v <= tail);
+        self.trimmed_index = self.trimmed_dups.iter().copied().collect();
+        for e in entries {
+            if e.version > self.head() {
+                self.dups.insert(e.reqid, e.version);
+                self.entries.push_back(e);
+            }
+        }
+        while self.entries.len() > self.entries_max {
+            self.trim_oldest();
+        }
+        let mut kept: Vec<(ReqId, EVersion)> = dups.into_iter().filter(|(_, v)| *v <= self.tail).collect();
+        if kept.len() > self.dups_max {
+            kept.drain(..kept.len() - self.dups_max);
+        }
+        for (r, v) in &kept {
+            self.remember_trimmed(*r, *v);
+        }
+        let trim = self.unpersisted.get_or_insert_with(Trim::default);
+        // The shard drops every log key when it persists a replaced log,
+        // so the trim names the new tail.
+        trim.to = self.tail;
+        trim.dups.extend(kept.into_iter().filter(|(r, _)| !(r.client == 0 && r.tid == 0)));
+        if trim.dups.len() > self.dups_max {
+            let n = trim.dups.len() - self.dups_max;
+            trim.dups.drain(..n);
         }
     }
 

@@ -16,17 +16,32 @@
 //! ones from the authoritative member). A write to an object still missing
 //! somewhere waits for that object's recovery.
 //!
+//! Backfill (see [`super::backfill`]): a member whose log does not reach
+//! the authoritative log's tail (or whose earlier backfill did not finish)
+//! is activated with the primary's log and a `last_backfill` cursor, and
+//! the primary walks the PG's objects in order, moving whatever differs.
+//! Writes to objects at or before the cursor reach it as usual; writes to
+//! objects after it carry only the log entry (the walk copies the object);
+//! writes to objects in the batch being moved wait for that batch. When
+//! the walk ends the member takes the primary's log and is complete. An
+//! incomplete member is never authoritative and never counts for a past
+//! interval; a primary that is itself incomplete first fills itself from
+//! the authoritative member (pulling, before it activates anyone).
+//!
 //! Invariants (`invariants()`, called by the simulator after every step):
 //! the log is ordered and bounded; only an active primary has writes in
 //! flight; an acknowledged write is durable on every member of the acting
-//! set it was acknowledged in; the primary never has an object missing
-//! that a client write is queued on without a recovery in progress.
+//! set it was acknowledged in (a backfill target's objects after its
+//! cursor excepted); the primary never has an object missing that a client
+//! write is queued on without a recovery in progress; an active primary is
+//! complete; only a primary runs walks, each within its bounds.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sepia_proto::msg::{EVersion, ObjectId, ReqId};
 use sepia_proto::osdmap::{Epoch, OsdId, PgId};
 
+use super::backfill::{self, pos_of, BackfillPlan, BackfillPos, Listed, Step, Walk};
 use super::log::{LogEntry, LogOp, PgInfo, PgLog, Trim};
 
 #[derive(Debug, Clone)]
@@ -46,11 +61,29 @@ pub struct PgParams {
     pub waiting_ops_max: usize,
     /// Past intervals remembered (bounds the map history we reason over).
     pub past_intervals_max: usize,
+    /// Objects listed per backfill batch (each side).
+    pub backfill_scan_max: usize,
+    /// Backfill pushes (or pulls) in flight per walk.
+    pub backfill_pushes_max: usize,
+    /// Bytes of backfill pushes in flight per walk (a push starts while
+    /// fewer are in flight, so one object may overshoot it).
+    pub backfill_bytes_max: usize,
 }
 
 impl Default for PgParams {
     fn default() -> Self {
-        PgParams { size: 3, min_size: 2, log_entries_min: 250, log_entries_max: 3000, dups_tracked_max: 3000, waiting_ops_max: 1024, past_intervals_max: 512 }
+        PgParams {
+            size: 3,
+            min_size: 2,
+            log_entries_min: 250,
+            log_entries_max: 3000,
+            dups_tracked_max: 3000,
+            waiting_ops_max: 1024,
+            past_intervals_max: 512,
+            backfill_scan_max: 64,
+            backfill_pushes_max: 8,
+            backfill_bytes_max: 32 << 20,
+        }
     }
 }
 
@@ -62,7 +95,8 @@ pub enum PgState {
     Active,
     /// Fewer than min_size members, or a past interval is unreachable.
     Down,
-    /// Someone is behind the log tail: needs a backfill (not built yet).
+    /// No complete member answered (only ones mid-backfill): waiting for
+    /// a complete copy to come back.
     Incomplete,
     /// Not a member of the acting set.
     Stray,
@@ -101,13 +135,26 @@ pub enum Txn<W> {
     Write(W),
     /// Recovery: replace the object with this content (None: remove it).
     Replace(Option<ObjectContent>),
+    /// Only the log entry (a write to an object after this backfill
+    /// target's cursor: the walk will copy the object).
+    LogOnly,
+}
+
+/// Who asked for a listing ([`Effect::List`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListTag {
+    /// This primary's walk that fills `target`.
+    Walk(OsdId),
+    /// The primary, with a `Scan`.
+    Peer(OsdId),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerMsg<W> {
     Query { epoch: Epoch },
-    Notify { epoch: Epoch, info: PgInfo, les: Epoch, log: Vec<LogEntry>, missing: Vec<(ObjectId, Missing)> },
-    Activate { epoch: Epoch, rewind_to: Option<EVersion>, append: Vec<LogEntry>, missing: Vec<(ObjectId, Missing)> },
+    Notify { epoch: Epoch, info: PgInfo, les: Epoch, log: Vec<LogEntry>, missing: Vec<(ObjectId, Missing)>, last_backfill: BackfillPos },
+    /// `backfill`: the member is (still) filled by a walk.
+    Activate { epoch: Epoch, rewind_to: Option<EVersion>, append: Vec<LogEntry>, missing: Vec<(ObjectId, Missing)>, backfill: Option<BackfillPlan> },
     ActivateAck { epoch: Epoch },
     /// Every member activated: the interval is active (sets `les`).
     Activated { epoch: Epoch },
@@ -117,6 +164,19 @@ pub enum PeerMsg<W> {
     Pull { epoch: Epoch, object: ObjectId },
     Push { epoch: Epoch, object: ObjectId, version: EVersion, content: Option<ObjectContent> },
     PushAck { epoch: Epoch, object: ObjectId },
+    /// A write's log entry only, to a backfill target whose cursor is
+    /// before the object.
+    RepLog { epoch: Epoch, entry: LogEntry, trim_to: EVersion },
+    /// List objects in `(after, until]`, at most `max`.
+    Scan { epoch: Epoch, after: BackfillPos, until: BackfillPos, max: usize },
+    /// Every object in `(after, end]` with its version; `dups`: the
+    /// sender's trimmed request ids when `end` is `Max`.
+    ScanReply { epoch: Epoch, after: BackfillPos, until: BackfillPos, end: BackfillPos, objects: Vec<Listed>, dups: Vec<(ReqId, EVersion)> },
+    /// The target's objects up to `pos` are now the primary's.
+    BackfillProgress { epoch: Epoch, pos: BackfillPos },
+    /// The walk ended: take this log (and request ids) and be complete.
+    BackfillDone { epoch: Epoch, tail: EVersion, log: Vec<LogEntry>, dups: Vec<(ReqId, EVersion)> },
+    BackfillDoneAck { epoch: Epoch },
 }
 
 impl<W> PeerMsg<W> {
@@ -131,7 +191,13 @@ impl<W> PeerMsg<W> {
             | PeerMsg::RepOpAck { epoch, .. }
             | PeerMsg::Pull { epoch, .. }
             | PeerMsg::Push { epoch, .. }
-            | PeerMsg::PushAck { epoch, .. } => *epoch,
+            | PeerMsg::PushAck { epoch, .. }
+            | PeerMsg::RepLog { epoch, .. }
+            | PeerMsg::Scan { epoch, .. }
+            | PeerMsg::ScanReply { epoch, .. }
+            | PeerMsg::BackfillProgress { epoch, .. }
+            | PeerMsg::BackfillDone { epoch, .. }
+            | PeerMsg::BackfillDoneAck { epoch } => *epoch,
         }
     }
 }
@@ -148,8 +214,14 @@ pub enum Effect<W> {
     Send { to: OsdId, msg: PeerMsg<W> },
     /// Answer a client write: 0 or `-errno`, and the version.
     Reply { client: u64, reqid: ReqId, result: i32, version: EVersion },
-    /// Read the whole object and feed `Input::Content`.
+    /// Read the whole object (after every `Apply` asked before) and feed
+    /// it to `content` with the version of its last write.
     Read { object: ObjectId },
+    /// List the objects in `(after, until]` (at most `max`, after every
+    /// `Apply` asked before) with the versions of their last writes, and
+    /// feed them to `listed` with the end of what was covered: `until`
+    /// if everything in the range was listed, else the last key listed.
+    List { tag: ListTag, after: BackfillPos, until: BackfillPos, max: usize },
     /// Persist the PG's metadata: info, missing set, and log changes made
     /// by peering (drop entries newer than `rewound_to`, then add
     /// `appended` — entries whose objects are in the missing set). It goes
@@ -163,6 +235,8 @@ pub enum Effect<W> {
         rewound_to: Option<EVersion>,
         appended: Vec<LogEntry>,
         trim: Option<Trim>,
+        /// Objects after this may be stale (`Max`: complete).
+        last_backfill: BackfillPos,
     },
 }
 
@@ -192,6 +266,28 @@ pub struct PgDurable {
     pub missing: Vec<(ObjectId, Missing)>,
     /// Request ids of trimmed entries, oldest first.
     pub dups: Vec<(ReqId, EVersion)>,
+    pub last_backfill: BackfillPos,
+}
+
+/// A member's answer to peering.
+#[derive(Debug, Clone)]
+struct Notified {
+    info: PgInfo,
+    les: Epoch,
+    log: Vec<LogEntry>,
+    missing: BTreeMap<ObjectId, Missing>,
+    last_backfill: BackfillPos,
+}
+
+/// How peering activates one member.
+struct Plan {
+    rewind: Option<EVersion>,
+    append: Vec<LogEntry>,
+    need: BTreeMap<ObjectId, Missing>,
+    backfill: Option<BackfillPlan>,
+    /// For a backfill target that was complete: its copies are right as
+    /// of this version except for these objects (see `Walk::vouches`).
+    vouch: Option<(EVersion, BTreeSet<ObjectId>)>,
 }
 
 pub struct Pg<W> {
@@ -212,7 +308,7 @@ pub struct Pg<W> {
     interval_start: Epoch,
     missing: BTreeMap<ObjectId, Missing>,
     // Primary-only peering and recovery state.
-    notifies: BTreeMap<OsdId, (PgInfo, Epoch, Vec<LogEntry>, BTreeMap<ObjectId, Missing>)>,
+    notifies: BTreeMap<OsdId, Notified>,
     activating: BTreeSet<OsdId>,
     peer_missing: BTreeMap<OsdId, BTreeMap<ObjectId, Missing>>,
     pulling: BTreeSet<ObjectId>,
@@ -220,6 +316,13 @@ pub struct Pg<W> {
     in_flight: BTreeMap<EVersion, Gather>,
     waiting: VecDeque<ClientWrite<W>>,
     next_version: u64,
+    /// Objects after this may be stale here (durable; `Max`: complete).
+    last_backfill: BackfillPos,
+    /// Primary only: the backfill walks of this interval, by target.
+    walks: BTreeMap<OsdId, Walk>,
+    /// Primary only: replica messages held per backfill target until an
+    /// entry before them is durable here (true: ready to go).
+    held: BTreeMap<OsdId, VecDeque<(EVersion, PeerMsg<W>, bool)>>,
 }
 
 impl<W: Clone> Pg<W> {
@@ -252,6 +355,9 @@ impl<W: Clone> Pg<W> {
             in_flight: BTreeMap::new(),
             waiting: VecDeque::new(),
             next_version,
+            last_backfill: durable.last_backfill,
+            walks: BTreeMap::new(),
+            held: BTreeMap::new(),
         }
     }
 
@@ -292,9 +398,25 @@ impl<W: Clone> Pg<W> {
         &self.missing
     }
 
+    /// Objects after this may be stale here (`Max`: complete).
+    pub fn last_backfill(&self) -> &BackfillPos {
+        &self.last_backfill
+    }
+
+    /// True when this copy holds `object` as the PG does (not after an
+    /// unfinished backfill's cursor).
+    fn holds(&self, object: &ObjectId) -> bool {
+        self.last_backfill == BackfillPos::Max || pos_of(object) <= self.last_backfill
+    }
+
     /// True when a read of `object` may be served here now.
     pub fn can_read(&self, object: &ObjectId) -> bool {
-        self.state == PgState::Active && self.is_primary() && !self.missing.contains_key(object)
+        self.state == PgState::Active && self.is_primary() && !self.missing.contains_key(object) && self.holds(object)
+    }
+
+    /// Members being backfilled (for diagnostics and the PG state).
+    pub fn is_backfilling(&self) -> bool {
+        !self.walks.is_empty()
     }
 
     /// True when recovery has nothing left to do.
@@ -303,6 +425,8 @@ impl<W: Clone> Pg<W> {
             && self.missing.is_empty()
             && self.peer_missing.values().all(|m| m.is_empty())
             && self.acting.len() == self.params.size
+            && self.walks.is_empty()
+            && self.last_backfill == BackfillPos::Max
     }
 
     fn durable_effect(&mut self, rewound_to: Option<EVersion>, appended: Vec<LogEntry>) -> Effect<W> {
@@ -313,6 +437,7 @@ impl<W: Clone> Pg<W> {
             rewound_to,
             appended,
             trim: self.log.take_trim(),
+            last_backfill: self.last_backfill.clone(),
         }
     }
 
@@ -329,6 +454,7 @@ impl<W: Clone> Pg<W> {
             return;
         }
         self.log.trim_to(to);
+        self.log.mark_clean_trim();
         self.info.log_tail = self.log.tail();
     }
 
@@ -368,6 +494,8 @@ impl<W: Clone> Pg<W> {
         self.peer_missing.clear();
         self.pulling.clear();
         self.pushing.clear();
+        self.walks.clear();
+        self.held.clear();
         if !self.acting.contains(&self.me) {
             self.state = PgState::Stray;
             self.waiting.clear();
@@ -392,8 +520,14 @@ impl<W: Clone> Pg<W> {
         }
     }
 
-    fn own_notify(&self) -> (PgInfo, Epoch, Vec<LogEntry>, BTreeMap<ObjectId, Missing>) {
-        (self.info, self.les, self.log.entries().cloned().collect(), self.missing.clone())
+    fn own_notify(&self) -> Notified {
+        Notified {
+            info: self.info,
+            les: self.les,
+            log: self.log.entries().cloned().collect(),
+            missing: self.missing.clone(),
+            last_backfill: self.last_backfill.clone(),
+        }
     }
 
     /// Resends queries that may have been lost (the shard calls this on a
@@ -415,66 +549,181 @@ impl<W: Clone> Pg<W> {
         if self.state == PgState::Active && self.is_primary() {
             self.start_recovery(out);
         }
+        if self.is_primary() {
+            // A walk that made no progress for two ticks resends its step
+            // (a message may have been dropped); duplicates are harmless.
+            let targets: Vec<OsdId> = self.walks.keys().copied().collect();
+            for t in targets {
+                let w = self.walks.get_mut(&t).expect("listed");
+                w.idle_ticks += 1;
+                if w.idle_ticks >= 2 || !w.requested {
+                    w.idle_ticks = 0;
+                    w.requested = false;
+                    if let Step::Move { in_flight, .. } = &mut w.step {
+                        for v in in_flight.values_mut() {
+                            v.1 = None;
+                        }
+                    }
+                    self.walk_request(t, out);
+                }
+            }
+        }
     }
 
     /// Primary: once every acting member answered, pick the authoritative
-    /// log and activate everyone.
+    /// log and activate everyone (or first fill ourselves, if we are
+    /// behind).
     fn try_choose(&mut self, out: &mut Vec<Effect<W>>) {
-        if !self.acting.iter().all(|o| self.notifies.contains_key(o)) {
+        if self.walks.contains_key(&self.me) || !self.acting.iter().all(|o| self.notifies.contains_key(o)) {
             return;
         }
+        let complete = |n: &Notified| n.last_backfill == BackfillPos::Max;
         // A past interval that may have gone active after the newest
-        // activation we know of must be represented by some responder.
-        let les_max = self.notifies.values().map(|n| n.1).max().unwrap_or(0);
+        // activation a complete member knows of must be represented by
+        // some complete responder (a member mid-backfill lacks objects).
+        // A member holding an entry written at epoch `e` took part in an
+        // interval that was active at `e`, even if it never heard that it
+        // went active (`Activated` lost): it counts as started there.
+        let started = |n: &Notified| n.les.max(n.info.last_update.epoch);
+        let les_max = self.notifies.values().filter(|n| complete(n)).map(started).max().unwrap_or(0);
         for iv in &self.past {
-            let maybe_went_active = iv.acting.len() >= self.params.min_size && iv.end >= les_max && iv.primary.is_some();
-            if maybe_went_active && !iv.acting.iter().any(|o| self.notifies.contains_key(o)) {
+            // Its primary made `les` durable before any write: if it
+            // answers with an older one, the interval never went active.
+            let never_active = iv.primary.and_then(|p| self.notifies.get(&p)).is_some_and(|n| n.les < iv.start);
+            let maybe_went_active = iv.acting.len() >= self.params.min_size && iv.end >= les_max && iv.primary.is_some() && !never_active;
+            if maybe_went_active && !iv.acting.iter().any(|o| self.notifies.get(o).is_some_and(complete)) {
                 self.state = PgState::Down;
                 return;
             }
         }
-        // Authoritative: among the members of the newest interval that went
-        // active (highest les), the newest last_update; the primary wins
-        // ties. A member with a newer entry from an older interval holds a
-        // write that was never acknowledged and is rolled back.
-        let auth = *self
+        // Authoritative: among the complete members of the newest interval
+        // that went active (highest les), the newest last_update; the
+        // primary wins ties. A member with a newer entry from an older
+        // interval holds a write that was never acknowledged and is rolled
+        // back.
+        // A member mid-backfill that went active later than every
+        // complete responder saw writes they lack (its own copy of those
+        // objects may be missing too): wait for a complete member of
+        // that interval.
+        let les_all = self.notifies.values().map(started).max().unwrap_or(0);
+        let Some(auth) = self
             .notifies
             .iter()
-            .max_by_key(|(o, n)| (n.1, n.0.last_update, **o == self.me))
-            .map(|(o, _)| o)
-            .expect("the primary is among the notifies");
+            .filter(|(_, n)| complete(n) && started(n) == les_all)
+            .max_by_key(|(o, n)| (started(n), n.info.last_update, **o == self.me))
+            .map(|(o, _)| *o)
+        else {
+            self.state = PgState::Incomplete;
+            return;
+        };
         #[cfg(test)]
         if std::env::var("SEPIA_PG_TRACE").is_ok() {
             for (o, n) in &self.notifies {
-                let tail: Vec<String> = n.2.iter().rev().take(6).map(|e| format!("{}.{}:{}#{}", e.version.epoch, e.version.version, e.object.name, e.reqid.tid)).collect();
-                eprintln!("    choose@{} auth {auth} member {o}: lu {:?} log(newest first) {:?} missing {:?}", self.epoch, n.0.last_update, tail, n.3.keys().map(|k| k.name.clone()).collect::<Vec<_>>());
+                let tail: Vec<String> = n.log.iter().rev().take(6).map(|e| format!("{}.{}:{}#{}", e.version.epoch, e.version.version, e.object.name, e.reqid.tid)).collect();
+                eprintln!(
+                    "    choose@{} auth {auth} member {o}: lu {:?} tail {:?} lb {:?} log(newest first) {:?} missing {:?}",
+                    self.epoch,
+                    n.info.last_update,
+                    n.info.log_tail,
+                    n.last_backfill,
+                    tail,
+                    n.missing.keys().map(|k| k.name.clone()).collect::<Vec<_>>()
+                );
             }
         }
-        let auth_log: Vec<LogEntry> = self.notifies[&auth].2.clone();
-        let auth_info = self.notifies[&auth].0;
-        let auth_tail = auth_info.log_tail;
-        let mut plans = BTreeMap::new();
-        for (&o, (info, _, log, missing)) in &self.notifies {
+        let auth_log: Vec<LogEntry> = self.notifies[&auth].log.clone();
+        let auth_tail = self.notifies[&auth].info.log_tail;
+        // A member mid-backfill acknowledged every entry it holds (only
+        // once its primary had it durable). One the authoritative log
+        // lacks, from the newest active interval a complete member knows
+        // of or later, may be an acknowledged write whose data only absent
+        // members hold: wait for them.
+        // An entry was acknowledged only if every member of its interval
+        // made it durable: a complete member of that interval (known from
+        // the past intervals we saw) answering without it proves it was not.
+        let auth_head = self.notifies[&auth].info.last_update;
+        let disproved = |e: &LogEntry| {
+            self.past.iter().find(|iv| iv.start <= e.version.epoch && e.version.epoch <= iv.end).is_some_and(|iv| {
+                iv.acting.iter().any(|o| self.notifies.get(o).is_some_and(|m| complete(m) && !m.log.iter().any(|x| x == e)))
+            })
+        };
+        let unknown_write = self.notifies.values().filter(|n| !complete(n)).any(|n| {
+            n.log.iter().rev().take_while(|e| e.version > auth_head).any(|e| e.version.epoch >= les_all && !auth_log.iter().any(|a| a == e) && !disproved(e))
+        });
+        if unknown_write {
+            self.state = PgState::Incomplete;
+            return;
+        }
+        let mut plans: BTreeMap<OsdId, Plan> = BTreeMap::new();
+        let own_dups = self.log.trimmed_dups();
+        for (&o, n) in &self.notifies {
+            let (info, log, missing) = (&n.info, &n.log, &n.missing);
             // Common point: the newest entry this member shares with auth.
             let common = log
                 .iter()
                 .rev()
                 .find(|e| auth_log.iter().any(|a| a == *e))
                 .map(|e| e.version)
-                .unwrap_or_else(|| info.log_tail.max(auth_tail).min(info.last_update));
-            if common < auth_tail {
-                // Behind the authoritative log's tail: needs a backfill.
-                self.state = PgState::Incomplete;
-                return;
-            }
+                // No entry in common: what it holds up to the authoritative
+                // tail may be shared history (trimmed there); after it,
+                // nothing is known to be.
+                .unwrap_or_else(|| log.iter().rev().map(|e| e.version).find(|v| *v <= auth_tail).unwrap_or(info.log_tail).max(info.log_tail));
+            let behind = common < auth_tail;
             let divergent: Vec<&LogEntry> = log.iter().filter(|e| e.version > common).collect();
+            if behind || !complete(n) {
+                // The log cannot catch this member up (or an earlier
+                // backfill did not finish): it takes the authoritative log
+                // and a walk fills it. Its cursor stays only if nothing
+                // changed at or before it since its log ends.
+                let vouch = complete(n).then(|| (common, missing.keys().chain(divergent.iter().map(|e| &e.object)).cloned().collect()));
+                let plan = if behind {
+                    Plan {
+                        rewind: None,
+                        append: auth_log.clone(),
+                        need: BTreeMap::new(),
+                        backfill: Some(BackfillPlan { reset_log: true, tail: auth_tail, last_backfill: BackfillPos::Min, dups: own_dups.clone() }),
+                        vouch,
+                    }
+                } else {
+                    let append: Vec<LogEntry> = auth_log.iter().filter(|e| e.version > common).cloned().collect();
+                    // Objects at or before its cursor that changed since its
+                    // log ends are recovered from the log (like any member's);
+                    // the walk goes on after the cursor.
+                    let lb = &n.last_backfill;
+                    let mut need: BTreeMap<ObjectId, Missing> = missing.iter().filter(|(o, _)| pos_of(o) <= *lb).map(|(o, m)| (o.clone(), *m)).collect();
+                    for obj in divergent.iter().map(|e| &e.object).chain(append.iter().map(|e| &e.object)) {
+                        if pos_of(obj) <= *lb {
+                            let want = append.iter().rev().find(|e| e.object == *obj).map_or(EVersion::default(), |e| e.version);
+                            let have = need.get(obj).map_or(EVersion::default(), |m| m.have);
+                            need.insert(obj.clone(), Missing { need: want, have });
+                        }
+                    }
+                    let last_backfill = lb.clone();
+                    Plan {
+                        rewind: (!divergent.is_empty()).then_some(common),
+                        append,
+                        need,
+                        backfill: Some(BackfillPlan { reset_log: false, tail: auth_tail, last_backfill, dups: Vec::new() }),
+                        vouch,
+                    }
+                };
+                plans.insert(o, plan);
+                continue;
+            }
             let append: Vec<LogEntry> = auth_log.iter().filter(|e| e.version > common).cloned().collect();
             let mut need = missing.clone();
             // The version of `obj` as of the common point (both logs agree
-            // up to there); zero if the log does not reach back to it.
+            // up to there): zero if it did not exist (the log reaches back
+            // to the beginning), `None` if the log does not reach back far
+            // enough to tell.
+            let never_trimmed = info.log_tail == EVersion::default();
             let at_common = |obj: &ObjectId| {
-                log.iter().rev().find(|e| e.version <= common && e.object == *obj).map_or(EVersion::default(), |e| e.version)
+                log.iter().rev().find(|e| e.version <= common && e.object == *obj).map(|e| e.version).or(never_trimmed.then_some(EVersion::default()))
             };
+            // Objects whose state at the common point is unknown: they
+            // take the authoritative copy, whatever its version (`need`
+            // zero, never dropped as already right).
+            let mut unknown: BTreeSet<ObjectId> = BTreeSet::new();
             let divergent_objects: BTreeSet<&ObjectId> = divergent.iter().map(|e| &e.object).collect();
             for obj in divergent_objects {
                 let target = at_common(obj);
@@ -482,54 +731,112 @@ impl<W: Clone> Pg<W> {
                 // says so; otherwise it applied its newest (divergent) write.
                 let have = match need.get(obj) {
                     Some(m) => m.have,
-                    None => divergent.iter().rev().find(|e| e.object == *obj).map_or(target, |e| e.version),
+                    None => divergent.iter().rev().find(|e| e.object == *obj).map_or(target.unwrap_or_default(), |e| e.version),
                 };
-                if have == target {
-                    need.remove(obj);
-                } else {
-                    need.insert(obj.clone(), Missing { need: target, have });
+                match target {
+                    Some(t) if have == t => {
+                        need.remove(obj);
+                    }
+                    Some(t) => {
+                        need.insert(obj.clone(), Missing { need: t, have });
+                    }
+                    None => {
+                        unknown.insert(obj.clone());
+                        need.insert(obj.clone(), Missing { need: EVersion::default(), have });
+                    }
                 }
             }
             for e in &append {
-                let have = need.get(&e.object).map_or_else(|| at_common(&e.object), |m| m.have);
+                let have = need.get(&e.object).map_or_else(|| at_common(&e.object).unwrap_or_default(), |m| m.have);
+                unknown.remove(&e.object);
                 need.insert(e.object.clone(), Missing { need: e.version, have });
             }
-            // A copy already at the needed version lacks nothing.
-            need.retain(|_, m| m.need != m.have);
+            // A copy already at the needed version lacks nothing (a zero
+            // `need` asks for the authoritative copy, whatever it is).
+            need.retain(|o, m| m.need != m.have || m.need == EVersion::default() || unknown.contains(o));
             let rewind = (!divergent.is_empty()).then_some(common);
-            plans.insert(o, (rewind, append, need));
+            plans.insert(o, Plan { rewind, append, need, backfill: None, vouch: None });
+        }
+        if plans.get(&self.me).is_some_and(|p| p.backfill.is_some()) {
+            // We are behind ourselves: fill our copy from the authoritative
+            // member first (nobody activates meanwhile, so nothing is
+            // written), then choose again.
+            let p = plans.remove(&self.me).expect("checked");
+            let cursor = p.backfill.as_ref().expect("checked").last_backfill.clone();
+            // What the source lacks and our own log says we hold right.
+            let own = &self.notifies[&self.me];
+            let holds: BTreeSet<ObjectId> = self.notifies[&auth]
+                .missing
+                .iter()
+                .filter(|(o, m)| {
+                    (own.last_backfill == BackfillPos::Max || pos_of(o) <= own.last_backfill)
+                        && !own.missing.contains_key(*o)
+                        && own.log.iter().rev().find(|e| e.object == **o).is_some_and(|e| e.version == m.need)
+                })
+                .map(|(o, _)| o.clone())
+                .collect();
+            self.activate_local(p, out);
+            let mut w = Walk::new(auth, self.me, cursor);
+            w.target_holds = holds;
+            self.walks.insert(self.me, w);
+            self.walk_request(self.me, out);
+            return;
         }
         self.activating.clear();
-        for (o, (rewind, append, need)) in plans {
+        for (o, p) in plans {
             if o == self.me {
-                self.activate_local(rewind, append, need.clone(), out);
+                self.activate_local(p, out);
             } else {
                 self.activating.insert(o);
+                if let Some(b) = &p.backfill {
+                    let mut w = Walk::new(self.me, o, b.last_backfill.clone());
+                    if let Some((upto, unvouched)) = &p.vouch {
+                        w.vouched_upto = Some(*upto);
+                        w.unvouched = unvouched.clone();
+                    }
+                    self.walks.insert(o, w);
+                }
                 out.push(Effect::Send {
                     to: o,
                     msg: PeerMsg::Activate {
                         epoch: self.epoch,
-                        rewind_to: rewind,
-                        append,
-                        missing: need.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                        rewind_to: p.rewind,
+                        append: p.append,
+                        missing: p.need.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                        backfill: p.backfill,
                     },
                 });
-                self.peer_missing.insert(o, need);
+                self.peer_missing.insert(o, p.need);
             }
         }
         self.maybe_active(out);
     }
 
-    fn activate_local(&mut self, rewind: Option<EVersion>, append: Vec<LogEntry>, need: BTreeMap<ObjectId, Missing>, out: &mut Vec<Effect<W>>) {
-        if let Some(v) = rewind {
-            self.log.rewind_to(v);
-        }
+    fn activate_local(&mut self, p: Plan, out: &mut Vec<Effect<W>>) {
+        let Plan { mut rewind, append, need, backfill, .. } = p;
         let mut appended = Vec::new();
-        for e in append {
-            if e.version > self.log.head() {
-                self.log.append(e.clone());
-                appended.push(e);
+        match &backfill {
+            Some(b) if b.reset_log => {
+                // Our log does not reach the authoritative one: take it
+                // whole (every old log key goes).
+                self.log.replace(b.tail, append, b.dups.clone());
+                rewind = Some(EVersion::default());
+                appended = self.log.entries().cloned().collect();
             }
+            _ => {
+                if let Some(v) = rewind {
+                    self.log.rewind_to(v);
+                }
+                for e in append {
+                    if e.version > self.log.head() {
+                        self.log.append(e.clone());
+                        appended.push(e);
+                    }
+                }
+            }
+        }
+        if let Some(b) = backfill {
+            self.last_backfill = b.last_backfill;
         }
         self.missing = need;
         self.info.last_update = self.log.head();
@@ -557,16 +864,26 @@ impl<W: Clone> Pg<W> {
     }
 
     /// Starts pulls (for the primary's own missing objects) and reads for
-    /// pushes (for the others'), a bounded number at a time.
+    /// pushes (for the others'), a bounded number at a time, and the
+    /// backfill walks once the primary lacks nothing itself.
     fn start_recovery(&mut self, out: &mut Vec<Effect<W>>) {
         const RECOVERY_OPS_MAX: usize = 16;
         let own: Vec<ObjectId> = self.missing.keys().filter(|o| !self.pulling.contains(*o)).take(RECOVERY_OPS_MAX).cloned().collect();
         for obj in own {
-            // Any member that is not missing it can serve it.
-            let source = self.acting.iter().copied().find(|&o| o != self.me && self.peer_missing.get(&o).is_some_and(|m| !m.contains_key(&obj)));
+            // Any member that is not missing it can serve it; a backfill
+            // target's copy after its cursor only as a last resort (the
+            // push is taken only if its version is the one needed).
+            let need = self.missing[&obj].need;
+            let candidates = || self.acting.iter().copied().filter(|&o| o != self.me && self.peer_missing.get(&o).is_some_and(|m| !m.contains_key(&obj)));
+            let source = candidates().find(|o| self.walks.get(o).is_none_or(|w| w.vouches(&obj, need))).or_else(|| candidates().next());
             if let Some(src) = source {
                 self.pulling.insert(obj.clone());
                 out.push(Effect::Send { to: src, msg: PeerMsg::Pull { epoch: self.epoch, object: obj } });
+            } else if need != EVersion::default() {
+                // Nobody else can serve it: our own copy may already be the
+                // needed version (its record says so; `content` checks).
+                self.pulling.insert(obj.clone());
+                out.push(Effect::Read { object: obj });
             }
         }
         let mut wanted: BTreeSet<ObjectId> = BTreeSet::new();
@@ -578,14 +895,290 @@ impl<W: Clone> Pg<W> {
             self.pushing.insert(obj.clone(), targets);
             out.push(Effect::Read { object: obj });
         }
+        if self.state == PgState::Active {
+            let idle: Vec<OsdId> = self.walks.iter().filter(|(_, w)| !w.requested).map(|(t, _)| *t).collect();
+            for t in idle {
+                self.walk_request(t, out);
+            }
+        }
     }
 
-    /// The shard read an object for recovery.
-    pub fn content(&mut self, object: ObjectId, content: Option<ObjectContent>, out: &mut Vec<Effect<W>>) {
+    /// The shard read an object for recovery or backfill; `version` is
+    /// the version of its last write as the store recorded it (zero if
+    /// unknown).
+    pub fn content(&mut self, object: ObjectId, content: Option<ObjectContent>, version: EVersion, out: &mut Vec<Effect<W>>) {
+        if self.is_primary() && self.pulling.contains(&object) {
+            if self.missing.get(&object).is_some_and(|m| m.need == version && version != EVersion::default()) {
+                // Our own copy is the one needed after all.
+                self.missing.remove(&object);
+                if self.missing.is_empty() {
+                    self.info.last_complete = self.info.last_update;
+                }
+                out.push(self.durable_effect(None, Vec::new()));
+                self.pulling.remove(&object);
+                self.start_recovery(out);
+                self.run_waiting(out);
+                return;
+            }
+            if self.missing.contains_key(&object) && !self.pushing.contains_key(&object) {
+                // Not ours either: try again on the next tick.
+                self.pulling.remove(&object);
+                return;
+            }
+        }
         if let Some(targets) = self.pushing.get(&object) {
-            let version = self.log.objects_since(EVersion::default()).get(&object).map_or(self.info.last_update, |x| x.0);
+            // Without a record, a copy is named by our log (an absent one
+            // stays unnamed: only a removal's own record says which).
+            let version = if version != EVersion::default() || content.is_none() {
+                version
+            } else {
+                self.log.objects_since(EVersion::default()).get(&object).map_or(self.info.last_update, |x| x.0)
+            };
             for &t in targets {
                 out.push(Effect::Send { to: t, msg: PeerMsg::Push { epoch: self.epoch, object: object.clone(), version, content: content.clone() } });
+            }
+        }
+        if !self.is_primary() {
+            return;
+        }
+        for w in self.walks.values_mut() {
+            if w.source != self.me {
+                continue;
+            }
+            if let Step::Move { in_flight, .. } = &mut w.step {
+                if let Some(slot) = in_flight.get_mut(&object) {
+                    if slot.1.is_none() {
+                        slot.1 = Some(content.as_ref().map_or(0, |c| c.data.len()));
+                        out.push(Effect::Send {
+                            to: w.target,
+                            msg: PeerMsg::Push { epoch: self.epoch, object: object.clone(), version, content: content.clone() },
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks for what the walk filling `target` waits on (and resends the
+    /// moves in flight that are not marked sent).
+    fn walk_request(&mut self, target: OsdId, out: &mut Vec<Effect<W>>) {
+        let (me, epoch, scan_max) = (self.me, self.epoch, self.params.backfill_scan_max);
+        // The primary's own copy must be whole before it is a source.
+        let own_missing = !self.missing.is_empty();
+        if self.walks.get(&target).is_some_and(|w| matches!(w.step, Step::Move { .. })) {
+            self.walks.get_mut(&target).expect("checked").requested = true;
+            self.walk_launch(target, out);
+            return;
+        }
+        let finish = (self.log.tail(), self.log.entries().cloned().collect::<Vec<_>>(), self.log.trimmed_dups());
+        let Some(w) = self.walks.get_mut(&target) else { return };
+        let list = |who: OsdId, tag: ListTag, after: BackfillPos, until: BackfillPos| {
+            if who == me {
+                Effect::List { tag, after, until, max: scan_max }
+            } else {
+                Effect::Send { to: who, msg: PeerMsg::Scan { epoch, after, until, max: scan_max } }
+            }
+        };
+        match &w.step {
+            Step::ListSource => {
+                if w.source == me && own_missing {
+                    return;
+                }
+                w.dirty.clear();
+                w.requested = true;
+                out.push(list(w.source, ListTag::Walk(target), w.cursor.clone(), BackfillPos::Max));
+            }
+            Step::ListTarget { end, .. } => {
+                w.requested = true;
+                out.push(list(w.target, ListTag::Walk(target), w.cursor.clone(), end.clone()));
+            }
+            Step::Move { .. } => unreachable!("handled above"),
+            Step::Finish => {
+                w.requested = true;
+                let (tail, log, dups) = finish;
+                // After every replica message held for it: the log it
+                // carries must not overtake the writes it lists.
+                let msg = PeerMsg::BackfillDone { epoch, tail, log, dups };
+                match self.held.get_mut(&target) {
+                    Some(q) if !q.is_empty() => q.push_back((EVersion::default(), msg, true)),
+                    _ => out.push(Effect::Send { to: target, msg }),
+                }
+            }
+        }
+    }
+
+    /// Starts moves of the current batch within the bounds; finishes the
+    /// batch when nothing is left.
+    fn walk_launch(&mut self, target: OsdId, out: &mut Vec<Effect<W>>) {
+        let (me, epoch) = (self.me, self.epoch);
+        let (pushes_max, bytes_max) = (self.params.backfill_pushes_max, self.params.backfill_bytes_max);
+        let Some(w) = self.walks.get_mut(&target) else { return };
+        let source = w.source;
+        let Step::Move { queue, in_flight, .. } = &mut w.step else { return };
+        // Resend what is in flight and not sent (after a retry).
+        for (obj, (has, sent)) in in_flight.iter_mut() {
+            if sent.is_some() {
+                continue;
+            }
+            if source == me {
+                if *has {
+                    out.push(Effect::Read { object: obj.clone() });
+                } else {
+                    *sent = Some(0);
+                    out.push(Effect::Send { to: target, msg: PeerMsg::Push { epoch, object: obj.clone(), version: EVersion::default(), content: None } });
+                }
+            } else {
+                *sent = Some(0);
+                out.push(Effect::Send { to: source, msg: PeerMsg::Pull { epoch, object: obj.clone() } });
+            }
+        }
+        let mut removed = Vec::new();
+        loop {
+            let bytes: usize = in_flight.values().filter_map(|v| v.1).sum();
+            if in_flight.len() >= pushes_max || bytes >= bytes_max {
+                break;
+            }
+            let Some((obj, has)) = queue.pop_front() else { break };
+            if source == me {
+                if has {
+                    in_flight.insert(obj.clone(), (true, None));
+                    out.push(Effect::Read { object: obj });
+                } else {
+                    in_flight.insert(obj.clone(), (false, Some(0)));
+                    out.push(Effect::Send { to: target, msg: PeerMsg::Push { epoch, object: obj, version: EVersion::default(), content: None } });
+                }
+            } else if has {
+                in_flight.insert(obj.clone(), (true, Some(0)));
+                out.push(Effect::Send { to: source, msg: PeerMsg::Pull { epoch, object: obj } });
+            } else {
+                // We are the target and the source lacks it: remove ours.
+                removed.push(obj);
+            }
+        }
+        for obj in removed {
+            let entry = LogEntry { version: EVersion::default(), reqid: ReqId { client: 0, tid: 0 }, object: obj, op: LogOp::Delete };
+            out.push(Effect::Apply { entry, txn: Txn::Replace(None), trim: self.log.take_trim() });
+        }
+        let w = self.walks.get_mut(&target).expect("present");
+        if let Step::Move { queue, in_flight, .. } = &w.step {
+            if queue.is_empty() && in_flight.is_empty() {
+                self.walk_batch_done(target, out);
+            }
+        }
+    }
+
+    /// A listing for the walk filling `target`, from `from`.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_listed(&mut self, target: OsdId, from: OsdId, after: BackfillPos, until: BackfillPos, objects: Vec<Listed>, end: BackfillPos, dups: Vec<(ReqId, EVersion)>, out: &mut Vec<Effect<W>>) {
+        // A source other than us may itself lack objects (log recovery
+        // had not finished there): those are not moved or removed, we
+        // take them as missing when the walk ends.
+        let source_missing: BTreeMap<ObjectId, EVersion> = match self.walks.get(&target) {
+            Some(w) if w.source != self.me => self.notifies.get(&w.source).map(|n| n.missing.iter().map(|(o, m)| (o.clone(), m.need)).collect()).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
+        let Some(w) = self.walks.get_mut(&target) else { return };
+        if w.cursor != after || end <= after {
+            return;
+        }
+        match &mut w.step {
+            Step::ListSource if from == w.source && until == BackfillPos::Max => {
+                if end == BackfillPos::Max {
+                    w.source_dups = dups;
+                }
+                w.step = Step::ListTarget { source: objects, end };
+            }
+            Step::ListTarget { source, end: batch_end } if from == w.target && until == *batch_end => {
+                // The target may have listed less (more objects there):
+                // the batch ends where both listings reach.
+                let end = end.min(batch_end.clone());
+                let mut queue = backfill::diff(source, &objects, &w.dirty, &w.cursor, &end);
+                queue.retain(|(o, _)| !source_missing.contains_key(o));
+                // Of those, what we (the target) do not hold at the needed
+                // version we lack from now on: the cursor passes them.
+                let held: BTreeMap<&ObjectId, EVersion> = objects.iter().map(|(o, v)| (o, *v)).collect();
+                let lacking: Vec<(ObjectId, EVersion)> = source_missing
+                    .iter()
+                    .filter(|(o, need)| {
+                        let p = pos_of(o);
+                        p > w.cursor && p <= end && !(held.get(o) == Some(*need) && **need != EVersion::default()) && !w.target_holds.contains(*o)
+                    })
+                    .map(|(o, need)| (o.clone(), *need))
+                    .collect();
+                w.step = Step::Move { end, queue, in_flight: BTreeMap::new() };
+                w.idle_ticks = 0;
+                w.requested = false;
+                for (o, need) in lacking {
+                    self.missing.insert(o, Missing { need, have: EVersion::default() });
+                }
+                self.walk_request(target, out);
+                return;
+            }
+            _ => return,
+        }
+        w.idle_ticks = 0;
+        w.requested = false;
+        self.walk_request(target, out);
+    }
+
+    /// Every move of the batch is acknowledged: the cursor advances.
+    fn walk_batch_done(&mut self, target: OsdId, out: &mut Vec<Effect<W>>) {
+        let Some(w) = self.walks.get_mut(&target) else { return };
+        let Step::Move { end, .. } = &w.step else { return };
+        let end = end.clone();
+        w.cursor = end.clone();
+        w.idle_ticks = 0;
+        w.requested = false;
+        w.step = if end == BackfillPos::Max { Step::Finish } else { Step::ListSource };
+        if target == self.me {
+            self.last_backfill = end.clone();
+            if end == BackfillPos::Max {
+                self.finish_self_backfill(out);
+                return;
+            }
+            out.push(self.durable_effect(None, Vec::new()));
+        } else if end != BackfillPos::Max {
+            // (The end is `BackfillDone`, with the log and request ids.)
+            out.push(Effect::Send { to: target, msg: PeerMsg::BackfillProgress { epoch: self.epoch, pos: end } });
+        }
+        self.walk_request(target, out);
+        self.run_waiting(out);
+    }
+
+    /// Our own walk ended: take the source's log and request ids, then
+    /// peer again as a complete member.
+    fn finish_self_backfill(&mut self, out: &mut Vec<Effect<W>>) {
+        let Some(w) = self.walks.remove(&self.me) else { return };
+        let Some(n) = self.notifies.get(&w.source) else { return };
+        let (tail, log, last_complete) = (n.info.log_tail, n.log.clone(), n.info.last_complete);
+        // `missing` holds what the source lacked and we did not hold
+        // either (recovered once active).
+        self.log.replace(tail, log, w.source_dups);
+        self.last_backfill = BackfillPos::Max;
+        self.info.last_update = self.log.head();
+        self.info.log_tail = self.log.tail();
+        self.info.last_complete = if self.missing.is_empty() { self.info.last_update } else { last_complete.min(self.info.last_update) };
+        self.next_version = self.next_version.max(self.log.head().version);
+        let appended = self.log.entries().cloned().collect();
+        out.push(self.durable_effect(Some(EVersion::default()), appended));
+        let own = self.own_notify();
+        self.notifies.insert(self.me, own);
+        self.try_choose(out);
+    }
+
+    /// The shard listed objects for `tag` (see [`Effect::List`]).
+    pub fn listed(&mut self, tag: ListTag, after: BackfillPos, until: BackfillPos, objects: Vec<Listed>, end: BackfillPos, out: &mut Vec<Effect<W>>) {
+        match tag {
+            ListTag::Peer(p) => {
+                if self.primary == Some(p) {
+                    let dups = if end == BackfillPos::Max { self.log.trimmed_dups() } else { Vec::new() };
+                    out.push(Effect::Send { to: p, msg: PeerMsg::ScanReply { epoch: self.epoch, after, until, end, objects, dups } });
+                }
+            }
+            ListTag::Walk(t) => {
+                if self.is_primary() {
+                    self.walk_listed(t, self.me, after, until, objects, end, Vec::new(), out);
+                }
             }
         }
     }
@@ -631,16 +1224,56 @@ impl<W: Clone> Pg<W> {
         let mut waiting: BTreeSet<OsdId> = self.acting.iter().copied().collect();
         waiting.insert(self.me);
         for &o in &self.acting {
-            if o != self.me {
-                out.push(Effect::Send { to: o, msg: PeerMsg::RepOp { epoch: self.epoch, entry: entry.clone(), txn: Txn::Write(w.write.clone()), trim_to } });
+            if o == self.me {
+                continue;
+            }
+            let rep = PeerMsg::RepOp { epoch: self.epoch, entry: entry.clone(), txn: Txn::Write(w.write.clone()), trim_to };
+            match self.walks.get_mut(&o) {
+                // A backfill target gets a write once it is durable here
+                // (so it never holds an entry its primary could lose: an
+                // incomplete member's extra entries are then evidence of
+                // acknowledged writes, see `try_choose`), in order.
+                Some(walk) => {
+                    let msg = if walk.covers(&w.object) {
+                        rep
+                    } else {
+                        // After the target's cursor: the walk copies the
+                        // object; the target only logs the write (and
+                        // acknowledges that).
+                        walk.dirty.insert(w.object.clone());
+                        PeerMsg::RepLog { epoch: self.epoch, entry: entry.clone(), trim_to }
+                    };
+                    self.held.entry(o).or_default().push_back((version, msg, false));
+                }
+                // Behind a held entry (the walk just ended), in order.
+                _ if self.held.get(&o).is_some_and(|q| !q.is_empty()) => self.held.entry(o).or_default().push_back((version, rep, true)),
+                _ => out.push(Effect::Send { to: o, msg: rep }),
             }
         }
         out.push(Effect::Apply { entry, txn: Txn::Write(w.write), trim: self.log.take_trim() });
         self.in_flight.insert(version, Gather { client: w.client, reqid: w.reqid, waiting });
     }
 
+    /// True when a write to `object` must wait: it is missing somewhere,
+    /// in a backfill batch being moved, or not backfilled here yet.
     fn is_missing_anywhere(&self, object: &ObjectId) -> bool {
-        self.missing.contains_key(object) || self.peer_missing.values().any(|m| m.contains_key(object))
+        self.missing.contains_key(object)
+            || self.peer_missing.values().any(|m| m.contains_key(object))
+            || self.walks.values().any(|w| w.blocks(object))
+            || !self.holds(object)
+            || self.data_holders(object) < self.params.min_size
+    }
+
+    /// Acting members that would hold a write's data for `object` (a
+    /// backfill target gets only the entry for objects after its cursor).
+    /// A write is acknowledged only with `min_size` copies of its data, so
+    /// no single copy that a later rolled-back write overwrites is the
+    /// only one.
+    fn data_holders(&self, object: &ObjectId) -> usize {
+        if self.walks.is_empty() {
+            return self.acting.len();
+        }
+        self.acting.iter().filter(|o| self.walks.get(o).is_none_or(|w| w.covers(object))).count()
     }
 
     fn run_waiting(&mut self, out: &mut Vec<Effect<W>>) {
@@ -654,7 +1287,8 @@ impl<W: Clone> Pg<W> {
     }
 
     /// The local store made the apply of `version` durable. Only a write's
-    /// commit (`Txn::Write`) acknowledges anything: a recovery push may
+    /// commit (`Txn::Write`, or `Txn::LogOnly` on a backfill target)
+    /// acknowledges anything: a recovery push may
     /// carry the same version as a write in flight, and its commit must not
     /// pass for that write's.
     pub fn committed(&mut self, version: EVersion, write: bool, out: &mut Vec<Effect<W>>) {
@@ -662,6 +1296,15 @@ impl<W: Clone> Pg<W> {
             return;
         }
         if self.is_primary() {
+            for (&o, q) in self.held.iter_mut() {
+                for item in q.iter_mut().filter(|(v, _, _)| *v == version) {
+                    item.2 = true;
+                }
+                while q.front().is_some_and(|(_, _, ready)| *ready) {
+                    let (_, msg, _) = q.pop_front().expect("checked");
+                    out.push(Effect::Send { to: o, msg });
+                }
+            }
             self.ack_from(self.me, version, out);
         } else if let Some(p) = self.primary {
             out.push(Effect::Send { to: p, msg: PeerMsg::RepOpAck { epoch: self.epoch, version } });
@@ -695,20 +1338,23 @@ impl<W: Clone> Pg<W> {
                 if self.primary == Some(from) {
                     // Report only what is durable: the flush goes first.
                     out.push(self.durable_effect(None, Vec::new()));
-                    let (info, les, log, missing) = self.own_notify();
-                    out.push(Effect::Send { to: from, msg: PeerMsg::Notify { epoch, info, les, log, missing: missing.into_iter().collect() } });
+                    let n = self.own_notify();
+                    out.push(Effect::Send {
+                        to: from,
+                        msg: PeerMsg::Notify { epoch, info: n.info, les: n.les, log: n.log, missing: n.missing.into_iter().collect(), last_backfill: n.last_backfill },
+                    });
                 }
             }
-            PeerMsg::Notify { info, les, log, missing, .. } => {
+            PeerMsg::Notify { info, les, log, missing, last_backfill, .. } => {
                 if self.is_primary() && self.state == PgState::Peering && self.acting.contains(&from) {
-                    self.notifies.insert(from, (info, les, log, missing.into_iter().collect()));
+                    self.notifies.insert(from, Notified { info, les, log, missing: missing.into_iter().collect(), last_backfill });
                     self.try_choose(out);
                 }
             }
-            PeerMsg::Activate { epoch, rewind_to, append, missing } => {
+            PeerMsg::Activate { epoch, rewind_to, append, missing, backfill } => {
                 if self.primary == Some(from) {
                     let need: BTreeMap<ObjectId, Missing> = missing.into_iter().collect();
-                    self.activate_local(rewind_to, append, need, out);
+                    self.activate_local(Plan { rewind: rewind_to, append, need, backfill, vouch: None }, out);
                     // `les` waits for `Activated`: this interval is not
                     // active until every member is, and a member that
                     // claimed otherwise could win a later authority choice
@@ -729,23 +1375,8 @@ impl<W: Clone> Pg<W> {
                     self.maybe_active(out);
                 }
             }
-            PeerMsg::RepOp { entry, txn, trim_to, .. } => {
-                if self.primary == Some(from) && self.state == PgState::Active && entry.version > self.log.head() {
-                    self.log.append(entry.clone());
-                    // The primary trimmed only what every member applied;
-                    // a member still missing objects keeps its log.
-                    if self.missing.is_empty() && trim_to > self.log.tail() {
-                        self.log.trim_to(trim_to);
-                    }
-                    self.info.last_update = entry.version;
-                    self.info.log_tail = self.log.tail();
-                    if self.missing.is_empty() {
-                        self.info.last_complete = entry.version;
-                    }
-                    self.next_version = self.next_version.max(entry.version.version);
-                    out.push(Effect::Apply { entry, txn, trim: self.log.take_trim() });
-                }
-            }
+            PeerMsg::RepOp { entry, txn, trim_to, .. } => self.replicated(from, entry, txn, trim_to, out),
+            PeerMsg::RepLog { entry, trim_to, .. } => self.replicated(from, entry, Txn::LogOnly, trim_to, out),
             PeerMsg::RepOpAck { version, .. } => {
                 if self.is_primary() {
                     self.ack_from(from, version, out);
@@ -760,16 +1391,32 @@ impl<W: Clone> Pg<W> {
             }
             PeerMsg::Push { epoch, object, version, content } => {
                 if self.primary == Some(from) || self.is_primary() {
-                    if self.missing.remove(&object).is_some() {
-                        let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op: LogOp::Modify };
+                    // Ours to take when log recovery said we lack it, or
+                    // when it lies after our backfill cursor (the walk's
+                    // batch; a late duplicate of a finished batch is not).
+                    let for_walk = !self.holds(&object);
+                    // A backfill target's copy after its cursor (pulled as
+                    // a last resort) is taken only at the needed version.
+                    // (Its absence is right when the needed entry is a delete.)
+                    let wrong = self.missing.get(&object).is_some_and(|m| {
+                        let untrusted = self.walks.get(&from).is_some_and(|w| !w.vouches(&object, m.need));
+                        let deleted = content.is_none() && self.log.entries().any(|e| e.version == m.need && e.op == LogOp::Delete);
+                        untrusted && !deleted && (version == EVersion::default() || version != m.need)
+                    });
+                    if (!wrong && self.missing.remove(&object).is_some()) || for_walk {
+                        let op = if content.is_some() { LogOp::Modify } else { LogOp::Delete };
+                        let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op };
                         out.push(Effect::Apply { entry, txn: Txn::Replace(content), trim: self.log.take_trim() });
                         if self.missing.is_empty() {
                             self.info.last_complete = self.info.last_update;
                         }
-                        out.push(self.durable_effect(None, Vec::new()));
+                        if !for_walk {
+                            out.push(self.durable_effect(None, Vec::new()));
+                        }
                     }
                     if self.is_primary() {
                         self.pulling.remove(&object);
+                        self.walk_moved(self.me, &object, out);
                         self.start_recovery(out);
                         self.run_waiting(out);
                     } else {
@@ -787,8 +1434,87 @@ impl<W: Clone> Pg<W> {
                         self.pushing.remove(&object);
                     }
                 }
+                self.walk_moved(from, &object, out);
                 self.start_recovery(out);
                 self.run_waiting(out);
+            }
+            PeerMsg::Scan { after, until, max, .. } => {
+                if self.primary == Some(from) {
+                    let max = max.clamp(1, self.params.backfill_scan_max);
+                    out.push(Effect::List { tag: ListTag::Peer(from), after, until, max });
+                }
+            }
+            PeerMsg::ScanReply { after, until, end, objects, dups, .. } => {
+                if self.is_primary() {
+                    // From the target we fill, or from our own source.
+                    let target = if self.walks.contains_key(&from) { from } else { self.me };
+                    if self.walks.get(&target).is_some_and(|w| w.source == from || w.target == from) {
+                        self.walk_listed(target, from, after, until, objects, end, dups, out);
+                    }
+                }
+            }
+            PeerMsg::BackfillProgress { pos, .. } => {
+                // Only `BackfillDone` completes a copy (it brings the log).
+                if self.primary == Some(from) && pos > self.last_backfill && pos != BackfillPos::Max {
+                    self.last_backfill = pos;
+                    out.push(self.durable_effect(None, Vec::new()));
+                }
+            }
+            PeerMsg::BackfillDone { epoch, tail, log, dups } => {
+                if self.primary == Some(from) {
+                    // A duplicate (we are complete) must not take an older
+                    // log back.
+                    if self.last_backfill != BackfillPos::Max {
+                        self.log.replace(tail, log, dups);
+                        self.last_backfill = BackfillPos::Max;
+                        self.missing.clear();
+                        self.info.last_update = self.log.head();
+                        self.info.log_tail = self.log.tail();
+                        self.info.last_complete = self.info.last_update;
+                        self.next_version = self.next_version.max(self.log.head().version);
+                        let appended = self.log.entries().cloned().collect();
+                        out.push(self.durable_effect(Some(EVersion::default()), appended));
+                    }
+                    out.push(Effect::Send { to: from, msg: PeerMsg::BackfillDoneAck { epoch } });
+                }
+            }
+            PeerMsg::BackfillDoneAck { .. } => {
+                if self.walks.get(&from).is_some_and(|w| matches!(w.step, Step::Finish)) {
+                    self.walks.remove(&from);
+                    self.run_waiting(out);
+                }
+            }
+        }
+    }
+
+    /// A replica write from the primary (`Txn::LogOnly`: only its entry).
+    fn replicated(&mut self, from: OsdId, entry: LogEntry, txn: Txn<W>, trim_to: EVersion, out: &mut Vec<Effect<W>>) {
+        if self.primary == Some(from) && self.state == PgState::Active && entry.version > self.log.head() {
+            self.log.append(entry.clone());
+            // The primary trimmed only what every member applied;
+            // a member still missing objects keeps its log.
+            if self.missing.is_empty() && trim_to > self.log.tail() {
+                self.log.trim_to(trim_to);
+                self.log.mark_clean_trim();
+            }
+            self.info.last_update = entry.version;
+            self.info.log_tail = self.log.tail();
+            if self.missing.is_empty() {
+                self.info.last_complete = entry.version;
+            }
+            self.next_version = self.next_version.max(entry.version.version);
+            out.push(Effect::Apply { entry, txn, trim: self.log.take_trim() });
+        }
+    }
+
+    /// `object` reached `target` (a push acknowledged, or a pull arrived
+    /// here): the walk filling it moves on.
+    fn walk_moved(&mut self, target: OsdId, object: &ObjectId, out: &mut Vec<Effect<W>>) {
+        let Some(w) = self.walks.get_mut(&target) else { return };
+        if let Step::Move { in_flight, .. } = &mut w.step {
+            if in_flight.remove(object).is_some() {
+                w.idle_ticks = 0;
+                self.walk_launch(target, out);
             }
         }
     }
@@ -796,9 +1522,18 @@ impl<W: Clone> Pg<W> {
     /// Recovery state, for diagnostics.
     pub fn recovery_debug(&self) -> String {
         format!(
-            "epoch {} acting {:?} primary {:?} state {:?} info {:?} missing {:?} peer_missing {:?} pulling {:?} pushing {:?}",
-            self.epoch, self.acting, self.primary, self.state, self.info, self.missing.keys().collect::<Vec<_>>(),
-            self.peer_missing, self.pulling, self.pushing
+            "epoch {} acting {:?} primary {:?} state {:?} info {:?} last_backfill {:?} missing {:?} peer_missing {:?} pulling {:?} pushing {:?} walks {:?}",
+            self.epoch,
+            self.acting,
+            self.primary,
+            self.state,
+            self.info,
+            self.last_backfill,
+            self.missing.keys().collect::<Vec<_>>(),
+            self.peer_missing,
+            self.pulling,
+            self.pushing,
+            self.walks.values().map(|w| (w.source, w.target, w.cursor.clone())).collect::<Vec<_>>()
         )
     }
 
@@ -810,5 +1545,23 @@ impl<W: Clone> Pg<W> {
         }
         assert!(self.info.last_update >= self.info.last_complete || self.info.last_complete == EVersion::default());
         assert!(self.waiting.len() <= self.params.waiting_ops_max);
+        if !self.walks.is_empty() {
+            assert!(self.is_primary(), "only a primary runs backfill walks");
+        }
+        if self.is_primary() && self.state == PgState::Active {
+            assert_eq!(self.last_backfill, BackfillPos::Max, "an active primary is complete");
+        }
+        for (t, w) in &self.walks {
+            assert_eq!(w.target, *t);
+            assert!(w.source == self.me || w.target == self.me, "a walk moves objects to or from the primary");
+            if w.target == self.me {
+                assert!(self.state != PgState::Active, "a primary that fills itself is not active");
+            }
+            if let Step::Move { end, in_flight, .. } = &w.step {
+                assert!(*end > w.cursor, "a batch moves forward");
+                assert!(in_flight.len() <= self.params.backfill_pushes_max.max(1));
+                assert!(in_flight.keys().all(|o| pos_of(o) > w.cursor && pos_of(o) <= *end), "moves lie in their batch");
+            }
+        }
     }
 }

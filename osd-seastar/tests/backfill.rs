@@ -1,0 +1,219 @@
+//! Backfill with real processes on loopback: an OSD that was down while
+//! the PG logs moved past it is filled by walking the PGs' objects, and
+//! then holds every acknowledged object alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sepia_client::cluster::{self, UpOptions};
+use sepia_client::config::Config;
+use sepia_client::rados::{IoCtx, Rados, RadosError};
+use sepia_proto::errno::Errno;
+use sepia_proto::msg::{SubOp, SubOpValue};
+
+/// Stopped and deleted when dropped.
+use sepia_client::cluster::Guard as Cluster;
+
+/// What an object should hold: data, one xattr and omap entries.
+#[derive(Clone, Debug, PartialEq)]
+struct Expected {
+    data: Vec<u8>,
+    xattr: Option<Vec<u8>>,
+    omap: Vec<(String, Vec<u8>)>,
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn pool(rados: &Arc<Rados>, name: &str, size: u32, min_size: u32, pg_num: u32) -> IoCtx {
+    let args: Vec<String> = format!("osd pool create {name} {pg_num} --size {size} --min-size {min_size}").split(' ').map(String::from).collect();
+    assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rados.osdmap().pool_by_name(name).is_none() {
+        assert!(Instant::now() < deadline, "pool never reached the client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rados.ioctx(name).unwrap()
+}
+
+/// Retries while the cluster settles (EAGAIN, timeouts after a map change).
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RadosError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn write_object(io: &IoCtx, name: &str, e: &Expected) -> Result<(), RadosError> {
+    let mut subops = vec![SubOp::WriteFull { data_offset: 0, len: e.data.len() as u32 }];
+    if let Some(x) = &e.xattr {
+        subops.push(SubOp::SetXattr { name: "user.tag".into(), value: x.clone() });
+    }
+    if !e.omap.is_empty() {
+        subops.push(SubOp::OmapSetVals { entries: e.omap.clone() });
+    }
+    io.operate(name, subops, e.data.clone()).await.map(|_| ())
+}
+
+async fn read_object(io: &IoCtx, name: &str) -> Result<Expected, RadosError> {
+    let data = io.read(name, 0, 0).await?;
+    let (outs, _) = io.operate(name, vec![SubOp::GetXattrs, SubOp::OmapGetVals { after: String::new(), max: 100 }], Vec::new()).await?;
+    let xattr = match &outs[0].value {
+        SubOpValue::Xattrs(x) => x.iter().find(|(k, _)| k == "user.tag").map(|(_, v)| v.clone()),
+        other => panic!("{name}: xattrs answered {other:?}"),
+    };
+    let omap = match &outs[1].value {
+        SubOpValue::Vals { entries, .. } => entries.clone(),
+        other => panic!("{name}: omap answered {other:?}"),
+    };
+    Ok(Expected { data, xattr, omap })
+}
+
+/// osd.2 is down while distinct objects are written, overwritten and
+/// removed (far more per PG than the shortened PG logs keep), comes back
+/// and is backfilled; then the two others are killed and every
+/// acknowledged object reads back from osd.2 alone, removed ones gone.
+#[test]
+fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
+    // Degraded PG logs keep 16 entries (clean ones 4): the outage below
+    // writes ~80 per PG.
+    std::env::set_var("SEPIA_OSD_PG_LOG_MAX", "16");
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-backfill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 3, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir };
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = runtime();
+
+    let expected = rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "bf", 3, 1, 8).await;
+        let mut expected: BTreeMap<String, Option<Expected>> = BTreeMap::new();
+        // Before the outage: objects osd.2 will hold stale copies of.
+        for i in 0..60 {
+            let e = Expected { data: format!("before {i}").into_bytes(), xattr: Some(vec![i as u8]), omap: vec![(format!("k{i}"), b"v0".to_vec())] };
+            let name = format!("obj{i}");
+            retry("write before", || write_object(&io, &name, &e)).await;
+            expected.insert(format!("obj{i}"), Some(e));
+        }
+        assert!(cluster::signal(&c.dir, "osd.2", libc::SIGKILL));
+        let killed = Instant::now();
+        while rados.osdmap().is_up(2) {
+            assert!(killed.elapsed() < Duration::from_secs(60), "osd.2 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // While it is down: new objects, overwrites (bigger, other xattrs
+        // and omap), removals, and overwrites again.
+        for round in 0..3 {
+            for i in 0..200 {
+                let name = format!("obj{i}");
+                let e = if (i + round) % 7 == 0 {
+                    None
+                } else {
+                    let data = format!("round {round} object {i} ").repeat(1 + (i % 40)).into_bytes();
+                    let xattr = (i % 3 != 0).then(|| format!("x{round}").into_bytes());
+                    let omap = (0..(i % 4)).map(|k| (format!("k{k}"), format!("{round}.{i}").into_bytes())).collect();
+                    Some(Expected { data, xattr, omap })
+                };
+                match &e {
+                    Some(e) => {
+                        // A write_full leaves old omap keys and xattrs:
+                        // start from nothing so the expectation is exact.
+                        let _ = retry("remove before rewrite", || async {
+                            match io.remove(&name).await {
+                                Err(RadosError::Errno(Errno::NoEnt)) => Ok(()),
+                                other => other,
+                            }
+                        })
+                        .await;
+                        retry("write during the outage", || write_object(&io, &name, e)).await;
+                    }
+                    None => {
+                        retry("remove during the outage", || async {
+                            match io.remove(&name).await {
+                                Err(RadosError::Errno(Errno::NoEnt)) => Ok(()),
+                                other => other,
+                            }
+                        })
+                        .await;
+                    }
+                }
+                expected.insert(name, e);
+            }
+        }
+        expected
+    });
+
+    // osd.2 returns far behind every log tail and is backfilled.
+    cluster::start_osd(&c.dir, 2).unwrap();
+    cluster::wait_for_osds_up(&c.dir, 3, Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    loop {
+        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
+        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "PGs never became clean: {summaries:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log2 = std::fs::read_to_string(c.dir.join("out").join("osd.2.log")).unwrap();
+    assert!(log2.contains("backfill started"), "osd.2 was not backfilled (the logs still reached it?)");
+    let started = log2.matches("backfill started").count();
+    let done = log2.matches("backfilled: this copy is complete").count();
+    assert!(done >= started, "every backfill of osd.2 finished ({done} of {started})");
+    eprintln!("osd.2: {started} PG copies backfilled");
+
+    // Only osd.2 is left: everything acknowledged is there, exactly.
+    for o in [0, 1] {
+        assert!(cluster::signal(&c.dir, &format!("osd.{o}"), libc::SIGKILL));
+    }
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = rados.ioctx("bf").unwrap();
+        let since = Instant::now();
+        while rados.osdmap().is_up(0) || rados.osdmap().is_up(1) {
+            assert!(since.elapsed() < Duration::from_secs(60), "osd.0/osd.1 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut removed = 0;
+        for (name, e) in &expected {
+            match e {
+                Some(e) => {
+                    let got = retry("read from osd.2 alone", || read_object(&io, name)).await;
+                    assert_eq!(&got, e, "{name} on the backfilled osd.2");
+                }
+                None => {
+                    let r = retry("stat a removed object", || async {
+                        match io.stat(name).await {
+                            Err(RadosError::Errno(Errno::NoEnt)) => Ok(false),
+                            Ok(_) => Ok(true),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await;
+                    assert!(!r, "{name} was removed but osd.2 still has it");
+                    removed += 1;
+                }
+            }
+        }
+        assert!(removed > 0);
+        let mut listed = retry("list from osd.2 alone", || io.list()).await;
+        listed.sort();
+        let mut want: Vec<String> = expected.iter().filter(|(_, e)| e.is_some()).map(|(n, _)| n.clone()).collect();
+        want.sort();
+        assert_eq!(listed, want, "osd.2 lists exactly the acknowledged objects");
+    });
+}
