@@ -17,6 +17,12 @@ pub const BLOCK: usize = 4096;
 pub trait Device {
     /// Writes `data` (a multiple of BLOCK) at `offset` (block aligned).
     async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Writes `parts` back to back at `offset`: one device write, each
+    /// part copied once into the I/O buffer (no joined copy first).
+    async fn write_parts(&self, offset: u64, parts: &[Rc<Vec<u8>>]) -> io::Result<()> {
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        self.write(offset, &joined).await
+    }
     /// Reads `len` bytes (a multiple of BLOCK) at `offset`.
     async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
     /// Makes every completed write durable (fdatasync).
@@ -105,6 +111,22 @@ impl Device for DmaDevice {
         let n = self.file.write_at(buf, offset).await.map_err(gerr)?;
         if n != data.len() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {}", data.len())));
+        }
+        Ok(())
+    }
+
+    async fn write_parts(&self, offset: u64, parts: &[Rc<Vec<u8>>]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        check_aligned(offset, len, self.len)?;
+        let mut buf = self.file.alloc_dma_buffer(len);
+        let mut at = 0;
+        for p in parts {
+            buf.as_bytes_mut()[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        let n = self.file.write_at(buf, offset).await.map_err(gerr)?;
+        if n != len {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {len}")));
         }
         Ok(())
     }

@@ -1131,8 +1131,9 @@ impl<D: Device> Store<D> {
         self.write_all(self.data_writes(data)).await
     }
 
-    /// `(offset, bytes)` writes for data blocks, neighbours coalesced.
-    fn data_writes(&self, data: &[(u64, Rc<Vec<u8>>)]) -> Vec<(u64, Vec<u8>)> {
+    /// `(offset, blocks)` writes for data blocks, neighbours coalesced
+    /// into one write each.
+    fn data_writes(&self, data: &[(u64, Rc<Vec<u8>>)]) -> Vec<(u64, Vec<Rc<Vec<u8>>>)> {
         let mut blocks: Vec<&(u64, Rc<Vec<u8>>)> = data.iter().collect();
         blocks.sort_by_key(|(b, _)| *b);
         let mut writes = Vec::new();
@@ -1142,19 +1143,15 @@ impl<D: Device> Store<D> {
             while j < blocks.len() && blocks[j].0 == blocks[j - 1].0 + 1 && j - i < limits::write_run_blocks_max {
                 j += 1;
             }
-            let mut run = Vec::with_capacity((j - i) * BLOCK);
-            for (_, d) in &blocks[i..j] {
-                run.extend_from_slice(d);
-            }
-            writes.push((self.data_offset(blocks[i].0), run));
+            writes.push((self.data_offset(blocks[i].0), blocks[i..j].iter().map(|(_, d)| d.clone()).collect()));
             i = j;
         }
         writes
     }
 
     /// Issues all writes at once and waits for every one.
-    async fn write_all(&self, writes: Vec<(u64, Vec<u8>)>) -> Result<(), StoreError> {
-        let mut futs: Vec<_> = writes.iter().map(|(off, buf)| Box::pin(self.dev.write(*off, buf))).collect();
+    async fn write_all(&self, writes: Vec<(u64, Vec<Rc<Vec<u8>>>)>) -> Result<(), StoreError> {
+        let mut futs: Vec<_> = writes.iter().map(|(off, parts)| Box::pin(self.dev.write_parts(*off, parts))).collect();
         let mut results: Vec<Option<std::io::Result<()>>> = (0..futs.len()).map(|_| None).collect();
         std::future::poll_fn(|cx| {
             let mut pending = false;
