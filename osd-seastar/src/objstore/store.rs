@@ -134,6 +134,15 @@ impl Alloc {
     }
 }
 
+impl Inner {
+    /// Whether the metadata bound holds estimated growth on top of the
+    /// last full checkpoint's measured body (a full checkpoint would
+    /// measure it, and may find room).
+    fn bound_is_estimate(&self) -> bool {
+        self.meta_bytes_bound > self.ckpt_body_bytes
+    }
+}
+
 /// An inline group's journal record being written (see
 /// [`Store::commit_all_locked`]).
 struct Flight<'a> {
@@ -537,7 +546,7 @@ impl<D: Device> Store<D> {
                 // The bound is the last full checkpoint plus estimates
                 // since (deltas do not measure): measure it once with a
                 // full checkpoint before refusing.
-                if !remeasured && inner.meta_bytes_bound > inner.ckpt_body_bytes {
+                if !remeasured && inner.bound_is_estimate() {
                     drop(inner);
                     drop(guard);
                     self.checkpoint_exclusive().await?;
@@ -1215,10 +1224,6 @@ impl<D: Device> Store<D> {
     /// plan lock, has made every queued group's data durable, and has moved
     /// their ops into `ops_since`.
     async fn wrap(&self) -> Result<(), StoreError> {
-        // Blocks that live only in journal records must reach the data area
-        // (durably) before the journal restarts.
-        self.flush_deferred().await?;
-        self.dev.sync().await?;
         let (body, slot, offset, header) = {
             let mut inner = self.inner.borrow_mut();
             let txns = std::mem::take(&mut inner.ops_since);
@@ -1228,16 +1233,20 @@ impl<D: Device> Store<D> {
                 base_seq: inner.ckpt_seq,
                 index: inner.delta_index,
                 journal_seq: inner.journal_seq,
-                body_len: body.len() as u32,
+                body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
                 body_crc: crc32fast::hash(&body),
             };
             (body, (inner.ckpt_seq % 2) as usize, inner.delta_offset, header)
         };
         let len = DeltaHeader::padded_len(body.len()) as u64;
         let bound = self.inner.borrow().meta_bytes_bound;
-        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body.len() as u64 >= bound || body.len() > u32::MAX as usize {
+        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body.len() as u64 >= bound || body.len() >= u32::MAX as usize {
             return self.checkpoint().await;
         }
+        // Blocks that live only in journal records must reach the data area
+        // (durably) before the journal restarts (`checkpoint` does the same).
+        self.flush_deferred().await?;
+        self.dev.sync().await?;
         let mut buf = Vec::with_capacity(len as usize);
         header.encode_into(&mut buf);
         buf.extend_from_slice(&body);
@@ -1308,10 +1317,7 @@ impl<D: Device> Store<D> {
         if self.metadata_headroom_bytes() >= want {
             return Ok(true);
         }
-        let estimated = {
-            let inner = self.inner.borrow();
-            inner.meta_bytes_bound > inner.ckpt_body_bytes
-        };
+        let estimated = self.inner.borrow().bound_is_estimate();
         if estimated {
             self.checkpoint_exclusive().await?;
         }
