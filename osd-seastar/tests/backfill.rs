@@ -2,8 +2,11 @@
 //! the PG logs moved past it is filled by walking the PGs' objects, and
 //! then holds every acknowledged object alone.
 
+mod common;
+use common::{pool, runtime};
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use sepia_client::cluster::{self, UpOptions};
@@ -21,21 +24,6 @@ struct Expected {
     data: Vec<u8>,
     xattr: Option<Vec<u8>>,
     omap: Vec<(String, Vec<u8>)>,
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
-
-async fn pool(rados: &Arc<Rados>, name: &str, size: u32, min_size: u32, pg_num: u32) -> IoCtx {
-    let args: Vec<String> = format!("osd pool create {name} {pg_num} --size {size} --min-size {min_size}").split(' ').map(String::from).collect();
-    assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rados.osdmap().pool_by_name(name).is_none() {
-        assert!(Instant::now() < deadline, "pool never reached the client");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    rados.ioctx(name).unwrap()
 }
 
 /// Retries while the cluster settles (EAGAIN, timeouts after a map change).

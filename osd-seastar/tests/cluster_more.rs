@@ -2,6 +2,9 @@
 //! bytes on an OSD port, many objects of random sizes on a size-3 pool,
 //! and `kill -9` of an OSD while writers run.
 
+mod common;
+use common::{pool, runtime};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
-use sepia_client::rados::{IoCtx, Rados};
+use sepia_client::rados::Rados;
 use sepia_proto::msg::{SubOp, SubOpValue};
 
 /// Stopped and deleted when dropped.
@@ -23,21 +26,6 @@ fn start(name: &str, osds: usize) -> (Cluster, Config) {
     cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds, down_out_interval_s: 600 }).expect("cluster up");
     let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
     (Cluster { dir }, conf)
-}
-
-async fn pool(rados: &Arc<Rados>, name: &str, size: u32, min_size: u32, pg_num: u32) -> IoCtx {
-    let args: Vec<String> = format!("osd pool create {name} {pg_num} --size {size} --min-size {min_size}").split(' ').map(String::from).collect();
-    assert_eq!(rados.command(&args, false).await.unwrap().result, 0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while rados.osdmap().pool_by_name(name).is_none() {
-        assert!(Instant::now() < deadline, "pool never reached the client");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    rados.ioctx(name).unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 /// True when the peer closed the connection within `within`.
