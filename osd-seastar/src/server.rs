@@ -195,6 +195,11 @@ impl FrameWriter {
             return Ok(());
         }
         self.flushing.set(true);
+        // Let the other tasks made ready by the same reactor poll (replies
+        // whose reads or commits completed together) queue theirs first:
+        // one send then carries them all. A send to loopback completes
+        // inline, so without this each reply was its own syscall.
+        futures_lite::future::yield_now().await;
         let mut stream = self.stream.borrow_mut().take().expect("the stream is home when no flusher runs");
         let result = async {
             loop {
@@ -505,10 +510,15 @@ impl Shard {
         }
     }
 
-    /// `Some(acting)` when we are the acting primary's owning shard for `pg`.
-    fn primary_for(&self, map: &OsdMap, pg: PgId) -> Option<Vec<OsdId>> {
-        let placed = map.pg_placement(pg).ok()?;
-        (placed.acting_primary == Some(self.osd) && map.pg_shard(pg, self.osd) == Some(self.shard)).then_some(placed.acting)
+    /// `Some(acting set size)` when we are the acting primary's owning
+    /// shard for `pg` in `map` (our PGs must have been fed `map` first).
+    fn primary_acting_len(&self, map: &OsdMap, pg: PgId) -> Option<usize> {
+        if map.pg_shard(pg, self.osd) != Some(self.shard) {
+            return None;
+        }
+        let pgs = self.pgs.borrow();
+        let p = &pgs.get(&pg)?.pg;
+        (p.primary() == Some(self.osd)).then(|| p.acting().len())
     }
 
     fn reply(&self, reqid: ReqId, result: i32, epoch: Epoch) -> OsdOpReply {
@@ -535,15 +545,17 @@ impl Shard {
         if pool.object_pg(&op.object.name, locator, &op.object.namespace) != op.pg {
             return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
         }
-        let Some(acting) = self.primary_for(&map, op.pg) else {
+        // Our PGs follow the newest map; the PG knows its acting set for it
+        // (no CRUSH computation per op).
+        self.advance_pgs(&map);
+        let Some(acting_len) = self.primary_acting_len(&map, op.pg) else {
             return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
         };
-        if acting.len() < pool.min_size as usize {
+        if acting_len < pool.min_size as usize {
             return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
         }
         // The PG must have peered, and the object be recovered here: until
         // then the client retries (recovery runs object by object).
-        self.advance_pgs(&map);
         if !self.pg_readable(op.pg, &op.object) {
             return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
         }
@@ -735,7 +747,8 @@ impl Shard {
         if map.epoch < l.epoch {
             return reply(Errno::Again.result(), Vec::new(), false);
         }
-        if self.primary_for(&map, l.pg).is_none() {
+        let primary = map.pg_placement(l.pg).is_ok_and(|placed| placed.acting_primary == Some(self.osd)) && map.pg_shard(l.pg, self.osd) == Some(self.shard);
+        if !primary {
             return reply(Errno::Again.result(), Vec::new(), false);
         }
         let coll = coll_of(l.pg);
@@ -762,7 +775,8 @@ impl Shard {
     /// current object.
     async fn read_subop(&self, coll: &CollId, key: &str, s: &SubOp, rdata: &mut Vec<u8>) -> Result<SubOpOut, i32> {
         let st = &self.store;
-        let exists = st.stat(coll, key).is_ok();
+        // Only some sub-ops ask (an onode lookup is not free).
+        let exists = || st.stat(coll, key).is_ok();
         let err = |e: StoreError| e.errno().result();
         let ok = |value| Ok(SubOpOut { result: 0, value });
         match s {
@@ -804,9 +818,9 @@ impl Shard {
             }
             SubOp::OmapGetValsByKeys { keys } => ok(SubOpValue::Vals { entries: st.omap_get_keys(coll, key, keys).map_err(err)?.into_iter().collect(), more: false }),
             SubOp::OmapGetHeader => ok(SubOpValue::Bytes(st.omap_header(coll, key).map_err(err)?)),
-            SubOp::Create { exclusive: true } if exists => Err(Errno::Exist.result()),
+            SubOp::Create { exclusive: true } if exists() => Err(Errno::Exist.result()),
             SubOp::Remove | SubOp::Truncate { .. } | SubOp::Zero { .. } | SubOp::RmXattr { .. } | SubOp::OmapRmKeys { .. } | SubOp::OmapRmRange { .. } | SubOp::OmapClear
-                if !exists =>
+                if !exists() =>
             {
                 Err(Errno::NoEnt.result())
             }

@@ -48,7 +48,7 @@ pub const PROTOCOL_VERSION_MIN: u16 = 1;
 pub const HEADER_BYTES: usize = 32;
 pub const MAC_BYTES: usize = 16;
 
-/// A MAC (HMAC-SHA256/128 with the session key) follows the data segment.
+/// A MAC (keyed BLAKE3, 128 bits, with the session key) follows the data segment.
 pub const FLAG_MAC: u32 = 1;
 /// Flags this build understands; any other bit is an error.
 pub const FLAGS_KNOWN: u32 = FLAG_MAC;
