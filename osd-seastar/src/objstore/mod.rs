@@ -70,6 +70,11 @@ pub mod limits {
     /// The part of a checkpoint slot kept free (1/8): metadata estimates
     /// are bounds, and a checkpoint that does not fit would stop the store.
     pub const ckpt_reserve_fraction: u64 = 8;
+    /// A full checkpoint re-measures the metadata bound before a refusal
+    /// only once estimates since the last measure reach this part of a
+    /// slot (1/32): a checkpoint rewrites all metadata, and near a full
+    /// slot every write would otherwise ask for one.
+    pub const remeasure_fraction: u64 = 32;
 }
 
 #[cfg(test)]
