@@ -32,9 +32,34 @@ struct Cli {
     /// Pool for the data commands (`-p rbd put OBJ FILE`).
     #[arg(short = 'p', long = "pool")]
     pool: Option<String>,
+    /// Input file whose content becomes the command's last word (`osd new
+    /// UUID ID -i params.json`, as with `ceph -i`); `-` reads stdin.
+    #[arg(short = 'i', long = "in-file")]
+    in_file: Option<String>,
     /// The command words (`osd pool ls`).
     #[arg(required = true, allow_hyphen_values = true)]
     words: Vec<String>,
+}
+
+/// The most `-i` reads: the monitors take no longer command word.
+const IN_FILE_BYTES_MAX: u64 = 4 << 20;
+
+/// The content of `-i PATH` (`-` is stdin) as one command word: bounded,
+/// and text (command words are UTF-8).
+fn read_in_file(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let reader: Box<dyn Read> = if path == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| format!("-i {path}: {e}"))?)
+    };
+    reader.take(IN_FILE_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(|e| format!("-i {path}: {e}"))?;
+    if bytes.len() as u64 > IN_FILE_BYTES_MAX {
+        return Err(format!("-i {path}: larger than {IN_FILE_BYTES_MAX} bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("-i {path}: not UTF-8 text"))?;
+    Ok(text.trim_end().to_string())
 }
 
 /// `sepia cluster up|down|status --dir D [--mons N] [--osds N]`, run here
@@ -100,7 +125,18 @@ fn main() -> ExitCode {
         match w.as_str() {
             "--format" | "-f" => cli.format = it.next().unwrap_or_default(),
             _ if w.starts_with("--format=") => cli.format = w["--format=".len()..].to_string(),
+            // `-i FILE` may come after the words too (`osd new U 3 -i p.json`).
+            "-i" | "--in-file" => cli.in_file = it.next(),
             _ => words.push(w),
+        }
+    }
+    if let Some(path) = &cli.in_file {
+        match read_in_file(path) {
+            Ok(text) => words.push(text),
+            Err(e) => {
+                eprintln!("sepia: {e}");
+                return ExitCode::from(22);
+            }
         }
     }
     cli.words = words;
@@ -256,5 +292,27 @@ async fn data(addrs: Vec<String>, name: &str, secret: Option<sepia_proto::auth::
             eprintln!("sepia: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_file_is_one_bounded_text_word() {
+        let dir = std::env::temp_dir().join(format!("sepia-in-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let params = dir.join("params.json");
+        std::fs::write(&params, "{\"cephx_secret\": \"AQ==\"}\n").unwrap();
+        assert_eq!(read_in_file(params.to_str().unwrap()).unwrap(), "{\"cephx_secret\": \"AQ==\"}");
+        let big = dir.join("big");
+        std::fs::write(&big, vec![b'x'; IN_FILE_BYTES_MAX as usize + 1]).unwrap();
+        assert!(read_in_file(big.to_str().unwrap()).unwrap_err().contains("larger than"));
+        let binary = dir.join("binary");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(read_in_file(binary.to_str().unwrap()).unwrap_err().contains("not UTF-8"));
+        assert!(read_in_file(dir.join("absent").to_str().unwrap()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
