@@ -25,7 +25,7 @@ use clap::Parser;
 use sepia_client::config::Config;
 use sepia_osd::monlink::{MonLink, MonLinkConfig};
 use sepia_osd::objstore::{Device, DmaDevice, Expect, MkfsOptions, Store, BLOCK};
-use sepia_osd::server::Shard;
+use sepia_osd::server::{limits, Shard};
 use sepia_proto::auth::entity::EntityName;
 use sepia_proto::auth::key::Secret;
 use sepia_proto::auth::keyring::Keyring;
@@ -67,6 +67,11 @@ struct Cli {
     /// Address to listen on (ports are chosen per shard).
     #[arg(long = "host", default_value = "127.0.0.1")]
     host: String,
+    /// Microseconds a shard polls for work before it sleeps (Seastar's
+    /// idle poll; 0: sleep at once). Default: `osd_idle_poll_us` from the
+    /// conf, else 150.
+    #[arg(long = "idle-poll-us")]
+    idle_poll_us: Option<u64>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -162,6 +167,17 @@ fn main() -> ExitCode {
     let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
         return fail("the config needs a valid fsid");
     };
+    let idle_poll_us = match (cli.idle_poll_us, conf.get(&section, "osd_idle_poll_us")) {
+        (Some(us), _) => us,
+        (None, Some(v)) => match v.trim().parse::<u64>() {
+            Ok(us) => us,
+            Err(_) => return fail(format!("osd_idle_poll_us = {v}: want microseconds")),
+        },
+        (None, None) => limits::idle_poll_us_default,
+    };
+    if idle_poll_us > limits::idle_poll_us_max {
+        return fail(format!("idle poll of {idle_poll_us} us is above {} us", limits::idle_poll_us_max));
+    }
     let mon_addrs = conf.mon_addrs();
     if mon_addrs.is_empty() {
         return fail("the config names no monitors (mon_host)");
@@ -282,8 +298,8 @@ fn main() -> ExitCode {
             None => glommio::Placement::Unbound,
         };
         let mut builder = glommio::LocalExecutorBuilder::new(placement).name(&format!("osd{osd}-shard{shard}"));
-        if let Some(us) = std::env::var("SEPIA_OSD_SPIN_US").ok().and_then(|v| v.parse::<u64>().ok()) {
-            builder = builder.spin_before_park(std::time::Duration::from_micros(us));
+        if idle_poll_us > 0 {
+            builder = builder.spin_before_park(std::time::Duration::from_micros(idle_poll_us));
         }
         let h = builder.spawn(move || async move {
             let store = async {
