@@ -4,7 +4,9 @@
 //! same file system, in the same run. With `--conf` it runs against an
 //! existing cluster instead.
 //!
-//! Pools: `size1` (one copy) and, with three OSDs or more, `size3`. Cases
+//! Pools: `size1` (one copy; on the embedded cluster a CRUSH rule keeps
+//! it on osd.0, so one OSD's journal is measured against the raw loop's
+//! one file) and, with three OSDs or more, `size3`. Cases
 //! per pool: 4 KiB random overwrites of existing objects (each
 //! acknowledged once durable on every replica) and 4 KiB random reads, at
 //! 1 and 32 ops in flight, through the librados-style client. CPU is split
@@ -161,6 +163,7 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
             dir.join("sepia.conf")
         }
     };
+    let embedded = conf.is_none();
     let result = (|| {
         let conf = Config::load(&conf_path.to_string_lossy())?;
         let run_dir = run_dir_of(&conf_path);
@@ -177,7 +180,13 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
             let mut rows = Vec::new();
             pools.retain(|(pool, _)| cfg.only.is_empty() || cfg.only.iter().any(|p| p.starts_with(pool) || pool.starts_with(p.as_str())));
             for (pool, size) in pools {
-                let io = prepare_pool(&rados, pool, size, cfg).await?;
+                // The embedded cluster's size-1 pool lives on one OSD, as
+                // the raw loop drives one file: one journal against one.
+                let one_osd = pool == "size1" && embedded;
+                if one_osd {
+                    pin_rule_to_osd0(&rados).await?;
+                }
+                let io = prepare_pool(&rados, pool, size, if one_osd { Some(ONE_OSD_RULE) } else { None }, cfg).await?;
                 for (write, depth) in [(true, 1), (true, 32), (false, 1), (false, 32)] {
                     if !wanted(&cfg.only, &format!("{pool}.{}.qd{depth}", if write { "write" } else { "read" })) {
                         continue;
@@ -195,13 +204,48 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
     result
 }
 
-/// Creates the pool (if needed) and fills it with `cfg.objects` 4 KiB
-/// objects, 32 at a time.
-async fn prepare_pool(rados: &Arc<Rados>, pool: &str, size: u32, cfg: &ClusterBenchConfig) -> Result<IoCtx, String> {
+/// The CRUSH rule that maps every PG to osd.0 alone.
+const ONE_OSD_RULE: &str = "bench_osd0";
+
+/// Adds [`ONE_OSD_RULE`] to the cluster's CRUSH map (`take osd.0`, `emit`),
+/// unless it is there.
+async fn pin_rule_to_osd0(rados: &Arc<Rados>) -> Result<(), String> {
+    let words = |line: &str| line.split(' ').map(String::from).collect::<Vec<String>>();
+    let r = rados.command(&words("osd getcrushmap"), false).await.map_err(|e| e.to_string())?;
+    if r.result != 0 {
+        return Err(format!("osd getcrushmap: {}", r.status));
+    }
+    let text = r.output;
+    if text.contains(&format!("rule {ONE_OSD_RULE} ")) {
+        return Ok(());
+    }
+    let id = text.lines().filter_map(|l| l.trim().strip_prefix("id ")).filter_map(|v| v.split_whitespace().next()?.parse::<i32>().ok()).filter(|&v| v >= 0).max().map_or(1, |m| m + 1);
+    let rule = format!("rule {ONE_OSD_RULE} {{\n\tid {id}\n\ttype replicated\n\tmin_size 1\n\tmax_size 1\n\tstep take osd.0\n\tstep emit\n}}\n");
+    let map = match text.find("# end crush map") {
+        Some(at) => format!("{}{rule}{}", &text[..at], &text[at..]),
+        None => format!("{text}\n{rule}"),
+    };
+    let r = rados.command(&["osd".to_string(), "setcrushmap".to_string(), map], false).await.map_err(|e| e.to_string())?;
+    if r.result != 0 {
+        return Err(format!("osd setcrushmap: {}", r.status));
+    }
+    Ok(())
+}
+
+/// Creates the pool (if needed, with `rule` if given) and fills it with
+/// `cfg.objects` 4 KiB objects, 32 at a time.
+async fn prepare_pool(rados: &Arc<Rados>, pool: &str, size: u32, rule: Option<&str>, cfg: &ClusterBenchConfig) -> Result<IoCtx, String> {
     let args: Vec<String> = format!("osd pool create {pool} {} --size {size} --min-size 1", cfg.pg_num).split(' ').map(String::from).collect();
     let r = rados.command(&args, false).await.map_err(|e| e.to_string())?;
     if r.result != 0 {
         return Err(format!("pool create {pool}: {}", r.status));
+    }
+    if let Some(rule) = rule {
+        let args: Vec<String> = format!("osd pool set {pool} crush_rule {rule}").split(' ').map(String::from).collect();
+        let r = rados.command(&args, false).await.map_err(|e| e.to_string())?;
+        if r.result != 0 {
+            return Err(format!("pool set {pool} crush_rule {rule}: {}", r.status));
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while rados.osdmap().pool_by_name(pool).is_none() {
