@@ -166,12 +166,86 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
 pub fn watch_osdmap(mon_addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> watch::Receiver<Arc<OsdMap>> {
     let empty = OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0);
     let (tx, rx) = watch::channel(Arc::new(OsdMap { epoch: 0, ..empty }));
-    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), secret, tx));
+    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), secret, tx, None));
     rx
 }
 
-/// Keeps the newest OSDMap, fed by a monitor subscription.
-async fn map_watcher(addrs: Vec<String>, entity: String, secret: Option<sepia_proto::auth::key::Secret>, tx: watch::Sender<Arc<OsdMap>>) {
+/// The maps a watcher applied, oldest first, in increasing epochs: every
+/// epoch the monitor sent incrementally, so a reader that fell behind can
+/// still walk each one. A jump between two neighbours is a gap (the
+/// monitor sent a full map: its own history did not reach back).
+#[derive(Debug, Clone, Default)]
+pub struct OsdMapHistory {
+    maps: std::collections::VecDeque<Arc<OsdMap>>,
+}
+
+impl OsdMapHistory {
+    /// The map of `epoch`, if kept.
+    pub fn get(&self, epoch: u32) -> Option<&Arc<OsdMap>> {
+        let at = self.maps.partition_point(|m| m.epoch < epoch);
+        self.maps.get(at).filter(|m| m.epoch == epoch)
+    }
+
+    /// The maps newer than `epoch`, oldest first.
+    pub fn after(&self, epoch: u32) -> impl Iterator<Item = &Arc<OsdMap>> {
+        let at = self.maps.partition_point(|m| m.epoch <= epoch);
+        self.maps.range(at..)
+    }
+
+    pub fn oldest(&self) -> Option<u32> {
+        self.maps.front().map(|m| m.epoch)
+    }
+
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    fn push(&mut self, map: Arc<OsdMap>, keep: usize) {
+        if self.maps.back().is_some_and(|m| m.epoch >= map.epoch) {
+            return;
+        }
+        self.maps.push_back(map);
+        while self.maps.len() > keep.max(1) {
+            self.maps.pop_front();
+        }
+    }
+}
+
+/// Like [`watch_osdmap`], for a daemon that must see every epoch: starts
+/// from `base` (the newest map it had before a restart, so the monitor
+/// sends the incrementals since) and also publishes the last `keep` maps
+/// (an [`OsdMapHistory`], updated before the newest map is).
+pub fn watch_osdmap_history(
+    mon_addrs: Vec<String>,
+    entity: &str,
+    secret: Option<sepia_proto::auth::key::Secret>,
+    base: Option<OsdMap>,
+    keep: usize,
+) -> (watch::Receiver<Arc<OsdMap>>, watch::Receiver<Arc<OsdMapHistory>>) {
+    let base = Arc::new(base.unwrap_or_else(|| OsdMap { epoch: 0, ..OsdMap::new([0; 16], crush_simd::CrushMap::new(), 0) }));
+    let mut hist = OsdMapHistory::default();
+    if base.epoch != 0 {
+        hist.push(base.clone(), keep);
+    }
+    let (tx, rx) = watch::channel(base);
+    let (htx, hrx) = watch::channel(Arc::new(hist));
+    tokio::spawn(map_watcher(mon_addrs, entity.to_string(), secret, tx, Some((htx, keep))));
+    (rx, hrx)
+}
+
+/// Keeps the newest OSDMap, fed by a monitor subscription (and, with
+/// `hist`, the last maps, each epoch it applied).
+async fn map_watcher(
+    addrs: Vec<String>,
+    entity: String,
+    secret: Option<sepia_proto::auth::key::Secret>,
+    tx: watch::Sender<Arc<OsdMap>>,
+    hist: Option<(watch::Sender<Arc<OsdMapHistory>>, usize)>,
+) {
     let mut index = 0usize;
     loop {
         if tx.is_closed() {
@@ -198,9 +272,16 @@ async fn map_watcher(addrs: Vec<String>, entity: String, secret: Option<sepia_pr
             let Body::OsdMap(d) = body else { continue };
             let mut map = (**tx.borrow()).clone();
             let mut ok = true;
+            // Each map applied, for the history (only when kept).
+            let mut applied: Vec<Arc<OsdMap>> = Vec::new();
             if let Some(full) = &d.full {
                 match OsdMap::from_wire(full) {
-                    Ok(m) => map = m,
+                    Ok(m) => {
+                        map = m;
+                        if hist.is_some() {
+                            applied.push(Arc::new(map.clone()));
+                        }
+                    }
                     Err(_) => ok = false,
                 }
             }
@@ -212,12 +293,24 @@ async fn map_watcher(addrs: Vec<String>, entity: String, secret: Option<sepia_pr
                     ok = false;
                     break;
                 }
+                if hist.is_some() {
+                    applied.push(Arc::new(map.clone()));
+                }
             }
             if !ok {
                 // A gap: ask again from what we have (a full map comes back).
                 break;
             }
             if map.epoch > tx.borrow().epoch {
+                if let Some((htx, keep)) = &hist {
+                    // The history first: a reader woken by the newest map
+                    // finds every epoch up to it there.
+                    let mut h = (**htx.borrow()).clone();
+                    for m in applied {
+                        h.push(m, *keep);
+                    }
+                    let _ = htx.send(Arc::new(h));
+                }
                 let _ = tx.send(Arc::new(map));
             }
         }

@@ -42,6 +42,7 @@ fn boot_beacon_and_goodbye() {
         beacon_interval: Duration::from_millis(200),
         auth_entity: "client.admin".into(),
         secret: conf.secret_for("client.admin").unwrap(),
+        base: None,
     })
     .unwrap();
     let maps = link.maps.clone();

@@ -3,6 +3,11 @@
 //! only, so it runs on a small tokio runtime in a thread of its own; the
 //! shards read the newest map from a `watch` channel (tokio's sync types
 //! work under glommio too) and send reports through a bounded channel.
+//! Next to it a second channel carries the last `map_history_max` maps
+//! (every epoch applied), so a shard that fell behind walks each epoch;
+//! the subscription starts after the newest map the shards recorded
+//! (`MonLinkConfig::base`), so after a restart the monitor sends the
+//! incrementals of the downtime.
 //!
 //! Invariant: the link never blocks a shard — shards only `try_send`
 //! reports and read maps; a full report queue drops the oldest reason to
@@ -12,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sepia_client::monc::MonClient;
-use sepia_client::rados::watch_osdmap;
+use sepia_client::rados::{watch_osdmap_history, OsdMapHistory};
 use sepia_proto::msg::{Body, OsdBeacon, OsdBoot, OsdFailure, OsdMarkMeDown, OsdStat};
 use sepia_proto::osdmap::{OsdId, OsdMap};
 use tokio::sync::{mpsc, watch};
@@ -22,6 +27,13 @@ pub mod limits {
     #![allow(non_upper_case_globals)]
     /// Reports (failures, stats) queued from the shards to the monitors.
     pub const reports_queued_max: usize = 256;
+    /// Maps kept for shards that fell behind (each PG must see every
+    /// epoch to know its past intervals). As many as the monitor keeps
+    /// incrementals (`osdmap_history_max`): every map a catch-up
+    /// subscription can deliver in one batch fits, so only a gap the
+    /// monitor itself cannot fill reaches the PGs. A small cluster's map is
+    /// a few KiB, so this holds a few MiB at most.
+    pub const map_history_max: usize = 500;
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +49,9 @@ pub struct MonLinkConfig {
     /// no authentication).
     pub auth_entity: String,
     pub secret: Option<sepia_proto::auth::key::Secret>,
+    /// The newest map the shards recorded before a restart (the oldest of
+    /// theirs): the subscription continues after it.
+    pub base: Option<OsdMap>,
 }
 
 /// What shards tell the monitors.
@@ -61,6 +76,8 @@ const AUTH_REFRESH: Duration = Duration::from_secs(600);
 
 pub struct MonLink {
     pub maps: watch::Receiver<Arc<OsdMap>>,
+    /// The last maps, every epoch (updated before `maps`).
+    pub history: watch::Receiver<Arc<OsdMapHistory>>,
     /// `None` until the first authentication (or without a key).
     pub auth: watch::Receiver<Option<Arc<OsdAuth>>>,
     pub reports: mpsc::Sender<Report>,
@@ -75,18 +92,20 @@ impl MonLink {
         let (report_tx, report_rx) = mpsc::channel(limits::reports_queued_max);
         let (map_tx, map_rx) = std::sync::mpsc::sync_channel(1);
         let (auth_tx, auth_rx) = watch::channel(None);
+        let mut cfg = cfg;
+        let base = cfg.base.take();
         let thread = std::thread::Builder::new().name(format!("osd.{}-monlink", cfg.osd)).spawn(move || {
             rt.block_on(async move {
-                let maps = watch_osdmap(cfg.mon_addrs.clone(), &cfg.auth_entity, cfg.secret.clone());
-                let _ = map_tx.send(maps.clone());
+                let (maps, history) = watch_osdmap_history(cfg.mon_addrs.clone(), &cfg.auth_entity, cfg.secret.clone(), base, limits::map_history_max);
+                let _ = map_tx.send((maps.clone(), history));
                 if cfg.secret.is_some() {
                     tokio::spawn(refresh_auth(cfg.clone(), auth_tx));
                 }
                 run(cfg, maps, report_rx).await;
             })
         })?;
-        let maps = map_rx.recv().map_err(|_| std::io::Error::other("monitor link thread died"))?;
-        Ok(MonLink { maps, auth: auth_rx, reports: report_tx, thread: Some(thread) })
+        let (maps, history) = map_rx.recv().map_err(|_| std::io::Error::other("monitor link thread died"))?;
+        Ok(MonLink { maps, history, auth: auth_rx, reports: report_tx, thread: Some(thread) })
     }
 
     /// Says goodbye (marked down now) and stops the link.

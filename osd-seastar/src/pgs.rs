@@ -19,7 +19,22 @@
 //! object's version record `ver.KEY` (the version of its last write, 12
 //! bytes; backfill compares these instead of contents). `backfill` holds
 //! the member's backfill cursor while a backfill has not finished (absent:
-//! complete).
+//! complete). `intervals` holds the PG's [`PgHistory`] (the newest epoch
+//! it processed, its current and past intervals; a format byte first, an
+//! unknown format or a malformed record is logged and read as none), in
+//! every `Persist` — the machine persists whenever its interval changes.
+//!
+//! Maps: the shard feeds every epoch in order (`advance_pgs` walks the
+//! monitor link's bounded map history from the last epoch it fed), and
+//! after each walk records the epoch and the map itself in the object
+//! [`OSDMAP_META`] of the meta collection, through the same ordered queue
+//! as the PG records, so once that record is durable every interval change
+//! before it is too. At start the OSD subscribes after the oldest map its
+//! shards recorded (the monitor sends the incrementals of the downtime),
+//! each shard resumes its walk after its own, and a loaded PG counts every
+//! epoch up to the shard's record as processed. Epochs nobody can supply
+//! (older than the monitor's history) are a gap: logged, and the PGs treat
+//! them as `crate::pg::machine` says.
 //!
 //! Invariants:
 //! - Every store transaction of this shard's PGs is planned by one task,
@@ -49,7 +64,7 @@ use crate::objstore::{CollId, Op, StoreError, Transaction};
 use crate::pg::log::{LogEntry, LogOp, PgInfo};
 use crate::pg::log::Trim;
 use crate::pg::backfill::{object_of_key, BackfillPlan, BackfillPos, Listed};
-use crate::pg::machine::{ClientWrite, Effect, ListTag, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
+use crate::pg::machine::{ClientWrite, Effect, Interval, ListTag, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgHistory, PgParams, PgState, Txn};
 use crate::server::{coll_of, object_key, Shard};
 
 /// The omap object holding a PG's durable state.
@@ -147,8 +162,12 @@ pub enum ApplyItem {
         appended: Vec<LogEntry>,
         trim: Option<Trim>,
         last_backfill: BackfillPos,
+        history: PgHistory,
         done: oneshot::Sender<bool>,
     },
+    /// The shard fed its PGs every map up to this one: the epoch and the
+    /// map itself, so a restart resumes the walk after it.
+    ShardEpoch { map: Arc<OsdMap> },
     /// Read an object for recovery once everything before is planned.
     Read { pg: PgId, object: ObjectId },
     /// List objects for a backfill once everything before is planned.
@@ -283,6 +302,107 @@ fn decode_info(b: &[u8]) -> Option<(PgInfo, Epoch)> {
     Some((info, u32::from_le_bytes(b[36..40].try_into().expect("4"))))
 }
 
+/// Version byte of the `intervals` record; a record of another version
+/// (or malformed) is read as none, with a log line.
+const HISTORY_FORMAT: u8 = 1;
+
+/// The `intervals` record: format byte, newest epoch processed, the
+/// current interval (flag byte, then one), the count of past intervals and
+/// each; an interval is start, end (u32), primary (i32, -1: none), a flag
+/// byte (1: unknown, a map gap), the acting count (u16) and the members
+/// (i32). Little-endian.
+fn encode_history(h: &PgHistory) -> Vec<u8> {
+    fn interval(b: &mut Vec<u8>, iv: &Interval) {
+        b.extend_from_slice(&iv.start.to_le_bytes());
+        b.extend_from_slice(&iv.end.to_le_bytes());
+        b.extend_from_slice(&iv.primary.unwrap_or(-1).to_le_bytes());
+        b.push(iv.unknown as u8);
+        b.extend_from_slice(&(iv.acting.len() as u16).to_le_bytes());
+        for o in &iv.acting {
+            b.extend_from_slice(&o.to_le_bytes());
+        }
+    }
+    let mut b = vec![HISTORY_FORMAT];
+    b.extend_from_slice(&h.epoch.to_le_bytes());
+    match &h.current {
+        Some(c) => {
+            b.push(1);
+            interval(&mut b, c);
+        }
+        None => b.push(0),
+    }
+    b.extend_from_slice(&(h.past.len() as u32).to_le_bytes());
+    for iv in &h.past {
+        interval(&mut b, iv);
+    }
+    b
+}
+
+/// Why an `intervals` record was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryError {
+    Format(u8),
+    Truncated,
+    TooMany(&'static str, usize),
+    Trailing(usize),
+}
+
+/// The `intervals` record (see [`encode_history`]); `past_max` bounds the
+/// past intervals before anything is reserved.
+fn decode_history(b: &[u8], past_max: usize) -> Result<PgHistory, HistoryError> {
+    struct R<'a>(&'a [u8]);
+    impl R<'_> {
+        fn take<const N: usize>(&mut self) -> Result<[u8; N], HistoryError> {
+            let (h, t) = self.0.split_first_chunk::<N>().ok_or(HistoryError::Truncated)?;
+            self.0 = t;
+            Ok(*h)
+        }
+        fn interval(&mut self) -> Result<Interval, HistoryError> {
+            let start = u32::from_le_bytes(self.take()?);
+            let end = u32::from_le_bytes(self.take()?);
+            let primary = i32::from_le_bytes(self.take()?);
+            let [unknown] = self.take()?;
+            let n = u16::from_le_bytes(self.take()?) as usize;
+            if n > sepia_proto::limits::pool_size_max {
+                return Err(HistoryError::TooMany("acting members", n));
+            }
+            let mut acting = Vec::with_capacity(n);
+            for _ in 0..n {
+                acting.push(i32::from_le_bytes(self.take()?));
+            }
+            Ok(Interval { start, end, acting, primary: (primary >= 0).then_some(primary), unknown: unknown == 1 })
+        }
+    }
+    let mut r = R(b);
+    let [format] = r.take()?;
+    if format != HISTORY_FORMAT {
+        return Err(HistoryError::Format(format));
+    }
+    let epoch = u32::from_le_bytes(r.take()?);
+    let [has] = r.take()?;
+    let current = match has {
+        0 => None,
+        1 => Some(r.interval()?),
+        other => return Err(HistoryError::Format(other)),
+    };
+    let n = u32::from_le_bytes(r.take()?) as usize;
+    if n > past_max {
+        return Err(HistoryError::TooMany("past intervals", n));
+    }
+    let mut past = Vec::with_capacity(n);
+    for _ in 0..n {
+        past.push(r.interval()?);
+    }
+    if !r.0.is_empty() {
+        return Err(HistoryError::Trailing(r.0.len()));
+    }
+    Ok(PgHistory { epoch, current, past })
+}
+
+/// The shard's own record (object [`OSDMAP_META`] in the meta collection):
+/// `epoch` (u32) and `map` (the archived map of that epoch).
+pub const OSDMAP_META: &str = "\u{0}osdmap";
+
 fn to_wire(e: &LogEntry) -> WireLogEntry {
     WireLogEntry { version: e.version, reqid: e.reqid, object: e.object.clone(), delete: e.op == LogOp::Delete }
 }
@@ -317,6 +437,25 @@ where
     rkyv::from_bytes::<T, rkyv::rancor::Error>(&aligned).ok()
 }
 
+/// The shard's recorded map (see [`OSDMAP_META`]), if any and readable.
+pub fn recorded_map<D: crate::objstore::Device>(store: &crate::objstore::Store<D>) -> Option<OsdMap> {
+    let key = "map".to_string();
+    let m = store.omap_get_keys(&CollId::META, OSDMAP_META, std::slice::from_ref(&key)).ok()?;
+    let wire = unarchive::<sepia_proto::osdmap::OsdMapWire>(m.get(&key)?)?;
+    OsdMap::from_wire(&wire).ok()
+}
+
+/// Logs a PG that became down for a past interval nobody answers for.
+fn log_blocked(osd: OsdId, pg: PgId, before: Option<&Interval>, now: Option<&Interval>) {
+    if let Some(iv) = now.filter(|iv| Some(*iv) != before) {
+        let why = if iv.unknown { "maps this OSD never saw; one of the acting set last known before them must answer" } else { "it may have accepted writes" };
+        eprintln!(
+            "osd.{osd} pg {pg}: down: waiting for one of osds {:?} (past interval {}..={}: {why}); bring one back",
+            iv.acting, iv.start, iv.end
+        );
+    }
+}
+
 /// True when the op leaves the object removed (its log entry is a delete).
 fn ends_removed(subops: &[SubOp]) -> bool {
     subops.iter().rev().find(|s| s.is_write()).is_some_and(|s| matches!(s, SubOp::Remove))
@@ -326,13 +465,28 @@ impl Shard {
     /// Loads the durable state of a PG from its collection (empty if new).
     /// Also returns the PG's dup records as stored (key, ids held), oldest
     /// first, for the trim bookkeeping.
-    fn load_pg(&self, pg: PgId) -> (PgDurable, std::collections::VecDeque<(String, usize)>) {
+    fn load_pg(&self, pg: PgId, params: &PgParams) -> (PgDurable, std::collections::VecDeque<(String, usize)>) {
         let coll = coll_of(pg);
         let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return Default::default() };
         let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
         let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
         let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
         let last_backfill = omap.get("backfill").map_or(BackfillPos::Max, |b| decode_pos(b));
+        // No record: a new PG, or a store from before intervals were kept.
+        let mut history = match omap.get("intervals").map(|b| decode_history(b, params.past_intervals_max)) {
+            None => PgHistory::default(),
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                eprintln!("osd.{} pg {pg}: intervals record unreadable ({e:?}); past intervals unknown", self.osd);
+                PgHistory::default()
+            }
+        };
+        // Every map up to the shard's durable epoch reached this PG, and
+        // an interval change it made was durable before that record (one
+        // ordered apply queue), so nothing changed since its own record.
+        if history.current.is_some() {
+            history.epoch = history.epoch.max(self.durable_epoch.get());
+        }
         let mut dups = Vec::new();
         let mut records = std::collections::VecDeque::new();
         for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
@@ -350,11 +504,47 @@ impl Shard {
         let head = log.last().map_or(info.log_tail, |e| e.version);
         info.last_update = head;
         info.last_complete = info.last_complete.min(head);
-        (PgDurable { info, les, log, missing, dups, last_backfill }, records)
+        (PgDurable { info, les, log, missing, dups, last_backfill, history }, records)
     }
 
-    /// Feeds `map` to every PG this shard holds or should hold.
+    /// Feeds every epoch up to `map`, in order, to every PG this shard
+    /// holds or should hold (each PG must see each interval), then records
+    /// the epoch and map (after the PG records it caused, in the same
+    /// queue) so a restart resumes after it.
     pub(crate) fn advance_pgs(self: &Rc<Self>, map: &Arc<OsdMap>) {
+        let from = self.pgs_epoch.get();
+        if from >= map.epoch {
+            return;
+        }
+        if from != 0 {
+            let between: Vec<Arc<OsdMap>> = self.history.borrow().after(from).take_while(|m| m.epoch < map.epoch).cloned().collect();
+            for m in between {
+                self.note_gap(m.epoch);
+                self.advance_one(&m);
+            }
+            self.note_gap(map.epoch);
+        }
+        self.advance_one(map);
+        self.queue_apply(ApplyItem::ShardEpoch { map: map.clone() });
+    }
+
+    /// Says so when the epochs before `next` were not all fed (the PGs
+    /// see a gap: see `crate::pg::machine`).
+    fn note_gap(&self, next: Epoch) {
+        let have = self.pgs_epoch.get();
+        if have != 0 && next > have + 1 {
+            eprintln!(
+                "osd.{} shard {}: maps {}..={} are unavailable (older than the monitor's history); their PGs treat them as a gap",
+                self.osd,
+                self.shard,
+                have + 1,
+                next - 1
+            );
+        }
+    }
+
+    /// Feeds one map to every PG this shard holds or should hold.
+    fn advance_one(self: &Rc<Self>, map: &Arc<OsdMap>) {
         if self.pgs_epoch.get() >= map.epoch {
             return;
         }
@@ -387,14 +577,16 @@ impl Shard {
                     if !member && !self.store.collection_exists(&coll_of(pg)) {
                         continue;
                     }
-                    let (durable, dup_records) = self.load_pg(pg);
+                    let (durable, dup_records) = self.load_pg(pg, &params);
                     pgs.insert(pg, PgSlot { pg: Pg::new(pg, self.osd, params.clone(), durable), dup_records });
                 }
                 let slot = pgs.get_mut(&pg).expect("inserted");
                 let acting: Vec<OsdId> = placed.acting.iter().copied().filter(|&o| o != crush_simd::ITEM_NONE).collect();
                 let incarnation = acting.iter().map(|&o| map.osd(o).map_or(0, |i| i.up_from)).collect();
                 let mut out = Vec::new();
+                let was_blocked = slot.pg.blocked_by().cloned();
                 slot.pg.map_change_with(map.epoch, acting, placed.acting_primary, incarnation, &mut out);
+                log_blocked(self.osd, pg, was_blocked.as_ref(), slot.pg.blocked_by());
                 if !out.is_empty() {
                     batches.push((pg, out));
                 }
@@ -408,13 +600,18 @@ impl Shard {
     }
 
     /// Runs `f` on a PG and carries out what it asks for.
+    ///
+    /// A PG that becomes down because a past interval has no member
+    /// answering says which one (the operator must bring one back).
     pub(crate) fn with_pg(self: &Rc<Self>, pg: PgId, f: impl FnOnce(&mut Pg<WriteRef>, &mut Vec<Effect<WriteRef>>)) {
         let mut out = Vec::new();
         {
             let mut pgs = self.pgs.borrow_mut();
             let Some(slot) = pgs.get_mut(&pg) else { return };
             let was_complete = *slot.pg.last_backfill() == BackfillPos::Max;
+            let was_blocked = slot.pg.blocked_by().cloned();
             f(&mut slot.pg, &mut out);
+            log_blocked(self.osd, pg, was_blocked.as_ref(), slot.pg.blocked_by());
             // The operator (and the tests) see a backfill of this copy
             // begin and end in the log.
             let complete = *slot.pg.last_backfill() == BackfillPos::Max;
@@ -448,9 +645,9 @@ impl Shard {
                     }
                     self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim });
                 }
-                Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill } => {
+                Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill, history } => {
                     let (done, durable) = oneshot::channel();
-                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, done });
+                    self.queue_apply(ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, history, done });
                     let rest: Vec<_> = effects.collect();
                     if !rest.is_empty() {
                         let me = self.clone();
@@ -532,8 +729,23 @@ impl Shard {
                     let (objects, end) = self.list_objects(pg, &after, &until, max);
                     self.with_pg(pg, |p, out| p.listed(tag, after, until, objects, end, out));
                 }
-                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, done } => {
-                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim.as_ref(), &last_backfill);
+                ApplyItem::ShardEpoch { map } => {
+                    let coll = CollId::META;
+                    let mut ops = Vec::new();
+                    if !self.store.collection_exists(&coll) {
+                        ops.push(Op::CreateCollection(coll));
+                    }
+                    ops.push(Op::Touch { coll, obj: OSDMAP_META.into() });
+                    let entries = BTreeMap::from([("epoch".to_string(), map.epoch.to_le_bytes().to_vec()), ("map".to_string(), archive(&map.to_wire()))]);
+                    ops.push(Op::OmapSetKeys { coll, obj: OSDMAP_META.into(), entries });
+                    // Durable in order after the PG records queued before
+                    // it; nobody waits for it.
+                    if let Err(e) = self.store.enqueue(Transaction { ops }).await {
+                        eprintln!("osd.{} shard {}: recording map epoch {}: {e}", self.osd, self.shard, map.epoch);
+                    }
+                }
+                ApplyItem::Persist { pg, info, les, missing, rewound_to, appended, trim, last_backfill, history, done } => {
+                    let t = self.persist_txn(pg, &info, les, &missing, rewound_to, &appended, trim.as_ref(), &last_backfill, &history);
                     match self.store.enqueue(t).await {
                         Ok(queued) => {
                             let me = self.clone();
@@ -721,7 +933,18 @@ impl Shard {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn persist_txn(&self, pg: PgId, info: &PgInfo, les: Epoch, missing: &[(ObjectId, Missing)], rewound_to: Option<EVersion>, appended: &[LogEntry], trim: Option<&Trim>, last_backfill: &BackfillPos) -> Transaction {
+    fn persist_txn(
+        &self,
+        pg: PgId,
+        info: &PgInfo,
+        les: Epoch,
+        missing: &[(ObjectId, Missing)],
+        rewound_to: Option<EVersion>,
+        appended: &[LogEntry],
+        trim: Option<&Trim>,
+        last_backfill: &BackfillPos,
+        history: &PgHistory,
+    ) -> Transaction {
         let coll = coll_of(pg);
         let mut ops = Vec::new();
         self.ensure_coll(coll, &mut ops);
@@ -730,6 +953,7 @@ impl Shard {
         }
         let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
         entries.insert("missing".into(), archive(&missing_to_wire(missing)));
+        entries.insert("intervals".into(), encode_history(history));
         match encode_pos(last_backfill) {
             Some(b) => {
                 entries.insert("backfill".into(), b);
@@ -1081,5 +1305,25 @@ impl Shard {
             *out.entry(name.to_string()).or_default() += 1;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_record_round_trips_and_bad_ones_are_refused() {
+        let iv = |start, end, acting: Vec<OsdId>, unknown| Interval { start, end, primary: acting.first().copied(), acting, unknown };
+        let h = PgHistory { epoch: 42, current: Some(iv(40, 42, vec![2, 0], false)), past: vec![iv(3, 9, vec![0, 1, 2], false), iv(10, 20, vec![], false), iv(21, 39, vec![1], true)] };
+        let b = encode_history(&h);
+        assert_eq!(decode_history(&b, 8), Ok(h.clone()));
+        assert_eq!(decode_history(&b, 2), Err(HistoryError::TooMany("past intervals", 3)));
+        assert_eq!(decode_history(&b[..b.len() - 1], 8), Err(HistoryError::Truncated));
+        assert_eq!(decode_history(&[b.as_slice(), &[0]].concat(), 8), Err(HistoryError::Trailing(1)));
+        let mut other = b.clone();
+        other[0] = 9;
+        assert_eq!(decode_history(&other, 8), Err(HistoryError::Format(9)));
+        assert_eq!(decode_history(&encode_history(&PgHistory::default()), 8), Ok(PgHistory::default()));
     }
 }

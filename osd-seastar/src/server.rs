@@ -107,6 +107,12 @@ pub struct Shard {
     pub shard: u32,
     pub store: Store<DmaDevice>,
     pub maps: watch::Receiver<Arc<OsdMap>>,
+    /// The last maps, every epoch (see `crate::monlink`): the PGs walk
+    /// each one.
+    pub(crate) history: watch::Receiver<Arc<sepia_client::rados::OsdMapHistory>>,
+    /// The newest epoch this shard had fed its PGs and recorded before
+    /// this start (0: none).
+    pub(crate) durable_epoch: Cell<Epoch>,
     peers: RefCell<HashMap<String, Rc<PeerConn>>>,
     /// The PGs whose copy on this OSD lives on this shard.
     pub(crate) pgs: RefCell<BTreeMap<PgId, crate::pgs::PgSlot>>,
@@ -240,19 +246,27 @@ fn wall_ms() -> u64 {
 const AUTHORIZER_WINDOW_MS: u64 = 300_000;
 
 impl Shard {
+    // (Each argument is one of the shard's own links; grouping them would
+    // only move the list.)
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         osd: OsdId,
         shard: u32,
         store: Store<DmaDevice>,
         maps: watch::Receiver<Arc<OsdMap>>,
+        history: watch::Receiver<Arc<sepia_client::rados::OsdMapHistory>>,
         reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
         auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
         auth_required: bool,
     ) -> Shard {
         let (applies, applies_rx) = tokio::sync::mpsc::channel(crate::pgs::limits::apply_queue_max);
+        // The PGs resume their walk after the epoch recorded last time.
+        let recorded = crate::pgs::recorded_map(&store).map_or(0, |m| m.epoch);
         Shard {
             pgs: RefCell::new(BTreeMap::new()),
-            pgs_epoch: Cell::new(0),
+            pgs_epoch: Cell::new(recorded),
+            durable_epoch: Cell::new(recorded),
+            history,
             replies: RefCell::new(HashMap::new()),
             applies,
             applies_rx: RefCell::new(Some(applies_rx)),

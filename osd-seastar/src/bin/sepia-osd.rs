@@ -274,13 +274,15 @@ fn main() -> ExitCode {
 
     // One executor per shard: mount, listen, report the address, wait for
     // the map channel, serve.
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<(u32, String), String>>();
+    // Each shard reports its address and the map it recorded last.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<(u32, String, Option<OsdMap>), String>>();
     let mut map_txs = Vec::new();
     let mut stop_txs = Vec::new();
     let mut handles = Vec::new();
     for shard in 0..shards {
         type Links = (
             tokio::sync::watch::Receiver<Arc<OsdMap>>,
+            tokio::sync::watch::Receiver<Arc<sepia_client::rados::OsdMapHistory>>,
             tokio::sync::mpsc::Sender<sepia_osd::monlink::Report>,
             tokio::sync::watch::Receiver<Option<Arc<sepia_osd::monlink::OsdAuth>>>,
         );
@@ -322,9 +324,9 @@ fn main() -> ExitCode {
                 }
             };
             let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let _ = addr_tx.send(Ok((shard, addr)));
+            let _ = addr_tx.send(Ok((shard, addr, sepia_osd::pgs::recorded_map(&store))));
             // The map channel arrives once the monitor link runs.
-            let (maps, reports, auth) = loop {
+            let (maps, history, reports, auth) = loop {
                 match map_rx.try_recv() {
                     Ok(m) => break m,
                     Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(5)).await,
@@ -332,7 +334,7 @@ fn main() -> ExitCode {
                 }
             };
             let index = shard;
-            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, Some(reports), auth, auth_required));
+            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, history, Some(reports), auth, auth_required));
             if index == 0 {
                 // Shard 0 watches the peers for the whole OSD.
                 glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();
@@ -357,9 +359,15 @@ fn main() -> ExitCode {
     }
     drop(addr_tx);
     let mut addrs = vec![String::new(); shards as usize];
+    // The subscription continues after the oldest map a shard recorded
+    // (every shard walks on from its own); none if any shard has none.
+    let mut recorded: Vec<Option<OsdMap>> = Vec::new();
     for _ in 0..shards {
         match addr_rx.recv() {
-            Ok(Ok((s, a))) => addrs[s as usize] = a,
+            Ok(Ok((s, a, m))) => {
+                addrs[s as usize] = a;
+                recorded.push(m);
+            }
             Ok(Err(e)) => return fail(e),
             Err(_) => return fail("a shard died while starting"),
         }
@@ -374,12 +382,13 @@ fn main() -> ExitCode {
         beacon_interval: std::time::Duration::from_secs(2),
         auth_entity: entity,
         secret,
+        base: if recorded.iter().all(|m| m.is_some()) { recorded.into_iter().flatten().min_by_key(|m| m.epoch) } else { None },
     }) {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
     for tx in &map_txs {
-        let _ = tx.send((link.maps.clone(), link.reports.clone(), link.auth.clone()));
+        let _ = tx.send((link.maps.clone(), link.history.clone(), link.reports.clone(), link.auth.clone()));
     }
     eprintln!("osd.{} up: {} shard(s) at {}", cli.id, shards, addrs.join(","));
     // Wait for SIGTERM / SIGINT: say goodbye, then exit.

@@ -28,6 +28,26 @@
 //! interval; a primary that is itself incomplete first fills itself from
 //! the authoritative member (pulling, before it activates anyone).
 //!
+//! Past intervals: the shell feeds every map epoch in order (see
+//! `crate::pgs`), so each interval this PG lived through is recorded, and
+//! they are durable (a [`PgHistory`] in every `Persist`, written at least
+//! whenever the interval changes), so a restarted OSD knows the intervals
+//! before its restart and, walking the maps it missed, those while it was
+//! down. They are forgotten once the PG goes active (`les`): that
+//! activation accounted for them. A jump in the epochs is a *gap*: maps the
+//! monitor no longer had (its history is bounded) or that a bounded map
+//! history here dropped. The rule for a gap: it may hide intervals that
+//! went active, with members we cannot know; it is recorded as an
+//! `unknown` interval with the acting set last known before it, and it is
+//! vouched for only by a complete member of that set other than this OSD
+//! (this OSD did not see those maps, so its own copy proves nothing); if
+//! that set held nobody else, any complete member vouches. Until one
+//! answers the PG is *down*, and `blocked_by` names the interval, which
+//! the shell logs (an operator who knows those OSDs are gone for good has
+//! to bring one back: there is no `osd lost` yet). A restarted PG always
+//! starts a new interval with its first map (its old peering state is
+//! gone).
+//!
 //! Invariants (`invariants()`, called by the simulator after every step):
 //! the log is ordered and bounded; only an active primary has writes in
 //! flight; an acknowledged write is durable on every member of the acting
@@ -117,6 +137,24 @@ pub struct Interval {
     pub end: Epoch,
     pub acting: Vec<OsdId>,
     pub primary: Option<OsdId>,
+    /// The maps of these epochs were never seen (a gap the monitor could
+    /// not fill): `acting` is only the set last known before the gap.
+    pub unknown: bool,
+}
+
+/// What a PG knows of the maps it processed; durable (in every
+/// [`Effect::Persist`]), so a restarted OSD still knows the intervals
+/// before its restart and walks the maps since `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PgHistory {
+    /// The newest epoch whose map this PG processed (0: none). It may be
+    /// older than the truth (it is written when the interval changes);
+    /// walking the epochs after it again changes nothing.
+    pub epoch: Epoch,
+    /// The interval `epoch` belongs to (its `end` is meaningless).
+    pub current: Option<Interval>,
+    /// Past intervals since the PG last went active, oldest first.
+    pub past: Vec<Interval>,
 }
 
 /// Whole-object state moved by recovery.
@@ -237,6 +275,8 @@ pub enum Effect<W> {
         trim: Option<Trim>,
         /// Objects after this may be stale (`Max`: complete).
         last_backfill: BackfillPos,
+        /// The intervals this PG knows of.
+        history: PgHistory,
     },
 }
 
@@ -267,6 +307,8 @@ pub struct PgDurable {
     /// Request ids of trimmed entries, oldest first.
     pub dups: Vec<(ReqId, EVersion)>,
     pub last_backfill: BackfillPos,
+    /// The intervals it knew of (`epoch` 0: none, a new PG or an old store).
+    pub history: PgHistory,
 }
 
 /// A member's answer to peering.
@@ -306,6 +348,14 @@ pub struct Pg<W> {
     les: Epoch,
     past: Vec<Interval>,
     interval_start: Epoch,
+    /// Loaded from the store: the next map starts a new interval (this
+    /// OSD restarted, so the peering state of the old one is gone).
+    restored: bool,
+    /// The past interval that keeps this PG down (for the operator).
+    blocked_by: Option<Interval>,
+    /// Pulls answered with the wrong version so far: a last-resort pull
+    /// (from a copy nobody vouches for) tries the next member each time.
+    pull_turn: usize,
     missing: BTreeMap<ObjectId, Missing>,
     // Primary-only peering and recovery state.
     notifies: BTreeMap<OsdId, Notified>,
@@ -332,20 +382,30 @@ impl<W: Clone> Pg<W> {
         // must not look as if it reached back to the beginning.
         let log = PgLog::load(params.log_entries_max, params.dups_tracked_max, durable.info.log_tail, durable.log, durable.dups);
         let next_version = log.head().version;
+        let h = durable.history;
+        let restored = h.epoch != 0 && h.current.is_some();
+        let current = h.current.filter(|_| restored);
+        let mut past = h.past;
+        if past.len() > params.past_intervals_max {
+            past.drain(..past.len() - params.past_intervals_max);
+        }
         Pg {
             id,
             me,
             params,
-            epoch: 0,
-            acting: Vec::new(),
+            epoch: if restored { h.epoch } else { 0 },
+            acting: current.as_ref().map_or_else(Vec::new, |c| c.acting.clone()),
             incarnation: Vec::new(),
-            primary: None,
+            primary: current.as_ref().and_then(|c| c.primary),
             state: PgState::Stray,
             log,
             info: durable.info,
             les: durable.les,
-            past: Vec::new(),
-            interval_start: 0,
+            past: if restored { past } else { Vec::new() },
+            interval_start: current.as_ref().map_or(0, |c| c.start),
+            restored,
+            blocked_by: None,
+            pull_turn: 0,
             missing: durable.missing.into_iter().collect(),
             notifies: BTreeMap::new(),
             activating: BTreeSet::new(),
@@ -429,8 +489,20 @@ impl<W: Clone> Pg<W> {
             && self.last_backfill == BackfillPos::Max
     }
 
+    /// The intervals as persisted (see [`PgHistory`]).
+    pub fn history(&self) -> PgHistory {
+        let current = (self.epoch != 0).then(|| Interval { start: self.interval_start, end: self.epoch, acting: self.acting.clone(), primary: self.primary, unknown: false });
+        PgHistory { epoch: self.epoch, current, past: self.past.clone() }
+    }
+
+    /// The past interval that keeps this PG down, if one does.
+    pub fn blocked_by(&self) -> Option<&Interval> {
+        self.blocked_by.as_ref().filter(|_| self.state == PgState::Down)
+    }
+
     fn durable_effect(&mut self, rewound_to: Option<EVersion>, appended: Vec<LogEntry>) -> Effect<W> {
         Effect::Persist {
+            history: self.history(),
             info: self.info,
             les: self.les,
             missing: self.missing.iter().map(|(o, v)| (o.clone(), *v)).collect(),
@@ -467,20 +539,29 @@ impl<W: Clone> Pg<W> {
     /// current life (its `up_from`): a member that restarted between two
     /// maps lost its peering state, so a new life is a new interval even
     /// if the acting set reads the same.
+    ///
+    /// The caller feeds every epoch in order; an epoch after a jump is a
+    /// gap (maps nobody could give us): see the module doc.
     pub fn map_change_with(&mut self, epoch: Epoch, acting: Vec<OsdId>, primary: Option<OsdId>, incarnation: Vec<Epoch>, out: &mut Vec<Effect<W>>) {
         if epoch <= self.epoch {
             return;
         }
-        let same = acting == self.acting && primary == self.primary && incarnation == self.incarnation;
+        let gap = self.epoch != 0 && epoch > self.epoch + 1;
+        let same = !gap && !self.restored && acting == self.acting && primary == self.primary && incarnation == self.incarnation;
         self.incarnation = incarnation;
+        self.restored = false;
         if same && self.epoch != 0 {
             self.epoch = epoch;
             return;
         }
         if self.epoch != 0 {
-            self.past.push(Interval { start: self.interval_start, end: epoch - 1, acting: self.acting.clone(), primary: self.primary });
+            self.past.push(Interval { start: self.interval_start, end: self.epoch, acting: self.acting.clone(), primary: self.primary, unknown: false });
+            if gap {
+                self.past.push(Interval { start: self.epoch + 1, end: epoch - 1, acting: self.acting.clone(), primary: self.primary, unknown: true });
+            }
             if self.past.len() > self.params.past_intervals_max {
-                self.past.remove(0);
+                let excess = self.past.len() - self.params.past_intervals_max;
+                self.past.drain(..excess);
             }
         }
         self.epoch = epoch;
@@ -496,6 +577,12 @@ impl<W: Clone> Pg<W> {
         self.pushing.clear();
         self.walks.clear();
         self.held.clear();
+        self.blocked_by = None;
+        // The new interval is durable before anything about it is said
+        // (the primary's flush below does the same).
+        if !self.is_primary() || !self.acting.contains(&self.me) || self.acting.len() < self.params.min_size {
+            out.push(self.durable_effect(None, Vec::new()));
+        }
         if !self.acting.contains(&self.me) {
             self.state = PgState::Stray;
             self.waiting.clear();
@@ -590,9 +677,25 @@ impl<W: Clone> Pg<W> {
             // Its primary made `les` durable before any write: if it
             // answers with an older one, the interval never went active.
             let never_active = iv.primary.and_then(|p| self.notifies.get(&p)).is_some_and(|n| n.les < iv.start);
-            let maybe_went_active = iv.acting.len() >= self.params.min_size && iv.end >= les_max && iv.primary.is_some() && !never_active;
-            if maybe_went_active && !iv.acting.iter().any(|o| self.notifies.get(o).is_some_and(complete)) {
+            let known_active = iv.acting.len() >= self.params.min_size && iv.primary.is_some() && !never_active;
+            // A gap may hide any interval: see the module doc.
+            let maybe_went_active = iv.end >= les_max && (iv.unknown || known_active);
+            let answered = |o: &OsdId| self.notifies.get(o).is_some_and(complete);
+            let vouched = if iv.unknown {
+                // Not by us: we did not see those maps. With nobody else
+                // known, nobody can do better than us.
+                let mut others = iv.acting.iter().filter(|&&o| o != self.me).peekable();
+                if others.peek().is_none() {
+                    self.notifies.values().any(complete)
+                } else {
+                    others.any(answered)
+                }
+            } else {
+                iv.acting.iter().any(answered)
+            };
+            if maybe_went_active && !vouched {
                 self.state = PgState::Down;
+                self.blocked_by = Some(iv.clone());
                 return;
             }
         }
@@ -643,7 +746,7 @@ impl<W: Clone> Pg<W> {
         // the past intervals we saw) answering without it proves it was not.
         let auth_head = self.notifies[&auth].info.last_update;
         let disproved = |e: &LogEntry| {
-            self.past.iter().find(|iv| iv.start <= e.version.epoch && e.version.epoch <= iv.end).is_some_and(|iv| {
+            self.past.iter().find(|iv| !iv.unknown && iv.start <= e.version.epoch && e.version.epoch <= iv.end).is_some_and(|iv| {
                 iv.acting.iter().any(|o| self.notifies.get(o).is_some_and(|m| complete(m) && !m.log.iter().any(|x| x == e)))
             })
         };
@@ -875,7 +978,8 @@ impl<W: Clone> Pg<W> {
             // push is taken only if its version is the one needed).
             let need = self.missing[&obj].need;
             let candidates = || self.acting.iter().copied().filter(|&o| o != self.me && self.peer_missing.get(&o).is_some_and(|m| !m.contains_key(&obj)));
-            let source = candidates().find(|o| self.walks.get(o).is_none_or(|w| w.vouches(&obj, need))).or_else(|| candidates().next());
+            let count = candidates().count().max(1);
+            let source = candidates().find(|o| self.walks.get(o).is_none_or(|w| w.vouches(&obj, need))).or_else(|| candidates().nth(self.pull_turn % count));
             if let Some(src) = source {
                 self.pulling.insert(obj.clone());
                 out.push(Effect::Send { to: src, msg: PeerMsg::Pull { epoch: self.epoch, object: obj } });
@@ -1403,6 +1507,9 @@ impl<W: Clone> Pg<W> {
                         let deleted = content.is_none() && self.log.entries().any(|e| e.version == m.need && e.op == LogOp::Delete);
                         untrusted && !deleted && (version == EVersion::default() || version != m.need)
                     });
+                    if wrong {
+                        self.pull_turn = self.pull_turn.wrapping_add(1);
+                    }
                     if (!wrong && self.missing.remove(&object).is_some()) || for_walk {
                         let op = if content.is_some() { LogOp::Modify } else { LogOp::Delete };
                         let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op };
@@ -1540,6 +1647,17 @@ impl<W: Clone> Pg<W> {
     /// Our own invariants; the simulator calls this after every step.
     pub fn invariants(&self) {
         self.log.invariants();
+        assert!(self.past.len() <= self.params.past_intervals_max, "past intervals are bounded");
+        for w in self.past.windows(2) {
+            assert!(w[0].end < w[1].start, "past intervals are ordered and disjoint");
+        }
+        for iv in &self.past {
+            assert!(iv.start <= iv.end, "a past interval holds an epoch");
+        }
+        if let Some(last) = self.past.last() {
+            assert!(last.end < self.interval_start, "past intervals end before the current one");
+        }
+        assert!(self.epoch == 0 || self.interval_start <= self.epoch, "the current interval started by now");
         if !(self.is_primary() && self.state == PgState::Active) {
             assert!(self.in_flight.is_empty(), "only an active primary has writes in flight");
         }
@@ -1563,5 +1681,67 @@ impl<W: Clone> Pg<W> {
                 assert!(in_flight.keys().all(|o| pos_of(o) > w.cursor && pos_of(o) <= *end), "moves lie in their batch");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> PgParams {
+        PgParams { size: 2, min_size: 1, ..PgParams::default() }
+    }
+
+    /// osd.1 restarted knowing it was in [0, 1] (active since epoch 5)
+    /// until epoch 10.
+    fn restarted(last_known: Vec<OsdId>) -> Pg<u64> {
+        let history = PgHistory { epoch: 10, current: Some(Interval { start: 5, end: 10, acting: last_known, primary: Some(0), unknown: false }), past: Vec::new() };
+        Pg::new(PgId { pool: 1, seed: 0 }, 1, params(), PgDurable { les: 5, history, ..PgDurable::default() })
+    }
+
+    #[test]
+    fn walking_on_without_a_gap_goes_active() {
+        let mut pg = restarted(vec![0, 1]);
+        let mut out = Vec::new();
+        pg.map_change(11, vec![1], Some(1), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active);
+        assert!(out.iter().any(|e| matches!(e, Effect::Persist { history, .. } if history.epoch == 11)), "the new interval is persisted");
+    }
+
+    #[test]
+    fn a_gap_waits_for_another_member_last_known() {
+        let mut pg = restarted(vec![0, 1]);
+        let mut out = Vec::new();
+        pg.map_change(20, vec![1], Some(1), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Down, "the gap may hide writes osd.0 took alone");
+        let iv = pg.blocked_by().expect("names the interval");
+        assert!(iv.unknown && iv.start == 11 && iv.end == 19 && iv.acting == vec![0, 1]);
+        // osd.0 comes back and answers: it vouches for the gap.
+        let mut out = Vec::new();
+        pg.map_change(21, vec![1, 0], Some(1), &mut out);
+        let notify = PeerMsg::Notify { epoch: 21, info: PgInfo::default(), les: 5, log: Vec::new(), missing: Vec::new(), last_backfill: BackfillPos::Max };
+        pg.peer(0, notify, &mut out);
+        assert_ne!(pg.state(), PgState::Down);
+        assert!(pg.blocked_by().is_none());
+    }
+
+    #[test]
+    fn a_gap_after_being_alone_is_vouched_for_by_ourselves() {
+        let mut pg = restarted(vec![1]);
+        let mut out = Vec::new();
+        pg.map_change(20, vec![1], Some(1), &mut out);
+        assert_eq!(pg.state(), PgState::Active, "nobody else was known: no deadlock");
+    }
+
+    #[test]
+    fn a_restart_is_a_new_interval_even_with_the_same_acting_set() {
+        let mut pg = restarted(vec![0, 1]);
+        let mut out = Vec::new();
+        pg.map_change(11, vec![0, 1], Some(0), &mut out);
+        pg.invariants();
+        assert_eq!(pg.history().past.len(), 1, "the interval before the restart is past");
+        assert_eq!(pg.state(), PgState::Peering);
     }
 }

@@ -9,7 +9,15 @@
 //! Each seed draws its own log limits and outage lengths: some keep logs
 //! long enough for log-based recovery, most make a returning OSD fall
 //! behind the log tail so it is backfilled (often while writes go on, and
-//! crashes and restarts interrupt walks half-way).
+//! crashes and restarts interrupt walks half-way). One seed in three runs
+//! with min_size 1, so a lone OSD takes writes the others never saw.
+//!
+//! A restarted OSD keeps only its disk: its PG is rebuilt from the durable
+//! state (log, info, missing set, cursor and its past intervals), then
+//! walks the maps published while it was down, in order, before the map
+//! that has it up again (as the shell does with the monitor's
+//! incrementals). `sim_catches_forgotten_intervals` runs a mutant that
+//! forgets the intervals and checks that some seed fails.
 //!
 //! A failing seed is printed; `SEPIA_PG_SEED=N` replays exactly that one,
 //! `SEPIA_PG_SEEDS=N` runs more.
@@ -23,7 +31,7 @@ use sepia_proto::osdmap::{Epoch, OsdId, PgId};
 
 use super::backfill::{sort_key, BackfillPos};
 use super::log::{LogEntry, LogOp, PgInfo, Trim};
-use super::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgParams, PgState, Txn};
+use super::machine::{ClientWrite, Effect, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgHistory, PgParams, PgState, Txn};
 
 /// The write payload: the value the object takes (0 = delete).
 type W = u64;
@@ -40,6 +48,8 @@ struct Disk {
     /// Each object's version record (the version of its last write).
     versions: BTreeMap<ObjectId, EVersion>,
     last_backfill: BackfillPos,
+    /// The intervals the PG persisted.
+    history: PgHistory,
 }
 
 struct Osd {
@@ -66,6 +76,14 @@ struct Sim {
     history: BTreeMap<ObjectId, Vec<u64>>,
     next_tid: u64,
     pgid: PgId,
+    /// Every map published: (acting, primary) of epoch `i + 1`. A
+    /// restarted OSD walks those after its durable epoch, in order, as the
+    /// shell does with the monitor's incrementals.
+    maps: Vec<(Vec<OsdId>, Option<OsdId>)>,
+    /// A mutant: restarted PGs forget their intervals (and walk no maps),
+    /// as before intervals were durable; `sim_catches_forgotten_intervals`
+    /// shows the checks catch it.
+    forget_history: bool,
     /// Acknowledged writes whose acknowledgement the client did not hear
     /// (still outstanding: it will resend them).
     reply_lost: std::collections::BTreeSet<ReqId>,
@@ -82,12 +100,19 @@ const OSDS: usize = 3;
 const OBJECTS: u64 = 24;
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    fn new(seed: u64, forget_history: bool) -> Sim {
         let pgid = PgId { pool: 1, seed: 0 };
         let mut rng = StdRng::seed_from_u64(seed);
         // One seed in five keeps long logs (log-based recovery only); the
         // others make outages outlast the log.
-        let params = params(if rng.gen_range(0..5) == 0 { 4096 } else { rng.gen_range(6..=16) });
+        let mut params = params(if rng.gen_range(0..5) == 0 { 4096 } else { rng.gen_range(6..=16) });
+        // One seed in three lets one OSD alone take writes (min_size 1):
+        // a lone member's interval that the others never saw must keep
+        // them down after they restart, until it answers. (Chosen from
+        // the seed, not the RNG, so the other seeds run as before.)
+        if seed % 3 == 2 {
+            params.min_size = 1;
+        }
         let restart_p = [1.0, 0.3, 0.1][rng.gen_range(0..3)];
         let osds = (0..OSDS)
             .map(|i| Osd { disk: Disk::default(), pending: VecDeque::new(), pg: Some(Pg::new(pgid, i as OsdId, params.clone(), PgDurable::default())) })
@@ -104,6 +129,8 @@ impl Sim {
             history: BTreeMap::new(),
             next_tid: 1,
             pgid,
+            maps: Vec::new(),
+            forget_history,
             reply_lost: Default::default(),
             params,
             restart_p,
@@ -125,6 +152,7 @@ impl Sim {
     fn publish_map(&mut self) {
         self.epoch += 1;
         let (acting, primary) = self.acting();
+        self.maps.push((acting.clone(), primary));
         if std::env::var("SEPIA_PG_TRACE").is_ok() {
             eprintln!("epoch {} acting {acting:?} primary {primary:?}", self.epoch);
         }
@@ -253,7 +281,7 @@ impl Sim {
                     }
                     self.run_effects(at, out);
                 }
-                Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill } => {
+                Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill, history } => {
                     if last_backfill != BackfillPos::Max {
                         self.backfilled = true;
                     }
@@ -281,6 +309,7 @@ impl Sim {
                     d.disk.les = les;
                     d.disk.missing = missing;
                     d.disk.last_backfill = last_backfill;
+                    d.disk.history = history;
                 }
             }
         }
@@ -401,8 +430,22 @@ impl Sim {
         if d.last_backfill != BackfillPos::Max {
             self.resumed = true;
         }
-        let durable = PgDurable { info: d.info, les: d.les, log: d.log.clone(), missing: d.missing.clone(), dups: d.dups.clone(), last_backfill: d.last_backfill.clone() };
+        let history = if self.forget_history { PgHistory::default() } else { d.history.clone() };
+        let from = history.epoch;
+        let durable = PgDurable { info: d.info, les: d.les, log: d.log.clone(), missing: d.missing.clone(), dups: d.dups.clone(), last_backfill: d.last_backfill.clone(), history };
         self.osds[o].pg = Some(Pg::new(self.pgid, o as OsdId, self.params.clone(), durable));
+        // The maps it missed, in order (it is down in all of them, so it
+        // says nothing to anyone), then the one that has it up again.
+        if from != 0 {
+            for e in from + 1..=self.epoch {
+                let (acting, primary) = self.maps[e as usize - 1].clone();
+                let mut out = Vec::new();
+                if let Some(pg) = self.osds[o].pg.as_mut() {
+                    pg.map_change(e, acting, primary, &mut out);
+                }
+                self.run_effects(o as OsdId, out);
+            }
+        }
         self.up[o] = true;
         self.publish_map();
     }
@@ -599,8 +642,12 @@ struct Seen {
 
 /// Runs one seed.
 fn run_seed(seed: u64, steps: usize) -> Seen {
+    run_seed_with(seed, steps, false)
+}
+
+fn run_seed_with(seed: u64, steps: usize, forget_history: bool) -> Seen {
     let result = std::panic::catch_unwind(|| {
-        let mut sim = Sim::new(seed);
+        let mut sim = Sim::new(seed, forget_history);
         for _ in 0..steps {
             sim.step();
         }
@@ -644,4 +691,23 @@ fn replicated_pg_survives_crashes_and_recovers() {
     assert!(trimmed * 4 >= seeds, "only {trimmed} of {seeds} seeds trimmed a clean log");
     assert!(backfilled * 4 >= seeds, "only {backfilled} of {seeds} seeds backfilled");
     assert!(resumed * 10 >= seeds, "only {resumed} of {seeds} seeds restarted an OSD mid-backfill");
+}
+
+/// The simulation can fail: PGs that forget their past intervals at a
+/// restart (the bug durable intervals fix) serve stale data after a lone
+/// member's writes, and some min_size 1 seed must catch that.
+#[test]
+fn sim_catches_forgotten_intervals() {
+    let caught = (0..60u64).filter(|s| s % 3 == 2).find(|&seed| {
+        std::panic::catch_unwind(|| {
+            let mut sim = Sim::new(seed, true);
+            for _ in 0..3000 {
+                sim.step();
+            }
+            sim.heal_and_check();
+        })
+        .is_err()
+    });
+    assert!(caught.is_some(), "no seed caught PGs that forget their intervals");
+    eprintln!("forgotten intervals caught by seed {}", caught.expect("checked"));
 }
