@@ -239,7 +239,27 @@ pub struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = down(&self.dir);
+        // A failing test shows what its daemons said (CI keeps only
+        // output), then the folder goes like any other.
+        if std::thread::panicking() {
+            print_log_tails(&self.dir, 40);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The last `lines` lines of every daemon log under `dir/out`, to stderr.
+fn print_log_tails(dir: &Path, lines: usize) {
+    let Ok(entries) = std::fs::read_dir(dir.join("out")) else { return };
+    let mut logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        eprintln!("---- last {} lines of {} ----", lines.min(all.len()), log.display());
+        for l in &all[all.len().saturating_sub(lines)..] {
+            eprintln!("{l}");
+        }
     }
 }
 

@@ -173,6 +173,9 @@ async fn run(cfg: MonLinkConfig, mut maps: watch::Receiver<Arc<OsdMap>>, mut rep
                     // Not (or no longer) up in the map: (re)boot. A wrongly
                     // marked-down OSD comes back the same way.
                     if booted_at.is_none_or(|e| map.epoch > e) {
+                        if booted_at.is_some() {
+                            eprintln!("osd.{}: not up in the map at epoch {}; booting again", cfg.osd, map.epoch);
+                        }
                         match monc.request(&boot(map.epoch)).await {
                             Ok(r) if r.result == 0 => booted_at = Some(map.epoch),
                             Ok(r) => eprintln!("osd.{}: boot refused: {} ({})", cfg.osd, r.status, r.result),

@@ -238,8 +238,10 @@ impl MonServices {
         if !self.leader || f.reporter == f.target {
             return;
         }
-        // Only reporters and targets the map knows count.
-        if state.osdmap.osd(f.reporter).is_none() || state.osdmap.osd(f.target).is_none() {
+        // Only reporters and targets the map knows count, and only a
+        // reporter that is up (Ceph's rule): an OSD on its way down loses
+        // its peers' answers and must not take a healthy one with it.
+        if state.osdmap.osd(f.reporter).is_none() || state.osdmap.osd(f.target).is_none() || !state.osdmap.is_up(f.reporter) {
             return;
         }
         let entry = self.reports.entry(f.target).or_default();
@@ -258,6 +260,7 @@ impl MonServices {
             return;
         }
         if state.osdmap.is_up(m.osd) {
+            eprintln!("osd.{} marked itself down", m.osd);
             self.mark_down(state, m.osd, now_ms);
         }
     }
@@ -278,7 +281,7 @@ impl MonServices {
     fn check_failures(&mut self, state: &ClusterState, now_ms: u64) {
         let ttl = self.config.failure_report_ttl_ms;
         for reporters in self.reports.values_mut() {
-            reporters.retain(|_, at| now_ms.saturating_sub(*at) <= ttl);
+            reporters.retain(|r, at| now_ms.saturating_sub(*at) <= ttl && state.osdmap.is_up(*r));
         }
         self.reports.retain(|_, r| !r.is_empty());
         let up = state.osdmap.osds.iter().filter(|o| o.exists && o.up).count();
@@ -291,6 +294,8 @@ impl MonServices {
             .map(|(t, _)| *t)
             .collect();
         for t in doomed {
+            let by: Vec<String> = self.reports.get(&t).map(|r| r.keys().map(|o| format!("osd.{o}")).collect()).unwrap_or_default();
+            eprintln!("osd.{t} marked down: reported failed by {}", by.join(", "));
             self.mark_down(state, t, now_ms);
         }
     }
@@ -313,6 +318,7 @@ impl MonServices {
             .map(|o| o.id)
             .collect();
         for osd in silent {
+            eprintln!("osd.{osd} marked down: no beacon for {grace} ms");
             self.mark_down(state, osd, now_ms);
         }
         self.check_failures(state, now_ms);

@@ -161,6 +161,42 @@ fn changes_are_batched_into_one_log_entry() {
 }
 
 #[test]
+fn a_reporter_that_is_down_takes_nobody_down() {
+    let mut h = Harness::new();
+    h.svc.config.min_down_reporters = 1;
+    for i in 0..2 {
+        h.new_osd(i);
+        h.boot(i);
+    }
+    // osd.1 says goodbye; its late report about osd.0 must not count.
+    h.svc.handle_mark_me_down(&h.state, &OsdMarkMeDown { osd: 1, epoch: 0 }, h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(1));
+    h.svc.handle_failure(&h.state, &OsdFailure { reporter: 1, target: 0, epoch: 1, failed_for_ms: 6000, still_failed: true }, h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(0), "a down reporter marked osd.0 down");
+    // A report filed while the reporter was up lapses once it goes down.
+    h.boot(1);
+    h.svc.config.min_down_reporters = 2;
+    for i in 2..4 {
+        h.new_osd(i);
+        h.boot(i);
+    }
+    let report = |reporter| OsdFailure { reporter, target: 0, epoch: 1, failed_for_ms: 6000, still_failed: true };
+    h.svc.handle_failure(&h.state, &report(1), h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(0), "one reporter of two needed");
+    h.svc.handle_mark_me_down(&h.state, &OsdMarkMeDown { osd: 1, epoch: 0 }, h.now);
+    h.commit();
+    h.svc.handle_failure(&h.state, &report(2), h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(0), "osd.1's report outlived its going down");
+    h.svc.handle_failure(&h.state, &report(3), h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(0), "two reporters that are up");
+}
+
+#[test]
 fn failures_beacons_and_down_out() {
     let mut h = Harness::new();
     h.svc.config.min_down_reporters = 2;
