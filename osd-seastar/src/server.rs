@@ -764,14 +764,14 @@ impl Shard {
         Ok(conn)
     }
 
-    async fn pg_list(&self, l: PgList) -> PgListReply {
+    async fn pg_list(self: &Rc<Self>, l: PgList) -> PgListReply {
         let map = self.map_at_least(l.epoch).await;
         let reply = |result, objects, more| PgListReply { reqid: l.reqid, result, epoch: map.epoch, objects, more };
         if map.epoch < l.epoch {
             return reply(Errno::Again.result(), Vec::new(), false);
         }
-        let primary = map.pg_placement(l.pg).is_ok_and(|placed| placed.acting_primary == Some(self.osd)) && map.pg_shard(l.pg, self.osd) == Some(self.shard);
-        if !primary {
+        self.advance_pgs(&map);
+        if self.primary_acting_len(&map, l.pg).is_none() {
             return reply(Errno::Again.result(), Vec::new(), false);
         }
         let coll = coll_of(l.pg);

@@ -181,10 +181,12 @@ impl Objects {
 
     /// The object, created empty if absent.
     pub fn get_or_create(&mut self, name: &str) -> &mut Onode {
+        // No key allocated for an object that exists (a touch per write).
         if !self.by_name.contains_key(name) {
             self.order.insert(name.to_string());
+            self.by_name.insert(name.to_string(), Onode::default());
         }
-        self.by_name.entry(name.to_string()).or_default()
+        self.by_name.get_mut(name).expect("present: inserted above if it was not")
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Onode> {
