@@ -193,7 +193,14 @@ fn kill_9_while_writers_run_loses_no_acknowledged_write() {
                 (n, failures)
             }));
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Kill only once writes are being acknowledged: on a loaded CI
+        // machine peering a fresh pool can take longer than a fixed sleep.
+        let started = Instant::now();
+        while acked.lock().unwrap().len() < 16 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no writes acknowledged before the kill");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(cluster::signal(&c.dir, "osd.2", 9));
         let killed = Instant::now();
         while rados.osdmap().is_up(2) {
@@ -209,7 +216,7 @@ fn kill_9_while_writers_run_loses_no_acknowledged_write() {
             let (n, _failures) = w.await.unwrap();
             total += n;
         }
-        assert!(total > 0 && acked_at_down > 0);
+        assert!(total > 0 && acked_at_down > 0, "writes attempted {total}, acknowledged when osd.2 went down {acked_at_down}");
         let acked = acked.lock().unwrap().clone();
         for (name, value) in &acked {
             assert_eq!(&io.read(name, 0, 0).await.unwrap(), value, "{name} before osd.2 returns");

@@ -27,14 +27,21 @@ pub async fn ask(conf: &Config, addr: &str, line: &str, json: bool) -> Result<Co
 pub async fn wait_for_pools(conf: &Config, addr: &str, want: &[String], within: Duration) {
     let start = Instant::now();
     loop {
-        if let Ok(r) = ask(conf, addr, "osd pool ls", true).await {
-            if let Ok(have) = serde_json::from_str::<Vec<String>>(&r.output) {
-                if want.iter().all(|p| have.contains(p)) {
-                    return;
+        // What the monitor said last, for the failure message.
+        let seen = match ask(conf, addr, "osd pool ls", true).await {
+            Ok(r) => match serde_json::from_str::<Vec<String>>(&r.output) {
+                Ok(have) => {
+                    let missing: Vec<&String> = want.iter().filter(|p| !have.contains(p)).collect();
+                    if missing.is_empty() {
+                        return;
+                    }
+                    format!("missing {missing:?}")
                 }
-            }
-        }
-        assert!(start.elapsed() < within, "the monitor at {addr} never showed all {} pools", want.len());
+                Err(_) => format!("reply {} {:?}", r.result, r.output),
+            },
+            Err(e) => e,
+        };
+        assert!(start.elapsed() < within, "the monitor at {addr} never showed all {} pools; last: {seen}", want.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
