@@ -159,7 +159,12 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
                 std::env::set_var("SEPIA_DEV_OSD_MIB", "1024");
             }
             eprintln!("sepia-bench: starting 1 monitor and {} OSD(s) under {}", cfg.osds, dir.display());
-            cluster::up(&UpOptions { dir: dir.to_path_buf(), mons: 1, osds: cfg.osds, down_out_interval_s: 600 })?;
+            if let Err(e) = cluster::up(&UpOptions { dir: dir.to_path_buf(), mons: 1, osds: cfg.osds, down_out_interval_s: 600 }) {
+                // What the daemons said, then none left running.
+                cluster::print_log_tails(dir, 20);
+                let _ = cluster::down(dir);
+                return Err(e);
+            }
             dir.join("sepia.conf")
         }
     };

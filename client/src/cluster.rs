@@ -249,7 +249,7 @@ impl Drop for Guard {
 }
 
 /// The last `lines` lines of every daemon log under `dir/out`, to stderr.
-fn print_log_tails(dir: &Path, lines: usize) {
+pub fn print_log_tails(dir: &Path, lines: usize) {
     let Ok(entries) = std::fs::read_dir(dir.join("out")) else { return };
     let mut logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect();
     logs.sort();
