@@ -85,6 +85,7 @@ fn big_map() -> OsdMap {
             addrs: (0..4).map(|s| format!("10.0.{}.{}:{}", id / 250, id % 250, 6800 + s)).collect(),
             up_from: 0,
             down_at: 0,
+            lost_at: 0,
         });
     }
     map

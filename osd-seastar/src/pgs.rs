@@ -450,7 +450,7 @@ fn log_blocked(osd: OsdId, pg: PgId, before: Option<&Interval>, now: Option<&Int
     if let Some(iv) = now.filter(|iv| Some(*iv) != before) {
         let why = if iv.unknown { "maps this OSD never saw; one of the acting set last known before them must answer" } else { "it may have accepted writes" };
         eprintln!(
-            "osd.{osd} pg {pg}: down: waiting for one of osds {:?} (past interval {}..={}: {why}); bring one back",
+            "osd.{osd} pg {pg}: down: waiting for one of osds {:?} (past interval {}..={}: {why}); bring one back, or if they are gone for good mark them lost (osd lost ID --yes-i-really-mean-it)",
             iv.acting, iv.start, iv.end
         );
     }
@@ -550,6 +550,8 @@ impl Shard {
         }
         self.pgs_epoch.set(map.epoch);
         let weights = map.crush_weights();
+        // OSDs marked lost (`osd lost`), with the epoch that did it.
+        let lost: BTreeMap<OsdId, Epoch> = map.osds.iter().filter(|o| o.exists && o.lost_at != 0).map(|o| (o.id, o.lost_at)).collect();
         let mut ws = crush_simd::Workspace::new();
         let mut batches = Vec::new();
         for pool in map.pools.values() {
@@ -585,7 +587,7 @@ impl Shard {
                 let incarnation = acting.iter().map(|&o| map.osd(o).map_or(0, |i| i.up_from)).collect();
                 let mut out = Vec::new();
                 let was_blocked = slot.pg.blocked_by().cloned();
-                slot.pg.map_change_with(map.epoch, acting, placed.acting_primary, incarnation, &mut out);
+                slot.pg.map_change_with(map.epoch, acting, placed.acting_primary, incarnation, &lost, &mut out);
                 log_blocked(self.osd, pg, was_blocked.as_ref(), slot.pg.blocked_by());
                 if !out.is_empty() {
                     batches.push((pg, out));
@@ -602,7 +604,8 @@ impl Shard {
     /// Runs `f` on a PG and carries out what it asks for.
     ///
     /// A PG that becomes down because a past interval has no member
-    /// answering says which one (the operator must bring one back).
+    /// answering says which one (the operator must bring one back, or
+    /// mark them lost).
     pub(crate) fn with_pg(self: &Rc<Self>, pg: PgId, f: impl FnOnce(&mut Pg<WriteRef>, &mut Vec<Effect<WriteRef>>)) {
         let mut out = Vec::new();
         {
@@ -670,6 +673,7 @@ impl Shard {
                 }
                 Effect::Read { object } => self.queue_apply(ApplyItem::Read { pg, object }),
                 Effect::List { tag, after, until, max } => self.queue_apply(ApplyItem::List { pg, tag, after, until, max }),
+                Effect::Log { message } => eprintln!("osd.{} pg {pg}: {message}", self.osd),
             }
         }
     }

@@ -3,7 +3,9 @@
 //! was down must not be hidden when the other comes back alone after the
 //! first died too. The returning OSD walks the maps it missed (the monitor
 //! sends the incrementals since the epoch it recorded), learns that the
-//! first OSD went active alone, and keeps those PGs down until it answers.
+//! first OSD went active alone, and keeps those PGs down until it answers,
+//! or until the operator marks it lost (`osd lost`) and gives up what only
+//! it held.
 
 mod common;
 use common::{pool, runtime};
@@ -47,9 +49,39 @@ async fn mark_down(rados: &Arc<Rados>, id: i32) {
     }
 }
 
-#[test]
-fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
-    let (c, conf) = start("lone-writes", 2);
+/// The reads of every object from osd.1 alone, each bounded by `wait`:
+/// the content of each one served.
+async fn reads(io: &sepia_client::rados::IoCtx, wait: Duration) -> Vec<Option<Vec<u8>>> {
+    let mut reads = Vec::new();
+    for i in 0..OBJECTS {
+        let io = io.clone();
+        reads.push(tokio::spawn(async move {
+            tokio::time::timeout(wait, io.read(&format!("o{i}"), 0, 0)).await
+        }));
+    }
+    let mut served = Vec::new();
+    for r in reads {
+        served.push(match r.await.unwrap() {
+            Ok(Ok(v)) => Some(v),
+            _ => None,
+        });
+    }
+    served
+}
+
+/// Both OSDs write "first"; osd.1 (B) dies and osd.0 (A) alone
+/// acknowledges "second"; A dies too and B restarts alone. Checks that B
+/// serves nothing and says it waits for A. Returns the cluster, its
+/// config, the runtime and what B logged since its restart.
+fn b_returns_alone(
+    name: &str,
+) -> (
+    Cluster,
+    Config,
+    tokio::runtime::Runtime,
+    impl Fn() -> String,
+) {
+    let (c, conf) = start(name, 2);
     let rt = runtime();
     rt.block_on(async {
         let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
@@ -72,7 +104,7 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
     // What osd.1 logs from now on (its log file is appended to).
     let log = c.dir.join("out").join("osd.1.log");
     let mark = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-    let logged = || {
+    let logged = move || {
         String::from_utf8_lossy(
             std::fs::read(&log)
                 .unwrap_or_default()
@@ -81,21 +113,13 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
         )
         .to_string()
     };
-    let summary = || {
-        logged()
-            .lines()
-            .rev()
-            .find(|l| l.contains(" pgs: "))
-            .unwrap_or("")
-            .to_string()
-    };
     cluster::start_osd(&c.dir, 1).unwrap();
     rt.block_on(async {
         let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
         // Peering ends (down, or — the bug — active).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let s = summary();
+            let s = summary(&logged());
             if !s.is_empty() && !s.contains("peering") && !s.contains("stray") {
                 break;
             }
@@ -108,15 +132,8 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
         // Nothing is served: every read waits (the stale "first" must
         // never come back).
         let io = rados.ioctx("p").unwrap();
-        let mut reads = Vec::new();
-        for i in 0..OBJECTS {
-            let io = io.clone();
-            reads.push(tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_secs(3), io.read(&format!("o{i}"), 0, 0)).await
-            }));
-        }
-        for (i, r) in reads.into_iter().enumerate() {
-            if let Ok(Ok(v)) = r.await.unwrap() {
+        for (i, r) in reads(&io, Duration::from_secs(3)).await.into_iter().enumerate() {
+            if let Some(v) = r {
                 panic!(
                     "o{i} served by osd.1 alone: {:?}",
                     String::from_utf8_lossy(&v)
@@ -124,7 +141,7 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
             }
         }
         // Its PGs are down, waiting for osd.0, and the log says why.
-        let s = summary();
+        let s = summary(&logged());
         assert!(
             s.contains("down") && !s.contains("active"),
             "osd.1 alone must serve none of these PGs: {s}"
@@ -134,6 +151,21 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
             "osd.1 never said its PGs wait for osd.0"
         );
     });
+    (c, conf, rt, logged)
+}
+
+/// The newest PG summary line in `log`.
+fn summary(log: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.contains(" pgs: "))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
+    let (c, conf, rt, _logged) = b_returns_alone("lone-writes");
     // A returns: every acknowledged write reads back with its newest content.
     cluster::start_osd(&c.dir, 0).unwrap();
     cluster::wait_for_osds_up(&c.dir, 2, Duration::from_secs(30)).unwrap();
@@ -159,6 +191,62 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
                 "o{i}"
             );
         }
+    });
+    drop(c);
+}
+
+/// The operator gives osd.0 up: `osd lost 0 --yes-i-really-mean-it` lets
+/// osd.1's PGs go active with what it holds ("first"); the writes only
+/// osd.0 acknowledged are lost, as the operator accepted.
+#[test]
+fn marking_the_missing_osd_lost_lets_the_survivor_serve() {
+    let (c, conf, rt, logged) = b_returns_alone("lost");
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let cmd = |words: &str| words.split_whitespace().map(String::from).collect::<Vec<String>>();
+        // Without the flag: refused, and nothing changes.
+        let r = rados.command(&cmd("osd lost 0"), false).await.unwrap();
+        assert_eq!(r.result, -libc::EPERM, "{}", r.status);
+        assert!(r.status.contains("--yes-i-really-mean-it"), "{}", r.status);
+        // An OSD that is up cannot be lost.
+        let r = rados.command(&cmd("osd lost 1 --yes-i-really-mean-it"), false).await.unwrap();
+        assert_eq!(r.result, -libc::EBUSY, "{}", r.status);
+        let r = rados.command(&cmd("osd lost 0 --yes-i-really-mean-it"), false).await.unwrap();
+        assert_eq!(r.result, 0, "{}", r.status);
+        assert!(r.status.starts_with("marked osd lost in epoch "), "{}", r.status);
+        let dump = rados.command(&cmd("osd dump"), true).await.unwrap();
+        let dump: serde_json::Value = serde_json::from_str(&dump.output).unwrap();
+        let osd0 = dump["osds"].as_array().unwrap().iter().find(|o| o["osd"] == 0).unwrap().clone();
+        assert!(osd0["lost_at"].as_u64().unwrap() > 0, "{osd0}");
+        // osd.1 goes active alone and serves what it holds.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = summary(&logged());
+            if s.contains("active") && !s.contains("down") && !s.contains("peering") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "osd.1 never went active once osd.0 was lost: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let io = rados.ioctx("p").unwrap();
+        for (i, r) in reads(&io, Duration::from_secs(10)).await.into_iter().enumerate() {
+            assert_eq!(r.as_deref(), Some(&b"first"[..]), "o{i}: osd.1's copy, the only one left");
+        }
+        // (Said once the activation is durable.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !logged().contains("active without waiting for lost OSDs") {
+            assert!(
+                Instant::now() < deadline,
+                "osd.1 never said it gave osd.0's writes up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // And it takes writes again.
+        io.write_full("o0", b"third").await.unwrap();
+        assert_eq!(io.read("o0", 0, 0).await.unwrap(), b"third");
     });
     drop(c);
 }

@@ -143,6 +143,10 @@ pub struct OsdInfo {
     pub addrs: Vec<String>,
     pub up_from: Epoch,
     pub down_at: Epoch,
+    /// The epoch of the map that marked this OSD lost (`osd lost`; 0:
+    /// never). Peering no longer waits for it in a past interval that
+    /// ended before this epoch: the operator declared its data gone.
+    pub lost_at: Epoch,
 }
 
 impl OsdInfo {
@@ -488,6 +492,7 @@ impl OsdMap {
                     addrs: Vec::new(),
                     up_from: 0,
                     down_at: 0,
+                    lost_at: 0,
                 });
             }
         }

@@ -18,6 +18,7 @@ fn base_map() -> OsdMap {
             addrs: vec![format!("127.0.0.1:{}", 6800 + id * 2), format!("127.0.0.1:{}", 6801 + id * 2)],
             up_from: 1,
             down_at: 0,
+            lost_at: 0,
         });
     }
     map
@@ -32,6 +33,7 @@ enum Edit {
     MarkDown(i32),
     MarkUp(i32),
     MarkOut(i32),
+    MarkLost(i32),
     Reweight(i32, u32),
     AddOsd,
     PgTemp(usize, u32, Vec<i32>),
@@ -49,6 +51,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         (0i32..26).prop_map(Edit::MarkDown),
         (0i32..26).prop_map(Edit::MarkUp),
         (0i32..26).prop_map(Edit::MarkOut),
+        (0i32..26).prop_map(Edit::MarkLost),
         (0i32..26, 0u32..=0x10000).prop_map(|(o, w)| Edit::Reweight(o, w)),
         Just(Edit::AddOsd),
         (0usize..8, 0u32..64, proptest::collection::vec(0i32..24, 1..4)).prop_map(|(p, s, v)| Edit::PgTemp(p, s, v)),
@@ -114,6 +117,11 @@ fn apply_edit(map: &mut OsdMap, e: &Edit) {
                 osd.up_from = map.epoch;
             }
         }
+        Edit::MarkLost(o) => {
+            if let Some(osd) = map.osds.get_mut(o as usize) {
+                osd.lost_at = map.epoch;
+            }
+        }
         Edit::MarkOut(o) => {
             if let Some(osd) = map.osds.get_mut(o as usize) {
                 osd.weight = OSD_OUT;
@@ -135,6 +143,7 @@ fn apply_edit(map: &mut OsdMap, e: &Edit) {
                 addrs: vec![format!("127.0.0.1:{}", 7000 + id)],
                 up_from: 0,
                 down_at: 0,
+                lost_at: 0,
             });
         }
         Edit::PgTemp(i, seed, v) => {

@@ -52,6 +52,7 @@ fn big_map(out: Option<i32>) -> OsdMap {
             addrs: vec!["127.0.0.1:6800".into()],
             up_from: 1,
             down_at: 0,
+            lost_at: 0,
         });
     }
     let pool = parse_pool(read("pool-big.txt").trim());

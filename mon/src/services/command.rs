@@ -192,7 +192,7 @@ pub fn write(p: &mut Pending, config: &MonConfig, args: &[String], json: bool, n
                     p.osdmap.crush.remove_item(&name)?;
                 }
                 let o = &mut p.osdmap.osds[id as usize];
-                *o = OsdInfo { id, uuid: [0; 16], exists: false, up: false, weight: OSD_OUT, addrs: vec![], up_from: 0, down_at: 0 };
+                *o = OsdInfo { id, uuid: [0; 16], exists: false, up: false, weight: OSD_OUT, addrs: vec![], up_from: 0, down_at: 0, lost_at: 0 };
                 if p.auth.remove(&name).is_some() {
                     p.auth_txs.push(Tx::AuthRm { entity: name.clone() });
                 }
@@ -228,6 +228,7 @@ pub fn write(p: &mut Pending, config: &MonConfig, args: &[String], json: bool, n
             };
             Ok((format!("{past} {}. ", changed.join(", ")), String::new()))
         }
+        ["osd", "lost", rest @ ..] => osd_lost(p, rest),
         ["osd", "reweight", id, weight] => {
             let id = parse_osd_id(id)?;
             osd_exists(&p.osdmap, id)?;
@@ -474,11 +475,44 @@ fn osd_new(p: &mut Pending, rest: &[&str], json: bool) -> Result<(String, String
     claim_entity(p, id)?;
     while p.osdmap.osds.len() <= id as usize {
         let next = p.osdmap.osds.len() as OsdId;
-        p.osdmap.osds.push(OsdInfo { id: next, uuid: [0; 16], exists: false, up: false, weight: OSD_OUT, addrs: vec![], up_from: 0, down_at: 0 });
+        p.osdmap.osds.push(OsdInfo { id: next, uuid: [0; 16], exists: false, up: false, weight: OSD_OUT, addrs: vec![], up_from: 0, down_at: 0, lost_at: 0 });
     }
-    p.osdmap.osds[id as usize] = OsdInfo { id, uuid, exists: true, up: false, weight: OSD_IN, addrs: vec![], up_from: 0, down_at: 0 };
+    p.osdmap.osds[id as usize] = OsdInfo { id, uuid, exists: true, up: false, weight: OSD_IN, addrs: vec![], up_from: 0, down_at: 0, lost_at: 0 };
     p.osd_dirty = true;
     answer(id)
+}
+
+/// `osd lost ID --yes-i-really-mean-it` (Ceph's): records `lost_at` = this
+/// map's epoch for a down OSD, so peering stops waiting for it in the past
+/// intervals that ended before (the writes only it holds are given up).
+/// It stays lost for those intervals if it boots again; intervals after
+/// its return need it as any member.
+fn osd_lost(p: &mut Pending, rest: &[&str]) -> Result<(String, String), CmdError> {
+    const SURE: &str = "--yes-i-really-mean-it";
+    let sure = rest.contains(&SURE);
+    let ids: Vec<&str> = rest.iter().copied().filter(|w| *w != SURE).collect();
+    if let Some(bad) = ids.iter().find(|w| w.starts_with("--")) {
+        return Err(inval(format!("osd lost: unknown option {bad}")));
+    }
+    let [id] = ids.as_slice() else { return Err(inval(format!("usage: osd lost ID {SURE}"))) };
+    let id = parse_osd_id(id)?;
+    if !sure {
+        return Err(err(
+            Errno::Perm,
+            format!(
+                "are you SURE? this might mean real, permanent data loss: marking osd.{id} lost lets the PGs waiting for it go active \
+                 without the writes only it holds. Pass {SURE} if you really do."
+            ),
+        ));
+    }
+    osd_exists(&p.osdmap, id)?;
+    if p.osdmap.is_up(id) {
+        return Err(err(Errno::Busy, format!("osd.{id} is not down")));
+    }
+    let epoch = p.osdmap.epoch;
+    p.osdmap.osds[id as usize].lost_at = epoch;
+    p.osd_dirty = true;
+    Ok((format!("marked osd lost in epoch {epoch}"), String::new()))
 }
 
 /// An OSD boots: up, with its addresses; placed in CRUSH under its host

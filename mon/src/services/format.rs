@@ -283,7 +283,7 @@ pub fn osd_dump(map: &OsdMap, json_out: bool) -> String {
             "pools": map.pools.values().map(|p| pool_json(p, map)).collect::<Vec<_>>(),
             "osds": map.osds.iter().filter(|o| o.exists).map(|o| json!({
                 "osd": o.id, "uuid": uuid(&o.uuid), "up": u8::from(o.up), "in": u8::from(o.weight != OSD_OUT),
-                "weight": weight_f(o.weight), "up_from": o.up_from, "down_at": o.down_at,
+                "weight": weight_f(o.weight), "up_from": o.up_from, "down_at": o.down_at, "lost_at": o.lost_at,
                 "shards": o.addrs.len(), "addrs": o.addrs,
             })).collect::<Vec<_>>(),
             "pg_temp": map.pg_temp.iter().map(|(pg, v)| json!({"pgid": pg.to_string(), "osds": v})).collect::<Vec<_>>(),
@@ -306,13 +306,15 @@ pub fn osd_dump(map: &OsdMap, json_out: bool) -> String {
     out.push_str(&format!("\nmax_osd {}\n", map.osds.len()));
     for o in map.osds.iter().filter(|o| o.exists) {
         out.push_str(&format!(
-            "osd.{} {} {} weight {} up_from {} down_at {} shards {} {} {}\n",
+            "osd.{} {} {} weight {} up_from {} down_at {}{} shards {} {} {}\n",
             o.id,
             if o.up { "up  " } else { "down" },
             if o.weight != OSD_OUT { "in " } else { "out" },
             weight_f(o.weight),
             o.up_from,
             o.down_at,
+            // As Ceph prints it: only for an OSD marked lost.
+            if o.lost_at != 0 { format!(" lost_at {}", o.lost_at) } else { String::new() },
             o.addrs.len(),
             if o.addrs.is_empty() { "-".to_string() } else { o.addrs.join(",") },
             uuid(&o.uuid)

@@ -242,6 +242,62 @@ fn failures_beacons_and_down_out() {
 }
 
 #[test]
+fn osd_lost_marks_a_down_osd_lost_in_the_new_epoch() {
+    use sepia_proto::errno::Errno;
+    let mut h = Harness::new();
+    for i in 0..3 {
+        h.new_osd(i);
+        h.boot(i);
+    }
+    // Without the flag: EPERM, saying what it would do; nothing changes.
+    let epoch = h.state.osdmap.epoch;
+    let (code, status, _) = h.cmd("osd lost 1");
+    assert_eq!(code, Errno::Perm.result(), "{status}");
+    assert!(status.contains("--yes-i-really-mean-it") && status.contains("osd.1") && status.contains("data loss"), "{status}");
+    // An OSD that does not exist, or is up: ENOENT, EBUSY.
+    let (code, status, _) = h.cmd("osd lost 7 --yes-i-really-mean-it");
+    assert_eq!(code, Errno::NoEnt.result(), "{status}");
+    assert!(status.contains("osd.7 does not exist"), "{status}");
+    let (code, status, _) = h.cmd("osd lost osd.1 --yes-i-really-mean-it");
+    assert_eq!(code, Errno::Busy.result(), "{status}");
+    assert!(status.contains("osd.1 is not down"), "{status}");
+    // Malformed: EINVAL.
+    for bad in ["osd lost", "osd lost 1 2 --yes-i-really-mean-it", "osd lost x --yes-i-really-mean-it", "osd lost 1 --force"] {
+        assert_eq!(h.cmd(bad).0, Errno::Inval.result(), "{bad}");
+    }
+    assert_eq!(h.state.osdmap.epoch, epoch, "refusals change nothing");
+    assert!(h.state.osdmap.osds.iter().all(|o| o.lost_at == 0));
+    // Down, then lost: the new map has lost_at = its own epoch.
+    h.ok("osd down 1");
+    let down_epoch = h.state.osdmap.epoch;
+    let (code, status, _) = h.cmd("osd lost osd.1 --yes-i-really-mean-it");
+    assert_eq!(code, 0, "{status}");
+    let lost_epoch = h.state.osdmap.epoch;
+    assert_eq!(lost_epoch, down_epoch + 1);
+    assert_eq!(status, format!("marked osd lost in epoch {lost_epoch}"));
+    assert_eq!(h.state.osdmap.osds[1].lost_at, lost_epoch);
+    assert!(h.state.osdmap.osds.iter().filter(|o| o.id != 1).all(|o| o.lost_at == 0));
+    // The flag may come first, as the words arrive.
+    h.ok("osd down 2");
+    h.ok("osd lost --yes-i-really-mean-it 2");
+    assert_eq!(h.state.osdmap.osds[2].lost_at, h.state.osdmap.epoch);
+    // `osd dump` shows it, as Ceph does.
+    let dump: serde_json::Value = serde_json::from_str(&h.svc_read("osd dump", true)).unwrap();
+    let osd1 = dump["osds"].as_array().unwrap().iter().find(|o| o["osd"] == 1).unwrap();
+    assert_eq!(osd1["lost_at"], lost_epoch);
+    let osd0 = dump["osds"].as_array().unwrap().iter().find(|o| o["osd"] == 0).unwrap();
+    assert_eq!(osd0["lost_at"], 0);
+    let plain = h.svc_read("osd dump", false);
+    assert!(plain.lines().any(|l| l.starts_with("osd.1 ") && l.contains(&format!("lost_at {lost_epoch}"))), "{plain}");
+    assert!(plain.lines().any(|l| l.starts_with("osd.0 ") && !l.contains("lost_at")), "{plain}");
+    // Booting again does not clear it (peering compares epochs).
+    h.boot(1);
+    assert!(h.state.osdmap.is_up(1));
+    assert_eq!(h.state.osdmap.osds[1].lost_at, lost_epoch);
+    assert!(h.state.osdmap.osds[1].up_from > lost_epoch);
+}
+
+#[test]
 fn non_leaders_and_minorities_refuse_changes() {
     let mut h = Harness::new();
     h.quorum.is_leader = false;
@@ -312,7 +368,7 @@ proptest::proptest! {
                 "auth", "get-or-create", "caps", "mon", "new", "in", "out", "down", "tree", "dump", "ls", "map", "rbd",
                 "size", "min_size", "pg_num", "pgp_num", "crush_rule", "--size", "--ec", "--min-size", "host=a", "root=default",
                 "osd.0", "osd.1", "client.x", "allow *", "0", "1", "3", "-1", "2+1", "0.5", "99999999999", "set-quota", "max_bytes",
-                "noout", "setcrushmap", "--yes-i-really-really-mean-it", "health", "status", "quorum_status", "add-bucket", "rack"])
+                "noout", "setcrushmap", "--yes-i-really-really-mean-it", "lost", "--yes-i-really-mean-it", "health", "status", "quorum_status", "add-bucket", "rack"])
                 .prop_map(String::from),
             "[ -~]{0,12}",
         ], 0..7)) {

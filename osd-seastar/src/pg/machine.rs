@@ -43,10 +43,23 @@
 //! (this OSD did not see those maps, so its own copy proves nothing); if
 //! that set held nobody else, any complete member vouches. Until one
 //! answers the PG is *down*, and `blocked_by` names the interval, which
-//! the shell logs (an operator who knows those OSDs are gone for good has
-//! to bring one back: there is no `osd lost` yet). A restarted PG always
-//! starts a new interval with its first map (its old peering state is
-//! gone).
+//! the shell logs.
+//!
+//! Lost OSDs: an operator who knows those OSDs are gone for good marks
+//! them lost (`osd lost ID --yes-i-really-mean-it`: the map records
+//! `lost_at`, the epoch of the map that did it, and every map brings the
+//! PG the lost set). A past interval, known or a gap, whose members who
+//! could vouch are all lost with `lost_at > end` no longer blocks: nobody
+//! can do better than the responders, and the writes only those members
+//! held are given up (the PG logs it when it goes active). A down primary
+//! chooses again when a map changes the lost set within its interval. An
+//! OSD marked lost that boots again is not lost for intervals after that
+//! (they end after its `lost_at`), and one that answers vouches as usual.
+//! (Ceph records `down_at` and compares with the interval's first epoch;
+//! here the mark covers every interval that ended before it.)
+//!
+//! A restarted PG always starts a new interval with its first map (its
+//! old peering state is gone).
 //!
 //! Invariants (`invariants()`, called by the simulator after every step):
 //! the log is ordered and bounded; only an active primary has writes in
@@ -278,6 +291,9 @@ pub enum Effect<W> {
         /// The intervals this PG knows of.
         history: PgHistory,
     },
+    /// Something the operator should read in the OSD's log (after the
+    /// effects before it are done).
+    Log { message: String },
 }
 
 /// A client write waiting to be ordered.
@@ -353,6 +369,11 @@ pub struct Pg<W> {
     restored: bool,
     /// The past interval that keeps this PG down (for the operator).
     blocked_by: Option<Interval>,
+    /// `lost_at` of the OSDs the newest map says are lost (`osd lost`).
+    lost: BTreeMap<OsdId, Epoch>,
+    /// Primary: what the last choice gave up because of lost OSDs, said
+    /// in the log when the PG goes active.
+    lost_passed: Vec<String>,
     /// Pulls answered with the wrong version so far: a last-resort pull
     /// (from a copy nobody vouches for) tries the next member each time.
     pull_turn: usize,
@@ -405,6 +426,8 @@ impl<W: Clone> Pg<W> {
             interval_start: current.as_ref().map_or(0, |c| c.start),
             restored,
             blocked_by: None,
+            lost: BTreeMap::new(),
+            lost_passed: Vec::new(),
             pull_turn: 0,
             missing: durable.missing.into_iter().collect(),
             notifies: BTreeMap::new(),
@@ -531,8 +554,10 @@ impl<W: Clone> Pg<W> {
     }
 
     /// A new map epoch: same acting set and primary = same interval.
+    /// (The lost OSDs stay as the last map said.)
     pub fn map_change(&mut self, epoch: Epoch, acting: Vec<OsdId>, primary: Option<OsdId>, out: &mut Vec<Effect<W>>) {
-        self.map_change_with(epoch, acting, primary, Vec::new(), out);
+        let lost = self.lost.clone();
+        self.map_change_with(epoch, acting, primary, Vec::new(), &lost, out);
     }
 
     /// A new map epoch, where `incarnation` names each acting member's
@@ -540,9 +565,21 @@ impl<W: Clone> Pg<W> {
     /// maps lost its peering state, so a new life is a new interval even
     /// if the acting set reads the same.
     ///
+    /// `lost` holds the map's `lost_at` of every OSD marked lost (`osd
+    /// lost`): a past interval whose members are all lost since after it
+    /// ended no longer keeps the PG down (see the module doc).
+    ///
     /// The caller feeds every epoch in order; an epoch after a jump is a
     /// gap (maps nobody could give us): see the module doc.
-    pub fn map_change_with(&mut self, epoch: Epoch, acting: Vec<OsdId>, primary: Option<OsdId>, incarnation: Vec<Epoch>, out: &mut Vec<Effect<W>>) {
+    pub fn map_change_with(
+        &mut self,
+        epoch: Epoch,
+        acting: Vec<OsdId>,
+        primary: Option<OsdId>,
+        incarnation: Vec<Epoch>,
+        lost: &BTreeMap<OsdId, Epoch>,
+        out: &mut Vec<Effect<W>>,
+    ) {
         if epoch <= self.epoch {
             return;
         }
@@ -550,8 +587,19 @@ impl<W: Clone> Pg<W> {
         let same = !gap && !self.restored && acting == self.acting && primary == self.primary && incarnation == self.incarnation;
         self.incarnation = incarnation;
         self.restored = false;
+        let lost_changed = *lost != self.lost;
+        if lost_changed {
+            self.lost = lost.clone();
+        }
         if same && self.epoch != 0 {
             self.epoch = epoch;
+            // A map that marks an OSD lost may release a primary down for
+            // a past interval (every member answered: choose again).
+            if lost_changed && self.state == PgState::Down && self.blocked_by.is_some() && self.is_primary() {
+                self.state = PgState::Peering;
+                self.blocked_by = None;
+                self.try_choose(out);
+            }
             return;
         }
         if self.epoch != 0 {
@@ -578,6 +626,7 @@ impl<W: Clone> Pg<W> {
         self.walks.clear();
         self.held.clear();
         self.blocked_by = None;
+        self.lost_passed.clear();
         // The new interval is durable before anything about it is said
         // (the primary's flush below does the same).
         if !self.is_primary() || !self.acting.contains(&self.me) || self.acting.len() < self.params.min_size {
@@ -673,6 +722,10 @@ impl<W: Clone> Pg<W> {
         // went active (`Activated` lost): it counts as started there.
         let started = |n: &Notified| n.les.max(n.info.last_update.epoch);
         let les_max = self.notifies.values().filter(|n| complete(n)).map(started).max().unwrap_or(0);
+        // Marked lost (`osd lost`) after the interval ended: it will never
+        // answer for it, and the operator gave up what only it held.
+        let lost_after = |o: OsdId, end: Epoch| self.lost.get(&o).is_some_and(|&at| at > end);
+        let mut lost_passed = Vec::new();
         for iv in &self.past {
             // Its primary made `les` durable before any write: if it
             // answers with an older one, the interval never went active.
@@ -681,24 +734,29 @@ impl<W: Clone> Pg<W> {
             // A gap may hide any interval: see the module doc.
             let maybe_went_active = iv.end >= les_max && (iv.unknown || known_active);
             let answered = |o: &OsdId| self.notifies.get(o).is_some_and(complete);
-            let vouched = if iv.unknown {
-                // Not by us: we did not see those maps. With nobody else
-                // known, nobody can do better than us.
-                let mut others = iv.acting.iter().filter(|&&o| o != self.me).peekable();
-                if others.peek().is_none() {
-                    self.notifies.values().any(complete)
-                } else {
-                    others.any(answered)
-                }
+            // Who may vouch: for a gap, not us (we did not see those maps).
+            let vouchers: Vec<OsdId> = iv.acting.iter().copied().filter(|&o| !iv.unknown || o != self.me).collect();
+            let vouched = if iv.unknown && vouchers.is_empty() {
+                // A gap with nobody else known: nobody can do better than us.
+                self.notifies.values().any(complete)
             } else {
-                iv.acting.iter().any(answered)
+                vouchers.iter().any(answered)
             };
             if maybe_went_active && !vouched {
+                // Every one who could vouch is lost: nobody can do better
+                // than the responders.
+                if !vouchers.is_empty() && vouchers.iter().all(|&o| lost_after(o, iv.end)) {
+                    let at: Vec<String> = vouchers.iter().map(|o| format!("osd.{o} lost at {}", self.lost[o])).collect();
+                    let what = if iv.unknown { "maps this OSD never saw, last known acting" } else { "acting" };
+                    lost_passed.push(format!("past interval {}..={} ({what} {:?}; {})", iv.start, iv.end, iv.acting, at.join(", ")));
+                    continue;
+                }
                 self.state = PgState::Down;
                 self.blocked_by = Some(iv.clone());
                 return;
             }
         }
+        self.lost_passed = lost_passed;
         // Authoritative: among the complete members of the newest interval
         // that went active (highest les), the newest last_update; the
         // primary wins ties. A member with a newer entry from an older
@@ -957,6 +1015,10 @@ impl<W: Clone> Pg<W> {
         self.les = self.epoch;
         self.past.clear();
         out.push(self.durable_effect(None, Vec::new()));
+        if !self.lost_passed.is_empty() {
+            let passed = std::mem::take(&mut self.lost_passed).join("; ");
+            out.push(Effect::Log { message: format!("active without waiting for lost OSDs: {passed}; writes only they held are gone") });
+        }
         for &o in &self.acting {
             if o != self.me {
                 out.push(Effect::Send { to: o, msg: PeerMsg::Activated { epoch: self.epoch } });
@@ -1733,6 +1795,105 @@ mod tests {
         let mut out = Vec::new();
         pg.map_change(20, vec![1], Some(1), &mut out);
         assert_eq!(pg.state(), PgState::Active, "nobody else was known: no deadlock");
+    }
+
+    /// osd.1 restarted (see `restarted`), then osd.0 went on alone at
+    /// epoch 11 (a known interval that may have taken writes) and osd.1
+    /// is alone from epoch 12: down, waiting for osd.0.
+    fn down_for_osd0_alone() -> Pg<u64> {
+        let mut pg = restarted(vec![0, 1]);
+        let mut out = Vec::new();
+        pg.map_change(11, vec![0], Some(0), &mut out);
+        pg.map_change(12, vec![1], Some(1), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Down);
+        let iv = pg.blocked_by().expect("names the interval");
+        assert!(!iv.unknown && iv.start == 11 && iv.end == 11 && iv.acting == vec![0], "{iv:?}");
+        pg
+    }
+
+    fn lost(osds: &[(OsdId, Epoch)]) -> BTreeMap<OsdId, Epoch> {
+        osds.iter().copied().collect()
+    }
+
+    fn logged(out: &[Effect<u64>]) -> Vec<&str> {
+        out.iter().filter_map(|e| if let Effect::Log { message } = e { Some(message.as_str()) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_pg_down_for_a_past_interval_goes_active_once_its_members_are_lost() {
+        let mut pg = down_for_osd0_alone();
+        // Another OSD marked lost changes nothing.
+        let mut out = Vec::new();
+        pg.map_change_with(13, vec![1], Some(1), Vec::new(), &lost(&[(5, 13)]), &mut out);
+        assert_eq!(pg.state(), PgState::Down);
+        assert!(logged(&out).is_empty());
+        // osd.0 marked lost: same interval, but the PG chooses again.
+        let mut out = Vec::new();
+        pg.map_change_with(14, vec![1], Some(1), Vec::new(), &lost(&[(5, 13), (0, 14)]), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active, "nobody can do better than osd.1 now");
+        assert!(pg.blocked_by().is_none());
+        assert_eq!(pg.history().current.unwrap().start, 12, "still the same interval");
+        assert_eq!(pg.les(), 14);
+        assert!(pg.history().past.is_empty(), "the activation accounted for the past intervals");
+        let log = logged(&out);
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].contains("11..=11") && log[0].contains("osd.0 lost at 14"), "{}", log[0]);
+        // A later map with osd.0 still lost is nothing new.
+        let mut out = Vec::new();
+        pg.map_change_with(15, vec![1], Some(1), Vec::new(), &lost(&[(5, 13), (0, 14)]), &mut out);
+        assert_eq!(pg.state(), PgState::Active);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_osd_lost_before_the_interval_ended_does_not_release_it() {
+        let mut pg = down_for_osd0_alone();
+        // osd.0 was marked lost at 11 (and booted again, as the interval
+        // that needs it says): its writes of epoch 11 were not given up.
+        for (epoch, at) in [(13, 11), (14, 8)] {
+            let mut out = Vec::new();
+            pg.map_change_with(epoch, vec![1], Some(1), Vec::new(), &lost(&[(0, at)]), &mut out);
+            pg.invariants();
+            assert_eq!(pg.state(), PgState::Down, "lost_at {at} <= the interval's end 11");
+            assert_eq!(pg.blocked_by().map(|iv| (iv.start, iv.end)), Some((11, 11)));
+            assert!(logged(&out).is_empty());
+        }
+        // Marked lost again, now after the interval: released.
+        let mut out = Vec::new();
+        pg.map_change_with(15, vec![1], Some(1), Vec::new(), &lost(&[(0, 15)]), &mut out);
+        assert_eq!(pg.state(), PgState::Active);
+    }
+
+    #[test]
+    fn a_gap_is_released_when_the_members_last_known_are_lost() {
+        let mut pg = restarted(vec![0, 1]);
+        let mut out = Vec::new();
+        pg.map_change_with(20, vec![1], Some(1), Vec::new(), &lost(&[(0, 19)]), &mut out);
+        assert_eq!(pg.state(), PgState::Down, "lost at 19 does not cover a gap through 19");
+        let mut out = Vec::new();
+        pg.map_change_with(21, vec![1], Some(1), Vec::new(), &lost(&[(0, 21)]), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active);
+        assert!(logged(&out).iter().any(|m| m.contains("11..=19") && m.contains("never saw")), "{out:?}");
+    }
+
+    #[test]
+    fn a_lost_osd_that_answers_still_vouches() {
+        let mut pg = down_for_osd0_alone();
+        // osd.0 is marked lost, and comes back (a new interval): it
+        // answers, so nothing is given up and nothing is said.
+        let mut out = Vec::new();
+        pg.map_change_with(13, vec![1, 0], Some(1), Vec::new(), &lost(&[(0, 13)]), &mut out);
+        assert_eq!(pg.state(), PgState::Peering);
+        let notify = PeerMsg::Notify { epoch: 13, info: PgInfo::default(), les: 11, log: Vec::new(), missing: Vec::new(), last_backfill: BackfillPos::Max };
+        pg.peer(0, notify, &mut out);
+        assert!(pg.blocked_by().is_none());
+        pg.peer(0, PeerMsg::ActivateAck { epoch: 13 }, &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active);
+        assert!(logged(&out).is_empty(), "osd.0 vouched itself: {out:?}");
     }
 
     #[test]

@@ -217,6 +217,11 @@ impl Sim {
             }
             match e {
                 Effect::Apply { entry, txn, trim } => self.osds[at as usize].pending.push_back((entry, txn, trim)),
+                Effect::Log { message } => {
+                    if trace {
+                        eprintln!("  osd.{at} log: {message}");
+                    }
+                }
                 Effect::Send { to, msg } => {
                     if self.up[to as usize] {
                         self.net.entry((at, to)).or_default().push_back(msg);
