@@ -209,6 +209,16 @@ pub async fn run<C: Consensus>(
                 }
             }
             Some(req) = req_rx.recv() => {
+                // A connection is announced before its task starts, but
+                // `select!` may take its first request first: register
+                // the announced ones now, or its answers (a subscription,
+                // a command reply) would go nowhere and the peer would wait
+                // out its timeout.
+                while let Ok((id, tx)) = new_conn_rx.try_recv() {
+                    if conns.len() < limits::connections_max {
+                        conns.insert(id, tx);
+                    }
+                }
                 let Some(body) = &req.body else {
                     conns.remove(&req.conn);
                     subscribers.remove(&req.conn);

@@ -33,7 +33,7 @@
 //! `memory_usage` reports the total.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 
@@ -191,7 +191,7 @@ struct Inner {
     failed: Option<String>,
     counters: Counters,
     /// An upper bound of the next checkpoint's size: the last checkpoint's
-    /// body plus what ops since may have added (`meta_growth_bytes`).
+    /// body plus what ops since may have added (`txn_growth_bytes`).
     meta_bytes_bound: u64,
     /// The body size of the last full checkpoint (the bound's measured
     /// part).
@@ -212,6 +212,8 @@ pub struct Store<D: Device> {
     header: RegionHeader,
     inner: RefCell<Inner>,
     committing: Cell<bool>,
+    /// Woken whenever a committer finishes (`committing` turns false).
+    commit_ended: tokio::sync::Notify,
     plan_lock: async_lock::Mutex<()>,
     /// `limits::deltas_per_base_max`, lowered by tests to reach full
     /// checkpoints often.
@@ -341,10 +343,12 @@ impl<D: Device> Store<D> {
             // A delta whose crc holds was written by us: one that does not
             // decode is corruption, not a torn write.
             let rec = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint delta {}: {e}", h.index)))?;
-            for op in rec.txns.iter().flatten() {
-                delta_growth += meta_growth_bytes(&meta, op);
-                scratch.clear();
-                meta.apply(op, &mut scratch);
+            for txn in &rec.txns {
+                delta_growth += txn_growth_bytes(&meta, txn);
+                for op in txn {
+                    scratch.clear();
+                    meta.apply(op, &mut scratch);
+                }
             }
             journal_seq = h.journal_seq;
             delta_offset += len;
@@ -470,6 +474,7 @@ impl<D: Device> Store<D> {
                 delta_index,
             }),
             committing: Cell::new(false),
+            commit_ended: tokio::sync::Notify::new(),
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
         };
@@ -493,7 +498,10 @@ impl<D: Device> Store<D> {
     /// Flushes everything queued and writes a checkpoint, leaving the store
     /// usable (a clean shutdown calls this, then exits).
     pub async fn sync_checkpoint(&self) -> Result<(), StoreError> {
-        self.checkpoint_exclusive().await
+        // Any full checkpoint that ends after this holds everything queued
+        // now (checkpoints run under the plan lock, after the queue).
+        let asked_at = self.inner.borrow().counters.checkpoints;
+        self.checkpoint_exclusive(asked_at).await
     }
 
     /// Flushes everything queued and writes a final checkpoint.
@@ -549,7 +557,7 @@ impl<D: Device> Store<D> {
             // Metadata must always fit a checkpoint: a transaction that
             // could grow it past the slot (less a reserve) is refused with
             // ENOSPC, while ones that shrink it (removes) go on.
-            let growth: i64 = phys.iter().map(|op| meta_growth_bytes(&inner.meta, op)).sum();
+            let growth = txn_growth_bytes(&inner.meta, &phys);
             let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
             if growth > 0 && inner.meta_bytes_bound + growth as u64 > limit {
                 for (b, _) in &data {
@@ -559,9 +567,10 @@ impl<D: Device> Store<D> {
                 // since (deltas do not measure): measure it once with a
                 // full checkpoint before refusing.
                 if !remeasured && inner.worth_remeasuring(self.header.ckpt_bytes) {
+                    let asked_at = inner.counters.checkpoints;
                     drop(inner);
                     drop(guard);
-                    self.checkpoint_exclusive().await?;
+                    self.checkpoint_exclusive(asked_at).await?;
                     remeasured = true;
                     continue;
                 }
@@ -585,13 +594,22 @@ impl<D: Device> Store<D> {
 
     /// Flushes everything queued and writes a full checkpoint as the only
     /// committer: waits (without the plan lock, which a running committer
-    /// may need to wrap) until no commit is running.
-    async fn checkpoint_exclusive(&self) -> Result<(), StoreError> {
+    /// may need to wrap) until no commit is running. `asked_at` is
+    /// `counters.checkpoints` when the caller decided it needs one: a full
+    /// checkpoint finished since has measured for it, so concurrent askers
+    /// share one instead of writing all metadata once each.
+    async fn checkpoint_exclusive(&self, asked_at: u64) -> Result<(), StoreError> {
         loop {
+            // Registered before the check: a commit that ends between the
+            // check and the wait still wakes us.
+            let commit_ended = self.commit_ended.notified();
             let _guard = self.plan_lock.lock().await;
+            if self.inner.borrow().counters.checkpoints > asked_at {
+                return Ok(());
+            }
             if self.committing.get() {
                 drop(_guard);
-                super::device::yield_once().await;
+                commit_ended.await;
                 continue;
             }
             self.committing.set(true);
@@ -601,9 +619,16 @@ impl<D: Device> Store<D> {
                 Some(f) => Err(StoreError::Failed(f)),
                 None => self.checkpoint().await,
             };
-            self.committing.set(false);
+            self.end_commit();
             return result;
         }
+    }
+
+    /// The committer is done: let a waiting [`Store::checkpoint_exclusive`]
+    /// take its turn.
+    fn end_commit(&self) {
+        self.committing.set(false);
+        self.commit_ended.notify_waiters();
     }
 
     /// Waits until a queued transaction is durable (driving the group
@@ -613,7 +638,7 @@ impl<D: Device> Store<D> {
         if !self.committing.get() {
             self.committing.set(true);
             self.commit_all().await;
-            self.committing.set(false);
+            self.end_commit();
         }
         rx.await.unwrap_or_else(|_| Err(StoreError::Failed("commit abandoned".into())))
     }
@@ -1307,6 +1332,12 @@ impl<D: Device> Store<D> {
         Ok(())
     }
 
+    /// The upper bound of the next checkpoint's size the store keeps.
+    #[cfg(test)]
+    pub(crate) fn meta_bytes_bound(&self) -> u64 {
+        self.inner.borrow().meta_bytes_bound
+    }
+
     #[cfg(test)]
     pub(crate) fn set_deltas_per_base_max(&self, n: u64) {
         self.deltas_per_base_max.set(n);
@@ -1329,9 +1360,12 @@ impl<D: Device> Store<D> {
         if self.metadata_headroom_bytes() >= want {
             return Ok(true);
         }
-        let worth = self.inner.borrow().worth_remeasuring(self.header.ckpt_bytes);
+        let (worth, asked_at) = {
+            let inner = self.inner.borrow();
+            (inner.worth_remeasuring(self.header.ckpt_bytes), inner.counters.checkpoints)
+        };
         if worth {
-            self.checkpoint_exclusive().await?;
+            self.checkpoint_exclusive(asked_at).await?;
         }
         Ok(self.metadata_headroom_bytes() >= want)
     }
@@ -1500,36 +1534,217 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An upper bound of how many bytes `op` adds to the serialized metadata
-/// (negative: what a remove surely frees). Conservative: overwrites count
-/// as growth until the next checkpoint measures the truth.
-fn meta_growth_bytes(meta: &Meta, op: &PhysOp) -> i64 {
+/// An upper bound of how many bytes a transaction's ops add to the
+/// serialized metadata (negative: what they surely free). Conservative:
+/// growth is counted in full, frees only where certain, until the next
+/// full checkpoint measures the truth. The ops are walked in order over an
+/// overlay of what earlier ops of the same transaction did, so a key set
+/// and removed (or removed and set) again is counted right.
+///
+/// Omap keys are where a PG's log lives: every write adds a log entry,
+/// rewrites the PG info and an object's version key, and trims an old
+/// entry. Counting only growth made the bound drift up by hundreds of
+/// bytes per write, and near a full slot every few hundred writes forced
+/// a full checkpoint to re-measure it.
+///
+/// An archived omap or xattr map costs its nodes (one per
+/// `MAP_NODE_ENTRIES` entries, laid out from the entry count alone) plus
+/// the bytes of its keys and values that do not fit inline; both are
+/// counted from the entry counts before and after the transaction.
+fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
     const OBJECT: i64 = 160;
     const ENTRY: i64 = 40;
     let len = |n: usize| n as i64;
-    match op {
-        PhysOp::CreateColl(_) => 128,
-        PhysOp::RemoveColl(_) | PhysOp::RmAttr { .. } | PhysOp::OmapRm { .. } | PhysOp::OmapRmRange { .. } | PhysOp::OmapClear { .. } | PhysOp::DropBlocks { .. } | PhysOp::SetSize { .. } => 0,
-        PhysOp::Touch { coll, obj, .. } => {
-            if meta.onode(coll, obj).is_some() {
+    let mut objects: HashMap<(CollId, &'a str), bool> = HashMap::new();
+    let mut maps = MapOverlay::default();
+    let mut total = 0i64;
+    for op in ops {
+        total += match op {
+            // An empty collection measures 160 bytes.
+            PhysOp::CreateColl(_) => 256,
+            PhysOp::RemoveColl(_) | PhysOp::DropBlocks { .. } | PhysOp::SetSize { .. } => 0,
+            PhysOp::Touch { coll, obj, .. } => {
+                let exists = objects.get(&(*coll, obj.as_str())).copied().unwrap_or_else(|| meta.onode(coll, obj).is_some());
+                objects.insert((*coll, obj.as_str()), true);
+                if exists {
+                    0
+                } else {
+                    OBJECT + len(obj.len())
+                }
+            }
+            PhysOp::Remove { coll, obj } => {
+                let was_there = objects.get(&(*coll, obj.as_str())).copied();
+                objects.insert((*coll, obj.as_str()), false);
+                maps.clear(meta, *coll, obj, MapKind::Omap);
+                maps.clear(meta, *coll, obj, MapKind::Xattr);
+                match (was_there, meta.onode(coll, obj)) {
+                    // Only the object's fixed part and blocks of the
+                    // committed object: surely freed.
+                    (None, Some(o)) => -(len(obj.len()) + len(o.blocks.len()) * 24),
+                    _ => 0,
+                }
+            }
+            PhysOp::OmapClear { coll, obj } => {
+                maps.clear(meta, *coll, obj, MapKind::Omap);
                 0
-            } else {
-                OBJECT + len(obj.len())
+            }
+            PhysOp::SetBlocks { coll, obj, blocks } => {
+                // A block index of an object removed earlier in the
+                // transaction is new again.
+                let removed = objects.get(&(*coll, obj.as_str())).is_some_and(|_| maps.was_cleared(*coll, obj));
+                let o = if removed { None } else { meta.onode(coll, obj) };
+                blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * ENTRY
+            }
+            PhysOp::SetAttr { coll, obj, name, value } => maps.set(meta, *coll, obj, MapKind::Xattr, name, value.len()),
+            PhysOp::RmAttr { coll, obj, name } => maps.remove(meta, *coll, obj, MapKind::Xattr, name),
+            PhysOp::OmapSet { coll, obj, entries } => entries.iter().map(|(k, v)| maps.set(meta, *coll, obj, MapKind::Omap, k, v.len())).sum(),
+            PhysOp::OmapRm { coll, obj, keys } => keys.iter().map(|k| maps.remove(meta, *coll, obj, MapKind::Omap, k)).sum(),
+            PhysOp::OmapRmRange { coll, obj, start, end } => maps.remove_range(meta, *coll, obj, start, end),
+            PhysOp::OmapHeader { value, .. } => len(value.len()),
+        };
+    }
+    total + maps.node_growth()
+}
+
+/// Entries per node of an archived `BTreeMap` (rkyv's layout).
+const MAP_NODE_ENTRIES: usize = 5;
+/// What a map node adds when it appears: 88 bytes measured, 108 where it
+/// also starts an inner node, plus alignment padding.
+const MAP_NODE_GROW_BYTES: i64 = 116;
+/// What a node surely frees when it goes.
+const MAP_NODE_SHRINK_BYTES: i64 = 88;
+/// Strings up to this long are stored inline in an archived entry.
+const INLINE_STRING_BYTES: usize = 8;
+/// Out-of-line bytes are unaligned, the node after them is not: a change
+/// of their length moves its padding by up to this.
+const ALIGN_PAD_BYTES: usize = 7;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum MapKind {
+    Omap,
+    Xattr,
+}
+
+/// Omap and xattr maps as a transaction being estimated leaves them (see
+/// [`txn_growth_bytes`]).
+#[derive(Default)]
+struct MapOverlay<'a> {
+    /// Entry counts: before the transaction, and now.
+    counts: HashMap<(CollId, &'a str, MapKind), (usize, usize)>,
+    /// Maps emptied by the transaction: their committed keys are gone.
+    cleared: HashSet<(CollId, &'a str, MapKind)>,
+    /// Keys the transaction set (value length) or removed (None).
+    keys: HashMap<(CollId, &'a str, MapKind, &'a str), Option<usize>>,
+}
+
+impl<'a> MapOverlay<'a> {
+    fn committed(meta: &'a Meta, c: CollId, o: &str, kind: MapKind) -> Option<&'a BTreeMap<String, Vec<u8>>> {
+        let onode = meta.onode(&c, o)?;
+        Some(match kind {
+            MapKind::Omap => &onode.omap,
+            MapKind::Xattr => &onode.xattrs,
+        })
+    }
+
+    fn count(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind) -> &mut (usize, usize) {
+        self.counts.entry((c, o, kind)).or_insert_with(|| {
+            let n = Self::committed(meta, c, o, kind).map_or(0, BTreeMap::len);
+            (n, n)
+        })
+    }
+
+    /// Whether the object's maps were emptied by a remove.
+    fn was_cleared(&self, c: CollId, o: &str) -> bool {
+        self.cleared.contains(&(c, o, MapKind::Omap)) && self.cleared.contains(&(c, o, MapKind::Xattr))
+    }
+
+    /// The value length of `k` now (None: absent).
+    fn value_len(&self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &str) -> Option<usize> {
+        if let Some(v) = self.keys.get(&(c, o, kind, k)) {
+            return *v;
+        }
+        if self.cleared.contains(&(c, o, kind)) {
+            return None;
+        }
+        Self::committed(meta, c, o, kind)?.get(k).map(Vec::len)
+    }
+
+    fn set(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str, v: usize) -> i64 {
+        let grow = match self.value_len(meta, c, o, kind, k) {
+            // The same length lands in the same place; another may move
+            // the node's alignment padding.
+            Some(old) if old == v => 0,
+            Some(old) => (v + ALIGN_PAD_BYTES).saturating_sub(old) as i64,
+            None => {
+                self.count(meta, c, o, kind).1 += 1;
+                (out_of_line(k) + v + ALIGN_PAD_BYTES) as i64
+            }
+        };
+        self.keys.insert((c, o, kind, k), Some(v));
+        grow
+    }
+
+    fn remove(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str) -> i64 {
+        let freed = match self.value_len(meta, c, o, kind, k) {
+            Some(old) => {
+                let n = &mut self.count(meta, c, o, kind).1;
+                *n = n.saturating_sub(1);
+                surely_freed(k, old)
+            }
+            None => 0,
+        };
+        self.keys.insert((c, o, kind, k), None);
+        freed
+    }
+
+    fn remove_range(&mut self, meta: &'a Meta, c: CollId, o: &'a str, start: &str, end: &str) -> i64 {
+        if start >= end {
+            return 0;
+        }
+        let in_range = |k: &str| k >= start && k < end;
+        let mut gone: Vec<&'a str> =
+            self.keys.iter().filter(|((kc, ko, kind, k), v)| *kc == c && *ko == o && *kind == MapKind::Omap && in_range(k) && v.is_some()).map(|((_, _, _, k), _)| *k).collect();
+        if !self.cleared.contains(&(c, o, MapKind::Omap)) {
+            if let Some(map) = Self::committed(meta, c, o, MapKind::Omap) {
+                let range = map.range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)));
+                gone.extend(range.map(|(k, _)| k.as_str()).filter(|k| !self.keys.contains_key(&(c, o, MapKind::Omap, *k))));
             }
         }
-        PhysOp::Remove { coll, obj } => match meta.onode(coll, obj) {
-            // Only the object's fixed part and blocks: surely freed.
-            Some(o) => -(len(obj.len()) + len(o.blocks.len()) * 24),
-            None => 0,
-        },
-        PhysOp::SetBlocks { coll, obj, blocks } => {
-            let o = meta.onode(coll, obj);
-            blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * ENTRY
-        }
-        PhysOp::SetAttr { name, value, .. } => len(name.len() + value.len()) + ENTRY,
-        PhysOp::OmapSet { entries, .. } => entries.iter().map(|(k, v)| len(k.len() + v.len()) + ENTRY).sum(),
-        PhysOp::OmapHeader { value, .. } => len(value.len()),
+        gone.into_iter().map(|k| self.remove(meta, c, o, MapKind::Omap, k)).sum()
     }
+
+    fn clear(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind) {
+        self.count(meta, c, o, kind).1 = 0;
+        self.cleared.insert((c, o, kind));
+        self.keys.retain(|(kc, ko, kk, _), _| !(*kc == c && *ko == o && *kk == kind));
+    }
+
+    /// Nodes that appear count in full, nodes that go as surely freed.
+    fn node_growth(&self) -> i64 {
+        let nodes = |n: usize| n.div_ceil(MAP_NODE_ENTRIES) as i64;
+        self.counts
+            .values()
+            .map(|&(before, now)| {
+                let d = nodes(now) - nodes(before);
+                d * if d > 0 { MAP_NODE_GROW_BYTES } else { MAP_NODE_SHRINK_BYTES }
+            })
+            .sum()
+    }
+}
+
+/// Bytes a key takes out of line (short keys live inline).
+fn out_of_line(k: &str) -> usize {
+    if k.len() > INLINE_STRING_BYTES {
+        k.len()
+    } else {
+        0
+    }
+}
+
+/// What removing an entry surely frees: its out-of-line bytes, less what
+/// alignment padding may take back.
+fn surely_freed(k: &str, value_len: usize) -> i64 {
+    -((out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
 }
 
 /// What planning needs of an onode: everything but its omap.

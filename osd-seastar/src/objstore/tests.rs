@@ -553,3 +553,98 @@ fn metadata_that_would_outgrow_a_checkpoint_is_refused_and_removes_make_room() {
         assert_eq!(s.read(&C1, "after-removes", 0, 0).await.unwrap(), b"room again");
     });
 }
+
+/// The serialized size of the store's metadata: what a full checkpoint
+/// would write.
+fn meta_bytes(s: &Store<SimDevice>) -> u64 {
+    rkyv::to_bytes::<rkyv::rancor::Error>(&s.meta_snapshot()).unwrap().len() as u64
+}
+
+#[test]
+fn metadata_bound_never_falls_below_the_truth_under_omap_churn() {
+    // Random omap and xattr sets, overwrites, removes, ranges, clears and
+    // object removes, several per transaction and touching the same keys: the
+    // bound the store refuses writes by must stay an upper bound.
+    for seed in 0..100u64 {
+        let (_dev, s) = fresh(32 << 20, 1 << 20);
+        let mut rng = StdRng::seed_from_u64(seed);
+        block_on(async {
+            s.submit(txn(vec![Op::CreateCollection(C1)])).await.unwrap();
+            for _ in 0..150 {
+                let mut ops = Vec::new();
+                for _ in 0..rng.gen_range(1..6) {
+                    let obj = format!("o{}", rng.gen_range(0..3));
+                    let key = |rng: &mut StdRng| format!("{}{:03}", if rng.gen_bool(0.5) { "k" } else { "a-much-longer-key-name." }, rng.gen_range(0..40));
+                    let op = match rng.gen_range(0..12) {
+                        0..=4 => {
+                            let entries = (0..rng.gen_range(1..4)).map(|_| (key(&mut rng), vec![7u8; rng.gen_range(0..300)])).collect();
+                            Op::OmapSetKeys { coll: C1, obj: obj.clone(), entries }
+                        }
+                        5 | 6 => Op::OmapRmKeys { coll: C1, obj: obj.clone(), keys: (0..rng.gen_range(1..4)).map(|_| key(&mut rng)).collect() },
+                        7 => {
+                            let (a, b) = (key(&mut rng), key(&mut rng));
+                            Op::OmapRmRange { coll: C1, obj: obj.clone(), start: a.clone().min(b.clone()), end: a.max(b) }
+                        }
+                        8 => Op::OmapClear { coll: C1, obj: obj.clone() },
+                        9 => Op::Remove { coll: C1, obj: obj.clone() },
+                        10 => Op::SetAttr { coll: C1, obj: obj.clone(), name: key(&mut rng), value: vec![5; rng.gen_range(0..100)] },
+                        _ => Op::RmAttr { coll: C1, obj: obj.clone(), name: key(&mut rng) },
+                    };
+                    // Every op needs the object: touch it first (a remove
+                    // then a touch recreates it inside one transaction).
+                    ops.push(Op::Touch { coll: C1, obj: obj.clone() });
+                    ops.push(op);
+                }
+                let (b0, a0) = (s.meta_bytes_bound(), meta_bytes(&s));
+                let dbg = format!("{ops:?}");
+                match s.submit(txn(ops)).await {
+                    // Removing an attribute that is not there fails the
+                    // transaction, changing nothing.
+                    Ok(()) | Err(StoreError::NoAttr(_)) => {}
+                    Err(e) => panic!("seed {seed}: {e:?}"),
+                }
+                let (bound, actual) = (s.meta_bytes_bound(), meta_bytes(&s));
+                assert!(bound >= actual, "seed {seed}: bound {bound} below the metadata's {actual} bytes; before {b0} {a0}: {dbg}");
+            }
+        });
+    }
+}
+
+#[test]
+fn a_pg_log_churn_does_not_drift_the_metadata_bound() {
+    // A PG's write: a new log entry, the info and a version key rewritten,
+    // the oldest entry trimmed. The metadata stays the same size, so the
+    // bound must not climb by the bytes each write sets.
+    let (_dev, s) = fresh(64 << 20, 1 << 20);
+    block_on(async {
+        s.submit(txn(vec![Op::CreateCollection(C1), Op::Touch { coll: C1, obj: "pgmeta".into() }])).await.unwrap();
+        // Metadata much bigger than a journal's worth of ops, so wraps
+        // write deltas and the bound is not re-measured during the churn.
+        for batch in 0..40 {
+            let ops = (0..50).map(|i| Op::Touch { coll: C1, obj: format!("an-object-with-a-name-{batch:03}-{i:03}") }).collect();
+            s.submit(txn(ops)).await.unwrap();
+        }
+        s.sync_checkpoint().await.unwrap();
+        let checkpoints = s.counters().checkpoints;
+        let log_key = |v: u64| format!("log.{v:020}");
+        for v in 0..3000u64 {
+            let mut ops = vec![Op::OmapSetKeys {
+                coll: C1,
+                obj: "pgmeta".into(),
+                entries: BTreeMap::from([(log_key(v), vec![1; 120]), ("info".into(), vec![2; 60]), (format!("ver.obj{}", v % 50), vec![3; 16])]),
+            }];
+            if v >= 100 {
+                ops.push(Op::OmapRmRange { coll: C1, obj: "pgmeta".into(), start: "log.".into(), end: format!("{}\u{0}", log_key(v - 100)) });
+            }
+            s.submit(txn(ops)).await.unwrap();
+        }
+        let (bound, actual) = (s.meta_bytes_bound(), meta_bytes(&s));
+        eprintln!("bound {bound}, metadata {actual} bytes, {:?}", s.counters());
+        assert_eq!(s.counters().checkpoints, checkpoints, "a full checkpoint re-measured the bound during the churn");
+        assert!(s.counters().deltas > 0);
+        assert!(bound >= actual);
+        // 3000 writes setting ~260 bytes each: a bound counting only growth
+        // would be ~800 KiB above the truth.
+        assert!(bound - actual < 96 << 10, "bound {bound} drifted from the metadata's {actual} bytes");
+    });
+}
