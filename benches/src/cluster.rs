@@ -172,7 +172,7 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
     let result = (|| {
         let conf = Config::load(&conf_path.to_string_lossy())?;
         let run_dir = run_dir_of(&conf_path);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(async {
             let rados = Rados::connect_conf(&conf, "client.admin").await.map_err(|e| e.to_string())?;
             let up = rados.osdmap().osds.iter().filter(|o| o.up).count();
