@@ -550,8 +550,17 @@ impl Shard {
         }
         self.pgs_epoch.set(map.epoch);
         let weights = map.crush_weights();
-        // OSDs marked lost (`osd lost`), with the epoch that did it.
-        let lost: BTreeMap<OsdId, Epoch> = map.osds.iter().filter(|o| o.exists && o.lost_at != 0).map(|o| (o.id, o.lost_at)).collect();
+        // OSDs marked lost (`osd lost`), with the epoch that did it, and
+        // OSDs removed (`osd rm`): neither holds a PG down.
+        let lost: BTreeMap<OsdId, Epoch> = map
+            .osds
+            .iter()
+            .filter_map(|o| match (o.exists, o.lost_at) {
+                (false, _) => Some((o.id, crate::pg::machine::REMOVED)),
+                (true, 0) => None,
+                (true, at) => Some((o.id, at)),
+            })
+            .collect();
         let mut ws = crush_simd::Workspace::new();
         let mut batches = Vec::new();
         for pool in map.pools.values() {

@@ -250,3 +250,36 @@ fn marking_the_missing_osd_lost_lets_the_survivor_serve() {
     });
     drop(c);
 }
+
+#[test]
+fn removing_the_missing_osd_lets_the_survivor_serve() {
+    let (c, conf, rt, logged) = b_returns_alone("removed");
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let cmd = |words: &str| words.split_whitespace().map(String::from).collect::<Vec<String>>();
+        // osd.0 is down and never coming back: the operator removes it.
+        let r = rados.command(&cmd("osd rm 0"), false).await.unwrap();
+        assert_eq!(r.result, 0, "{}", r.status);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = summary(&logged());
+            if s.contains("active") && !s.contains("down") && !s.contains("peering") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "osd.1 never went active once osd.0 was removed: {s:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let io = rados.ioctx("p").unwrap();
+        for (i, r) in reads(&io, Duration::from_secs(10)).await.into_iter().enumerate() {
+            assert_eq!(r.as_deref(), Some(&b"first"[..]), "o{i}: osd.1's copy, the only one left");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !logged().contains("osd.0 removed") {
+            assert!(Instant::now() < deadline, "osd.1 never said it gave the removed osd.0's writes up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        io.write_full("o0", b"third").await.unwrap();
+        assert_eq!(io.read("o0", 0, 0).await.unwrap(), b"third");
+    });
+    drop(c);
+}

@@ -56,7 +56,9 @@
 //! OSD marked lost that boots again is not lost for intervals after that
 //! (they end after its `lost_at`), and one that answers vouches as usual.
 //! (Ceph records `down_at` and compares with the interval's first epoch;
-//! here the mark covers every interval that ended before it.)
+//! here the mark covers every interval that ended before it.) An OSD
+//! removed from the map (`osd rm`) counts as lost for every interval
+//! ([`REMOVED`]).
 //!
 //! A restarted PG always starts a new interval with its first map (its
 //! old peering state is gone).
@@ -347,6 +349,12 @@ struct Plan {
     /// of this version except for these objects (see `Walk::vouches`).
     vouch: Option<(EVersion, BTreeSet<ObjectId>)>,
 }
+
+/// In the lost set handed to [`Pg::map_change_with`]: the OSD no longer
+/// exists (`osd rm`). It can vouch for nothing, so like an OSD marked lost
+/// it does not hold a PG down for any past interval (Ceph's prior set
+/// treats an OSD missing from the map the same way).
+pub const REMOVED: Epoch = Epoch::MAX;
 
 pub struct Pg<W> {
     pub id: PgId,
@@ -746,7 +754,13 @@ impl<W: Clone> Pg<W> {
                 // Every one who could vouch is lost: nobody can do better
                 // than the responders.
                 if !vouchers.is_empty() && vouchers.iter().all(|&o| lost_after(o, iv.end)) {
-                    let at: Vec<String> = vouchers.iter().map(|o| format!("osd.{o} lost at {}", self.lost[o])).collect();
+                    let at: Vec<String> = vouchers
+                        .iter()
+                        .map(|o| match self.lost[o] {
+                            REMOVED => format!("osd.{o} removed"),
+                            at => format!("osd.{o} lost at {at}"),
+                        })
+                        .collect();
                     let what = if iv.unknown { "maps this OSD never saw, last known acting" } else { "acting" };
                     lost_passed.push(format!("past interval {}..={} ({what} {:?}; {})", iv.start, iv.end, iv.acting, at.join(", ")));
                     continue;
@@ -1845,6 +1859,17 @@ mod tests {
         pg.map_change_with(15, vec![1], Some(1), Vec::new(), &lost(&[(5, 13), (0, 14)]), &mut out);
         assert_eq!(pg.state(), PgState::Active);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_pg_down_for_a_past_interval_goes_active_once_its_members_are_removed() {
+        let mut pg = down_for_osd0_alone();
+        let mut out = Vec::new();
+        pg.map_change_with(13, vec![1], Some(1), Vec::new(), &lost(&[(0, REMOVED)]), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active, "osd.0 is gone for good");
+        let log = logged(&out);
+        assert!(log.len() == 1 && log[0].contains("osd.0 removed"), "{log:?}");
     }
 
     #[test]
