@@ -27,7 +27,9 @@ pub const DELTA_MAGIC: u32 = 0x544c_4453; // "SDLT"
 /// beside it for an identity file). 3: checkpoint slots carry deltas after
 /// their base (a version-2 reader would ignore them and lose writes).
 /// 4: a checkpoint archives each collection's objects as a hash table.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: a checkpoint archives objects and their maps as plain vectors of
+/// entries (cheaper to write; mount rebuilds the tables).
+pub const FORMAT_VERSION: u32 = 5;
 pub const RECORD_HEADER_BYTES: usize = 40;
 pub const DELTA_HEADER_BYTES: usize = 56;
 /// Shards (regions) per device: one per core of a big node.

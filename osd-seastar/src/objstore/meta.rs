@@ -7,7 +7,9 @@
 //! `ceil(size / BLOCK)`; a device block belongs to at most one onode.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
+use rkyv::with::{AsVec, Unshare};
 use rkyv::{Archive, Deserialize, Serialize};
 
 use super::device::BLOCK;
@@ -21,16 +23,26 @@ pub struct BlockRef {
     pub crc: u32,
 }
 
+/// The maps are archived as plain vectors of entries (a checkpoint is
+/// written often and read once: building archived B-trees cost more than
+/// the rest of the checkpoint).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Onode {
     pub size: u64,
     pub mtime_ms: u64,
     /// Object block index → device block. Missing indexes are holes (zeros).
+    #[rkyv(with = AsVec)]
     pub blocks: BTreeMap<u64, BlockRef>,
+    #[rkyv(with = AsVec)]
     pub xattrs: BTreeMap<String, Vec<u8>>,
+    #[rkyv(with = AsVec)]
     pub omap: BTreeMap<String, Vec<u8>>,
     pub omap_header: Vec<u8>,
 }
+
+/// The hasher of the store's in-memory hash tables: fast on short keys
+/// (object names, block numbers), seeded per process.
+pub type Hasher = foldhash::fast::RandomState;
 
 /// Bytes of RAM an onode costs, approximately (for reporting and bounds).
 pub fn onode_bytes(name: &str, o: &Onode) -> usize {
@@ -149,7 +161,18 @@ pub fn apply_to_onode(o: &mut Onode, op: &PhysOp, freed: &mut Vec<u64>) {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct RecordBody {
     pub txns: Vec<Vec<PhysOp>>,
-    pub inline: Vec<(u64, Vec<u8>)>,
+    pub inline: Vec<InlineBlock>,
+}
+
+/// A data block carried inside a journal record. The content is shared
+/// with the store's cache of unwritten blocks (archived as the bytes
+/// themselves: serializing a record copies each block once).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct InlineBlock {
+    /// Device block number in the data area.
+    pub dev: u64,
+    #[rkyv(with = Unshare)]
+    pub data: Rc<Vec<u8>>,
 }
 
 /// One collection's objects, found by name through a hash table and
@@ -162,10 +185,13 @@ pub struct RecordBody {
 /// serves listing and backfill in stable order.
 ///
 /// Invariant: `order` holds exactly the keys of `by_name`. Only
-/// `by_name` is archived in a checkpoint; `order` is rebuilt at mount.
+/// `by_name` is archived in a checkpoint, as a plain vector of entries (an
+/// archived hash table took most of a checkpoint's CPU to build); the
+/// table and `order` are rebuilt at mount.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct Objects {
-    by_name: HashMap<String, Onode>,
+    #[rkyv(with = AsVec)]
+    by_name: HashMap<String, Onode, Hasher>,
     #[rkyv(with = rkyv::with::Skip)]
     order: BTreeSet<String>,
 }

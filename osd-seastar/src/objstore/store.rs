@@ -38,9 +38,9 @@ use std::future::Future;
 use std::rc::Rc;
 
 use super::device::{Device, BLOCK};
-use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, RECORD_HEADER_BYTES};
+use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
-use super::meta::{onode_bytes, BlockRef, Meta, Onode, PhysOp, RecordBody};
+use super::meta::{onode_bytes, BlockRef, Hasher, InlineBlock, Meta, Onode, PhysOp, RecordBody};
 use super::txn::{CollId, Op, StoreError, Transaction};
 
 /// What mkfs needs to know.
@@ -184,7 +184,7 @@ struct Inner {
     queue: Vec<QueuedTxn>,
     /// Blocks written by queued or committing groups, or deferred, that
     /// are not yet in the data area: reads are served from here.
-    unwritten: HashMap<u64, Rc<Vec<u8>>>,
+    unwritten: HashMap<u64, Rc<Vec<u8>>, Hasher>,
     /// Blocks durable only inside journal records (inline), waiting for
     /// their data-area write (always before the next checkpoint).
     deferred: BTreeSet<u64>,
@@ -334,7 +334,7 @@ impl<D: Device> Store<D> {
                 break;
             }
             let whole = if len > BLOCK as u64 { dev.read(slot_base + delta_offset, len as usize).await? } else { first };
-            let body = &whole[super::layout::DELTA_HEADER_BYTES..super::layout::DELTA_HEADER_BYTES + h.body_len as usize];
+            let body = &whole[DELTA_HEADER_BYTES..DELTA_HEADER_BYTES + h.body_len as usize];
             if crc32fast::hash(body) != h.body_crc {
                 break;
             }
@@ -383,7 +383,7 @@ impl<D: Device> Store<D> {
         }
         // Only the last record's data may be missing: verify it.
         if let Some((_, rec)) = records.last() {
-            let inline: BTreeSet<u64> = rec.inline.iter().map(|(b, _)| *b).collect();
+            let inline: BTreeSet<u64> = rec.inline.iter().map(|b| b.dev).collect();
             for op in rec.txns.iter().flatten() {
                 if let PhysOp::SetBlocks { blocks, .. } = op {
                     last_blocks.extend(blocks.iter().filter(|(_, b)| !inline.contains(&b.dev)).map(|(_, b)| (b.dev, b.crc)));
@@ -415,13 +415,13 @@ impl<D: Device> Store<D> {
         let replayed = records.len() as u64;
         // Redo: inline blocks go to the data area, unless a later record
         // wrote that block in place (its content is newer).
-        let mut redo: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut redo: BTreeMap<u64, Rc<Vec<u8>>> = BTreeMap::new();
         for (_, rec) in &records {
             let mut freed = Vec::new();
             for op in rec.txns.iter().flatten() {
                 meta.apply(op, &mut freed);
             }
-            let inline: BTreeSet<u64> = rec.inline.iter().map(|(b, _)| *b).collect();
+            let inline: BTreeSet<u64> = rec.inline.iter().map(|b| b.dev).collect();
             for op in rec.txns.iter().flatten() {
                 if let PhysOp::SetBlocks { blocks, .. } = op {
                     for (_, b) in blocks {
@@ -431,9 +431,9 @@ impl<D: Device> Store<D> {
                     }
                 }
             }
-            for (b, d) in &rec.inline {
-                if *b < header.data_blocks && d.len() == BLOCK {
-                    redo.insert(*b, d.clone());
+            for b in &rec.inline {
+                if b.dev < header.data_blocks && b.data.len() == BLOCK {
+                    redo.insert(b.dev, b.data.clone());
                 }
             }
         }
@@ -462,7 +462,7 @@ impl<D: Device> Store<D> {
                 journal_seq: seq,
                 ckpt_seq: ckpt.seq,
                 queue: Vec::new(),
-                unwritten: HashMap::new(),
+                unwritten: HashMap::default(),
                 deferred: BTreeSet::new(),
                 failed: None,
                 counters: Counters { replayed_records: replayed, ..Counters::default() },
@@ -648,9 +648,8 @@ impl<D: Device> Store<D> {
     /// changes unless it all succeeds (allocations are undone on error).
     async fn plan(&self, txn: &Transaction) -> Result<(Vec<PhysOp>, Vec<(u64, Rc<Vec<u8>>)>), StoreError> {
         let mut view = View::default();
-        let mut phys = Vec::new();
         let mut data: Vec<(u64, Rc<Vec<u8>>)> = Vec::new();
-        let result = self.plan_ops(txn, &mut view, &mut phys, &mut data).await;
+        let result = self.plan_ops(txn, &mut view, &mut data).await;
         if let Err(e) = result {
             let mut inner = self.inner.borrow_mut();
             for (b, _) in &data {
@@ -658,10 +657,10 @@ impl<D: Device> Store<D> {
             }
             return Err(e);
         }
-        Ok((phys, data))
+        Ok((view.ops, data))
     }
 
-    async fn plan_ops(&self, txn: &Transaction, view: &mut View, phys: &mut Vec<PhysOp>, data: &mut Vec<(u64, Rc<Vec<u8>>)>) -> Result<(), StoreError> {
+    async fn plan_ops(&self, txn: &Transaction, view: &mut View, data: &mut Vec<(u64, Rc<Vec<u8>>)>) -> Result<(), StoreError> {
         let now = now_ms();
         for op in &txn.ops {
             match op {
@@ -669,7 +668,7 @@ impl<D: Device> Store<D> {
                     if view.coll_exists(&self.inner.borrow().meta, c) {
                         return Err(StoreError::CollectionExists(*c));
                     }
-                    self.emit(view, phys, PhysOp::CreateColl(*c));
+                    view.emit(PhysOp::CreateColl(*c));
                 }
                 Op::RemoveCollection(c) => {
                     let inner = self.inner.borrow();
@@ -680,12 +679,12 @@ impl<D: Device> Store<D> {
                         return Err(StoreError::CollectionNotEmpty(*c));
                     }
                     drop(inner);
-                    self.emit(view, phys, PhysOp::RemoveColl(*c));
+                    view.emit(PhysOp::RemoveColl(*c));
                 }
                 Op::Touch { coll, obj } => {
                     self.need_coll(view, coll)?;
                     check_name(obj)?;
-                    self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                 }
                 Op::Write { coll, obj, offset, data: bytes } => {
                     self.need_coll(view, coll)?;
@@ -693,24 +692,27 @@ impl<D: Device> Store<D> {
                     if bytes.len() > limits::write_bytes_max || offset.checked_add(bytes.len() as u64).is_none_or(|e| e > limits::object_bytes_max) {
                         return Err(StoreError::Invalid(format!("write of {} bytes at {offset} is out of bounds", bytes.len())));
                     }
-                    if !view.exists(&self.inner.borrow().meta, coll, obj) {
-                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    // The size before the blocks are set (they do not change
+                    // it): asking after would copy the object into the view.
+                    let size = view.onode(&self.inner.borrow().meta, coll, obj).map(|o| o.size);
+                    if size.is_none() {
+                        view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                     }
-                    self.write_range(view, phys, data, coll, obj, *offset, Some(bytes)).await?;
-                    let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
+                    let size = size.unwrap_or(0);
+                    self.write_range(view, data, coll, obj, *offset, Some(bytes)).await?;
                     let end = offset + bytes.len() as u64;
                     if end > size {
-                        self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
+                        view.emit(PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
                     }
-                    self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                    view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                 }
                 Op::Zero { coll, obj, offset, len } => {
                     self.need_obj(view, coll, obj)?;
                     let end = offset.checked_add(*len).filter(|e| *e <= limits::object_bytes_max).ok_or_else(|| StoreError::Invalid("zero range out of bounds".into()))?;
-                    self.zero_range(view, phys, data, coll, obj, *offset, end).await?;
+                    self.zero_range(view, data, coll, obj, *offset, end).await?;
                     let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
                     if end > size {
-                        self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
+                        view.emit(PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: end });
                     }
                 }
                 Op::Truncate { coll, obj, size } => {
@@ -721,18 +723,18 @@ impl<D: Device> Store<D> {
                     let b = BLOCK as u64;
                     // Blocks wholly past the new end go; the block the end
                     // falls in keeps only the bytes before it.
-                    self.emit(view, phys, PhysOp::DropBlocks { coll: *coll, obj: obj.clone(), from: size.div_ceil(b), to: u64::MAX });
+                    view.emit(PhysOp::DropBlocks { coll: *coll, obj: obj.clone(), from: size.div_ceil(b), to: u64::MAX });
                     let has_tail = size % b != 0
                         && view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.blocks.contains_key(&(size / b)));
                     if has_tail {
                         let zeros = vec![0u8; (b - size % b) as usize];
-                        self.write_range(view, phys, data, coll, obj, *size, Some(&zeros)).await?;
+                        self.write_range(view, data, coll, obj, *size, Some(&zeros)).await?;
                     }
-                    self.emit(view, phys, PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: *size });
+                    view.emit(PhysOp::SetSize { coll: *coll, obj: obj.clone(), size: *size });
                 }
                 Op::Remove { coll, obj } => {
                     self.need_obj(view, coll, obj)?;
-                    self.emit(view, phys, PhysOp::Remove { coll: *coll, obj: obj.clone() });
+                    view.emit(PhysOp::Remove { coll: *coll, obj: obj.clone() });
                 }
                 Op::CloneRange { coll, src, dst, src_off, len, dst_off } => {
                     self.need_obj(view, coll, src)?;
@@ -744,7 +746,7 @@ impl<D: Device> Store<D> {
                     let mut padded = bytes;
                     padded.resize(*len as usize, 0);
                     let write = Transaction { ops: vec![Op::Write { coll: *coll, obj: dst.clone(), offset: *dst_off, data: padded }] };
-                    Box::pin(self.plan_ops(&write, view, phys, data)).await?;
+                    Box::pin(self.plan_ops(&write, view, data)).await?;
                 }
                 Op::SetAttr { coll, obj, name, value } => {
                     self.need_coll(view, coll)?;
@@ -753,16 +755,16 @@ impl<D: Device> Store<D> {
                         return Err(StoreError::Invalid("xattr too large".into()));
                     }
                     if !view.exists(&self.inner.borrow().meta, coll, obj) {
-                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                        view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                     }
-                    self.emit(view, phys, PhysOp::SetAttr { coll: *coll, obj: obj.clone(), name: name.clone(), value: value.clone() });
+                    view.emit(PhysOp::SetAttr { coll: *coll, obj: obj.clone(), name: name.clone(), value: value.clone() });
                 }
                 Op::RmAttr { coll, obj, name } => {
                     self.need_obj(view, coll, obj)?;
                     if !view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.xattrs.contains_key(name)) {
                         return Err(StoreError::NoAttr(name.clone()));
                     }
-                    self.emit(view, phys, PhysOp::RmAttr { coll: *coll, obj: obj.clone(), name: name.clone() });
+                    view.emit(PhysOp::RmAttr { coll: *coll, obj: obj.clone(), name: name.clone() });
                 }
                 Op::OmapSetKeys { coll, obj, entries } => {
                     self.need_coll(view, coll)?;
@@ -773,18 +775,18 @@ impl<D: Device> Store<D> {
                         return Err(StoreError::Invalid("omap entries too large".into()));
                     }
                     if !view.exists(&self.inner.borrow().meta, coll, obj) {
-                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                        view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                     }
                     let entries = entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-                    self.emit(view, phys, PhysOp::OmapSet { coll: *coll, obj: obj.clone(), entries });
+                    view.emit(PhysOp::OmapSet { coll: *coll, obj: obj.clone(), entries });
                 }
                 Op::OmapRmKeys { coll, obj, keys } => {
                     self.need_obj(view, coll, obj)?;
-                    self.emit(view, phys, PhysOp::OmapRm { coll: *coll, obj: obj.clone(), keys: keys.clone() });
+                    view.emit(PhysOp::OmapRm { coll: *coll, obj: obj.clone(), keys: keys.clone() });
                 }
                 Op::OmapRmRange { coll, obj, start, end } => {
                     self.need_obj(view, coll, obj)?;
-                    self.emit(view, phys, PhysOp::OmapRmRange { coll: *coll, obj: obj.clone(), start: start.clone(), end: end.clone() });
+                    view.emit(PhysOp::OmapRmRange { coll: *coll, obj: obj.clone(), start: start.clone(), end: end.clone() });
                 }
                 Op::OmapSetHeader { coll, obj, value } => {
                     self.need_coll(view, coll)?;
@@ -793,32 +795,27 @@ impl<D: Device> Store<D> {
                         return Err(StoreError::Invalid("omap header too large".into()));
                     }
                     if !view.exists(&self.inner.borrow().meta, coll, obj) {
-                        self.emit(view, phys, PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
+                        view.emit(PhysOp::Touch { coll: *coll, obj: obj.clone(), mtime_ms: now });
                     }
-                    self.emit(view, phys, PhysOp::OmapHeader { coll: *coll, obj: obj.clone(), value: value.clone() });
+                    view.emit(PhysOp::OmapHeader { coll: *coll, obj: obj.clone(), value: value.clone() });
                 }
                 Op::OmapClear { coll, obj } => {
                     self.need_obj(view, coll, obj)?;
-                    self.emit(view, phys, PhysOp::OmapClear { coll: *coll, obj: obj.clone() });
+                    view.emit(PhysOp::OmapClear { coll: *coll, obj: obj.clone() });
                 }
             }
         }
         Ok(())
     }
 
-    fn emit(&self, view: &mut View, phys: &mut Vec<PhysOp>, op: PhysOp) {
-        view.apply(&self.inner.borrow().meta, &op);
-        phys.push(op);
-    }
-
-    fn need_coll(&self, view: &View, c: &CollId) -> Result<(), StoreError> {
+    fn need_coll(&self, view: &mut View, c: &CollId) -> Result<(), StoreError> {
         if !view.coll_exists(&self.inner.borrow().meta, c) {
             return Err(StoreError::NoCollection(*c));
         }
         Ok(())
     }
 
-    fn need_obj(&self, view: &View, c: &CollId, o: &str) -> Result<(), StoreError> {
+    fn need_obj(&self, view: &mut View, c: &CollId, o: &str) -> Result<(), StoreError> {
         self.need_coll(view, c)?;
         if !view.exists(&self.inner.borrow().meta, c, o) {
             return Err(StoreError::NoObject(*c, o.to_string()));
@@ -827,7 +824,7 @@ impl<D: Device> Store<D> {
     }
 
     /// Content of block `idx` as the view sees it (zeros for a hole).
-    async fn view_block(&self, view: &View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, idx: u64) -> Result<Vec<u8>, StoreError> {
+    async fn view_block(&self, view: &mut View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, idx: u64) -> Result<Vec<u8>, StoreError> {
         let b = view.onode(&self.inner.borrow().meta, coll, obj).and_then(|o| o.blocks.get(&idx).copied());
         match b {
             None => Ok(vec![0; BLOCK]),
@@ -844,7 +841,6 @@ impl<D: Device> Store<D> {
     async fn write_range(
         &self,
         view: &mut View,
-        phys: &mut Vec<PhysOp>,
         data: &mut Vec<(u64, Rc<Vec<u8>>)>,
         coll: &CollId,
         obj: &str,
@@ -861,18 +857,20 @@ impl<D: Device> Store<D> {
         for idx in first..=last {
             let bstart = idx * BLOCK as u64;
             let (lo, hi) = (offset.max(bstart), end.min(bstart + BLOCK as u64));
-            let mut content = if lo == bstart && hi == bstart + BLOCK as u64 {
-                vec![0; BLOCK]
+            let src = &bytes[(lo - offset) as usize..(hi - offset) as usize];
+            let content = if lo == bstart && hi == bstart + BLOCK as u64 {
+                src.to_vec()
             } else {
-                self.view_block(view, data, coll, obj, idx).await?
+                let mut merged = self.view_block(view, data, coll, obj, idx).await?;
+                merged[(lo - bstart) as usize..(hi - bstart) as usize].copy_from_slice(src);
+                merged
             };
-            content[(lo - bstart) as usize..(hi - bstart) as usize].copy_from_slice(&bytes[(lo - offset) as usize..(hi - offset) as usize]);
             let dev = self.inner.borrow_mut().alloc.alloc().ok_or(StoreError::NoSpace)?;
             let crc = block_crc(&content);
             data.push((dev, Rc::new(content)));
             blocks.push((idx, BlockRef { dev, crc }));
         }
-        self.emit(view, phys, PhysOp::SetBlocks { coll: *coll, obj: obj.to_string(), blocks });
+        view.emit(PhysOp::SetBlocks { coll: *coll, obj: obj.to_string(), blocks });
         Ok(())
     }
 
@@ -882,7 +880,6 @@ impl<D: Device> Store<D> {
     async fn zero_range(
         &self,
         view: &mut View,
-        phys: &mut Vec<PhysOp>,
         data: &mut Vec<(u64, Rc<Vec<u8>>)>,
         coll: &CollId,
         obj: &str,
@@ -893,7 +890,7 @@ impl<D: Device> Store<D> {
             return Ok(());
         }
         let b = BLOCK as u64;
-        let has = |view: &View, idx: u64| view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.blocks.contains_key(&idx));
+        let has = |view: &mut View, idx: u64| view.onode(&self.inner.borrow().meta, coll, obj).is_some_and(|o| o.blocks.contains_key(&idx));
         let mut edges = Vec::new();
         if start / b == end / b {
             edges.push((start, end));
@@ -906,13 +903,13 @@ impl<D: Device> Store<D> {
             }
             let (from, to) = (start.div_ceil(b), end / b);
             if from < to {
-                self.emit(view, phys, PhysOp::DropBlocks { coll: *coll, obj: obj.to_string(), from, to });
+                view.emit(PhysOp::DropBlocks { coll: *coll, obj: obj.to_string(), from, to });
             }
         }
         for (lo, hi) in edges {
             if has(view, lo / b) {
                 let zeros = vec![0u8; (hi - lo) as usize];
-                self.write_range(view, phys, data, coll, obj, lo, Some(&zeros)).await?;
+                self.write_range(view, data, coll, obj, lo, Some(&zeros)).await?;
             }
         }
         Ok(())
@@ -921,7 +918,7 @@ impl<D: Device> Store<D> {
     /// Reads through the view (used by clone_range while planning).
     /// Reads an object as the transaction sees it so far (blocks it wrote
     /// itself come from `data`: they are on no device yet).
-    async fn read_view(&self, view: &View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+    async fn read_view(&self, view: &mut View, data: &[(u64, Rc<Vec<u8>>)], coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let size = view.onode(&self.inner.borrow().meta, coll, obj).map_or(0, |o| o.size);
         let end = offset.saturating_add(len).min(size);
         let mut out = Vec::new();
@@ -956,24 +953,22 @@ impl<D: Device> Store<D> {
                 if group.is_empty() {
                     break;
                 }
+                let mut group = group;
                 let blocks: usize = group.iter().map(|q| q.data.len()).sum();
                 let inline = blocks <= limits::inline_blocks_max;
-                let body = RecordBody {
-                    txns: group.iter().map(|q| q.ops.clone()).collect(),
-                    inline: if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| (*b, d.as_ref().clone()))).collect() } else { Vec::new() },
-                };
-                let body = match rkyv::to_bytes::<rkyv::rancor::Error>(&body) {
-                    Ok(body) => body,
+                let mut record = match encode_record(&mut group, inline) {
+                    Ok(record) => record,
                     Err(e) => {
-                        self.finish(group, false, false, Err(StoreError::Invalid(e.to_string()))).await;
+                        self.finish(group, false, false, Err(e)).await;
                         continue;
                     }
                 };
-                let len = RecordHeader::padded_len(body.len()) as u64;
+                let body_len = record.len() - RECORD_HEADER_BYTES;
+                let len = RecordHeader::padded_len(body_len) as u64;
                 let head = self.inner.borrow().journal_head;
-                let journals = head + len <= self.header.journal_bytes / 2 && body.len() <= limits::record_body_bytes_max;
+                let journals = head + len <= self.header.journal_bytes / 2 && body_len <= limits::record_body_bytes_max;
                 if inline && journals {
-                    let (offset, record) = self.reserve_record(&body, len);
+                    let offset = self.reserve_record(&mut record, len);
                     let write = Box::pin(async move { self.dev.write_durable(offset, &record).await });
                     if !flights.is_empty() {
                         self.inner.borrow_mut().counters.pipelined += 1;
@@ -990,7 +985,7 @@ impl<D: Device> Store<D> {
                     inner.queue.extend(later);
                     break;
                 }
-                self.commit_alone(group, inline, &body, len, journals, holding_plan_lock).await;
+                self.commit_alone(group, inline, record, len, journals, holding_plan_lock).await;
             }
             if flights.is_empty() {
                 let failed = self.inner.borrow().failed.clone();
@@ -1059,9 +1054,9 @@ impl<D: Device> Store<D> {
     /// Commits a group with nothing else in flight: a group whose data is
     /// written in place first, or a wrap (when its record would not fit the
     /// journal's half).
-    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, body: &[u8], len: u64, journals: bool, holding_plan_lock: bool) {
+    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, record: Vec<u8>, len: u64, journals: bool, holding_plan_lock: bool) {
         if journals {
-            let result = self.commit_group(&group, body, len, inline).await;
+            let result = self.commit_group(&group, record, len, inline).await;
             self.finish(group, inline, false, result).await;
             return;
         }
@@ -1225,10 +1220,10 @@ impl<D: Device> Store<D> {
     /// One group: its data, then one journal record, then one sync. (If
     /// the record reaches the medium and the data does not, replay sees the
     /// last record's data crcs fail and drops it.)
-    async fn commit_group(&self, group: &[QueuedTxn], body: &[u8], len: u64, inline: bool) -> Result<(), StoreError> {
+    async fn commit_group(&self, group: &[QueuedTxn], mut record: Vec<u8>, len: u64, inline: bool) -> Result<(), StoreError> {
         let all: Vec<(u64, Rc<Vec<u8>>)> = if inline { Vec::new() } else { group.iter().flat_map(|q| q.data.iter().cloned()).collect() };
         let writes = self.data_writes(&all);
-        let (offset, record) = self.reserve_record(body, len);
+        let offset = self.reserve_record(&mut record, len);
         if inline {
             // One device write, durable on completion: the whole commit.
             self.dev.write_durable(offset, &record).await?;
@@ -1240,18 +1235,21 @@ impl<D: Device> Store<D> {
         Ok(())
     }
 
-    /// Frames `body` as the next journal record and takes its place (seq
-    /// and offset) in the journal: the device offset and the bytes to write.
-    fn reserve_record(&self, body: &[u8], len: u64) -> (u64, Vec<u8>) {
+    /// Gives a record from [`encode_record`] the next place (seq and
+    /// offset) in the journal: fills in its header and pads it to `len`
+    /// bytes. Returns the device offset to write it at.
+    fn reserve_record(&self, record: &mut Vec<u8>, len: u64) -> u64 {
         let mut inner = self.inner.borrow_mut();
         let (head, seq) = (inner.journal_head, inner.journal_seq);
-        let mut record = Vec::with_capacity(len as usize);
-        RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) }.encode_into(&mut record);
-        record.extend_from_slice(body);
+        let body = &record[RECORD_HEADER_BYTES..];
+        let header = RecordHeader { instance: self.header.instance, seq, body_len: body.len() as u32, body_crc: crc32fast::hash(body) };
+        let mut framed = Vec::with_capacity(RECORD_HEADER_BYTES);
+        header.encode_into(&mut framed);
+        record[..RECORD_HEADER_BYTES].copy_from_slice(&framed);
         record.resize(len as usize, 0);
         inner.journal_head = head + len;
         inner.journal_seq = seq + 1;
-        (self.base + self.header.journal_offset() + head, record)
+        self.base + self.header.journal_offset() + head
     }
 
     /// Restarts the journal after saving what its records hold: a delta of
@@ -1261,32 +1259,36 @@ impl<D: Device> Store<D> {
     /// plan lock, has made every queued group's data durable, and has moved
     /// their ops into `ops_since`.
     async fn wrap(&self) -> Result<(), StoreError> {
-        let (body, slot, offset, header) = {
+        let (mut buf, slot, offset, header) = {
             let mut inner = self.inner.borrow_mut();
             let txns = std::mem::take(&mut inner.ops_since);
-            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&RecordBody { txns, inline: Vec::new() }).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            // The delta is archived right after room for its header.
+            let mut buf = vec![0; DELTA_HEADER_BYTES];
+            archive_after(&RecordBody { txns, inline: Vec::new() }, &mut buf)?;
+            let body = &buf[DELTA_HEADER_BYTES..];
             let header = DeltaHeader {
                 instance: self.header.instance,
                 base_seq: inner.ckpt_seq,
                 index: inner.delta_index,
                 journal_seq: inner.journal_seq,
                 body_len: u32::try_from(body.len()).unwrap_or(u32::MAX),
-                body_crc: crc32fast::hash(&body),
+                body_crc: crc32fast::hash(body),
             };
-            (body, (inner.ckpt_seq % 2) as usize, inner.delta_offset, header)
+            (buf, (inner.ckpt_seq % 2) as usize, inner.delta_offset, header)
         };
-        let len = DeltaHeader::padded_len(body.len()) as u64;
+        let body_len = buf.len() - DELTA_HEADER_BYTES;
+        let len = DeltaHeader::padded_len(body_len) as u64;
         let bound = self.inner.borrow().meta_bytes_bound;
-        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body.len() as u64 >= bound || body.len() >= u32::MAX as usize {
+        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body_len as u64 >= bound || body_len >= u32::MAX as usize {
             return self.checkpoint().await;
         }
         // Blocks that live only in journal records must reach the data area
         // (durably) before the journal restarts (`checkpoint` does the same).
         self.flush_deferred().await?;
         self.dev.sync().await?;
-        let mut buf = Vec::with_capacity(len as usize);
-        header.encode_into(&mut buf);
-        buf.extend_from_slice(&body);
+        let mut framed = Vec::with_capacity(DELTA_HEADER_BYTES);
+        header.encode_into(&mut framed);
+        buf[..DELTA_HEADER_BYTES].copy_from_slice(&framed);
         buf.resize(len as usize, 0);
         self.dev.write(self.base + self.header.ckpt_offset(slot) + offset, &buf).await?;
         self.dev.sync().await?;
@@ -1527,6 +1529,54 @@ impl<D: Device> Store<D> {
     }
 }
 
+/// A journal record for `group` — its ops and, for an inline group, the
+/// content of its new blocks — after room for its header, which
+/// [`Store::reserve_record`] fills in. The ops are lent to the body and
+/// given back, the blocks shared: a block's bytes are copied once, into
+/// the record.
+fn encode_record(group: &mut [QueuedTxn], inline: bool) -> Result<Vec<u8>, StoreError> {
+    let blocks: Vec<InlineBlock> = if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| InlineBlock { dev: *b, data: d.clone() })).collect() } else { Vec::new() };
+    // Sized for the blocks and a generous share per op: rarely regrown.
+    let ops: usize = group.iter().map(|q| q.ops.len()).sum();
+    let mut record = Vec::with_capacity(RecordHeader::padded_len(blocks.len() * (BLOCK + 16) + ops * 256 + 64));
+    record.resize(RECORD_HEADER_BYTES, 0);
+    let body = RecordBody { txns: group.iter_mut().map(|q| std::mem::take(&mut q.ops)).collect(), inline: blocks };
+    let result = archive_after(&body, &mut record);
+    for (q, ops) in group.iter_mut().zip(body.txns) {
+        q.ops = ops;
+    }
+    result.map(|()| record)
+}
+
+/// Archives `body` at the end of `buf` (after a frame header already
+/// there), laid out exactly as in a buffer of its own: readers copy the
+/// body alone into an aligned buffer.
+fn archive_after(body: &RecordBody, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    let start = buf.len();
+    rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(body, BodyWriter { buf, start }).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(())
+}
+
+/// An rkyv writer appending to a buffer whose positions count from
+/// `start` (the body's first byte), not from the buffer's.
+struct BodyWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    start: usize,
+}
+
+impl rkyv::ser::Positional for BodyWriter<'_> {
+    fn pos(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+impl<E> rkyv::ser::Writer<E> for BodyWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 fn check_name(obj: &str) -> Result<(), StoreError> {
     if obj.is_empty() || obj.len() > limits::object_name_bytes_max {
         return Err(StoreError::Invalid(format!("object name of {} bytes", obj.len())));
@@ -1754,15 +1804,63 @@ fn planning_copy(o: &Onode) -> Onode {
 
 /// The metadata as a transaction being planned sees it: the committed
 /// metadata with the transaction's own earlier ops applied on copies.
+///
+/// Ops are applied when the view is next asked, not when emitted: the last
+/// ops of a transaction are often never asked about (a whole-block
+/// overwrite asks nothing after its blocks are set), and applying one
+/// copies its object into the view.
 #[derive(Default)]
 struct View {
-    objs: HashMap<(CollId, String), Option<Onode>>,
-    colls: HashMap<CollId, bool>,
-    /// Objects created or removed per collection (for emptiness checks).
-    delta: HashMap<CollId, i64>,
+    /// The transaction's physical ops so far.
+    ops: Vec<PhysOp>,
+    /// How many of `ops` `seen` reflects.
+    applied: usize,
+    seen: Overlay,
 }
 
 impl View {
+    fn emit(&mut self, op: PhysOp) {
+        self.ops.push(op);
+    }
+
+    /// The overlay with every op emitted so far applied.
+    fn current(&mut self, meta: &Meta) -> &Overlay {
+        for op in &self.ops[self.applied..] {
+            self.seen.apply(meta, op);
+        }
+        self.applied = self.ops.len();
+        &self.seen
+    }
+
+    fn coll_exists(&mut self, meta: &Meta, c: &CollId) -> bool {
+        self.current(meta).coll_exists(meta, c)
+    }
+
+    fn coll_empty(&mut self, meta: &Meta, c: &CollId) -> bool {
+        self.current(meta).coll_empty(meta, c)
+    }
+
+    fn onode<'a>(&'a mut self, meta: &'a Meta, c: &CollId, o: &str) -> Option<&'a Onode> {
+        self.current(meta).onode(meta, c, o)
+    }
+
+    fn exists(&mut self, meta: &Meta, c: &CollId, o: &str) -> bool {
+        self.onode(meta, c, o).is_some()
+    }
+}
+
+/// What a transaction's ops changed, over the committed metadata.
+#[derive(Default)]
+struct Overlay {
+    /// Objects changed, per collection (`None`: removed). Keyed per
+    /// collection so that a lookup borrows the name.
+    objs: HashMap<CollId, HashMap<String, Option<Onode>, Hasher>, Hasher>,
+    colls: HashMap<CollId, bool, Hasher>,
+    /// Objects created or removed per collection (for emptiness checks).
+    delta: HashMap<CollId, i64, Hasher>,
+}
+
+impl Overlay {
     fn coll_exists(&self, meta: &Meta, c: &CollId) -> bool {
         self.colls.get(c).copied().unwrap_or_else(|| meta.colls.contains_key(c))
     }
@@ -1773,7 +1871,7 @@ impl View {
     }
 
     fn onode<'a>(&'a self, meta: &'a Meta, c: &CollId, o: &str) -> Option<&'a Onode> {
-        match self.objs.get(&(*c, o.to_string())) {
+        match self.objs.get(c).and_then(|objs| objs.get(o)) {
             Some(v) => v.as_ref(),
             None => {
                 if self.colls.get(c) == Some(&false) {
@@ -1798,13 +1896,13 @@ impl View {
             }
             PhysOp::Touch { coll, obj, mtime_ms } => {
                 let existed = self.exists(meta, coll, obj);
-                if let Some(Some(o)) = self.objs.get_mut(&(*coll, obj.clone())) {
+                if let Some(Some(o)) = self.objs.get_mut(coll).and_then(|objs| objs.get_mut(obj.as_str())) {
                     o.mtime_ms = *mtime_ms;
                     return;
                 }
                 let mut o = self.onode(meta, coll, obj).map(planning_copy).unwrap_or_default();
                 o.mtime_ms = *mtime_ms;
-                self.objs.insert((*coll, obj.clone()), Some(o));
+                self.objs.entry(*coll).or_default().insert(obj.clone(), Some(o));
                 if !existed {
                     *self.delta.entry(*coll).or_default() += 1;
                 }
@@ -1813,7 +1911,7 @@ impl View {
                 if self.exists(meta, coll, obj) {
                     *self.delta.entry(*coll).or_default() -= 1;
                 }
-                self.objs.insert((*coll, obj.clone()), None);
+                self.objs.entry(*coll).or_default().insert(obj.clone(), None);
             }
             // Planning never looks at omap contents, only at existence,
             // sizes, blocks and xattr names: omap ops leave the view alone
@@ -1822,14 +1920,15 @@ impl View {
             PhysOp::OmapSet { .. } | PhysOp::OmapRm { .. } | PhysOp::OmapRmRange { .. } | PhysOp::OmapHeader { .. } | PhysOp::OmapClear { .. } => {}
             other => {
                 let Some((coll, obj)) = other.object_target() else { return };
-                let key = (*coll, obj.to_string());
+                let removed_coll = self.colls.get(coll) == Some(&false);
+                let objs = self.objs.entry(*coll).or_default();
                 // Copy the object into the view once; later ops of the
                 // transaction change the copy in place.
-                if !self.objs.contains_key(&key) {
-                    let base = if self.colls.get(coll) == Some(&false) { None } else { meta.onode(coll, obj).map(planning_copy) };
-                    self.objs.insert(key.clone(), base);
+                if !objs.contains_key(obj) {
+                    let base = if removed_coll { None } else { meta.onode(coll, obj).map(planning_copy) };
+                    objs.insert(obj.to_string(), base);
                 }
-                if let Some(Some(o)) = self.objs.get_mut(&key) {
+                if let Some(Some(o)) = objs.get_mut(obj) {
                     let mut freed = Vec::new();
                     super::meta::apply_to_onode(o, other, &mut freed);
                 }
