@@ -214,6 +214,9 @@ pub struct Store<D: Device> {
     committing: Cell<bool>,
     /// Woken whenever a committer finishes (`committing` turns false).
     commit_ended: tokio::sync::Notify,
+    /// The committer waiting on records in flight: woken by `enqueue`, so
+    /// that a new group starts while older records are still in flight.
+    committer: Cell<Option<std::task::Waker>>,
     plan_lock: async_lock::Mutex<()>,
     /// `limits::deltas_per_base_max`, lowered by tests to reach full
     /// checkpoints often.
@@ -475,6 +478,7 @@ impl<D: Device> Store<D> {
             }),
             committing: Cell::new(false),
             commit_ended: tokio::sync::Notify::new(),
+            committer: Cell::new(None),
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
         };
@@ -587,6 +591,9 @@ impl<D: Device> Store<D> {
                 inner.unwritten.insert(*b, d.clone());
             }
             inner.queue.push(QueuedTxn { ops: phys, data, freed: txn_freed, done: tx });
+            if let Some(committer) = self.committer.take() {
+                committer.wake();
+            }
             break rx;
         };
         Ok(Queued(rx))
@@ -942,12 +949,17 @@ impl<D: Device> Store<D> {
     /// `limits::commits_in_flight_max` journal records are written at once,
     /// each durable on completion, and retired strictly in seq order — a
     /// group is answered only when its record and every earlier one are
-    /// durable, because replay stops at the first missing record. Anything
+    /// durable, because replay stops at the first missing record.
+    /// Transactions queued while records are in flight start the next one
+    /// as soon as there is room, not when the oldest completes. Anything
     /// else (a group with data to write in place, a wrap) waits until no
     /// record is in flight and runs alone.
     async fn commit_all_locked(&self, holding_plan_lock: bool) {
         let mut flights: VecDeque<Flight<'_>> = VecDeque::new();
         loop {
+            // A group that must run alone waits at the queue's head until
+            // the records in flight are retired.
+            let mut drain = false;
             while flights.len() < limits::commits_in_flight_max && self.inner.borrow().failed.is_none() {
                 let group = self.next_group();
                 if group.is_empty() {
@@ -983,6 +995,7 @@ impl<D: Device> Store<D> {
                     let later = std::mem::take(&mut inner.queue);
                     inner.queue = group;
                     inner.queue.extend(later);
+                    drain = true;
                     break;
                 }
                 self.commit_alone(group, inline, record, len, journals, holding_plan_lock).await;
@@ -1006,7 +1019,8 @@ impl<D: Device> Store<D> {
                     }
                 }
             }
-            // Wait for the oldest record (the others progress meanwhile).
+            // Wait for the oldest record (the others progress meanwhile),
+            // or for transactions to start another record with.
             std::future::poll_fn(|cx| {
                 for f in flights.iter_mut() {
                     if f.done.is_none() {
@@ -1015,9 +1029,15 @@ impl<D: Device> Store<D> {
                         }
                     }
                 }
-                if flights.front().is_some_and(|f| f.done.is_some()) {
+                let room = !drain && flights.len() < limits::commits_in_flight_max && {
+                    let inner = self.inner.borrow();
+                    inner.failed.is_none() && !inner.queue.is_empty()
+                };
+                if room || flights.front().is_some_and(|f| f.done.is_some()) {
+                    self.committer.set(None);
                     std::task::Poll::Ready(())
                 } else {
+                    self.committer.set(Some(cx.waker().clone()));
                     std::task::Poll::Pending
                 }
             })
