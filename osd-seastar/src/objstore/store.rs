@@ -1617,10 +1617,9 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
 /// bytes per write, and near a full slot every few hundred writes forced
 /// a full checkpoint to re-measure it.
 ///
-/// An archived omap or xattr map costs its nodes (one per
-/// `MAP_NODE_ENTRIES` entries, laid out from the entry count alone) plus
-/// the bytes of its keys and values that do not fit inline; both are
-/// counted from the entry counts before and after the transaction.
+/// An archived omap or xattr map is a vector of entries (see `Onode`):
+/// each costs `MAP_ENTRY_BYTES` plus the bytes of its key and value that do
+/// not fit inline.
 fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
     const OBJECT: i64 = 160;
     const ENTRY: i64 = 40;
@@ -1645,8 +1644,8 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
             PhysOp::Remove { coll, obj } => {
                 let was_there = objects.get(&(*coll, obj.as_str())).copied();
                 objects.insert((*coll, obj.as_str()), false);
-                maps.clear(meta, *coll, obj, MapKind::Omap);
-                maps.clear(meta, *coll, obj, MapKind::Xattr);
+                maps.clear(*coll, obj, MapKind::Omap);
+                maps.clear(*coll, obj, MapKind::Xattr);
                 match (was_there, meta.onode(coll, obj)) {
                     // Only the object's fixed part and blocks of the
                     // committed object: surely freed.
@@ -1655,7 +1654,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
                 }
             }
             PhysOp::OmapClear { coll, obj } => {
-                maps.clear(meta, *coll, obj, MapKind::Omap);
+                maps.clear(*coll, obj, MapKind::Omap);
                 0
             }
             PhysOp::SetBlocks { coll, obj, blocks } => {
@@ -1673,19 +1672,15 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
             PhysOp::OmapHeader { value, .. } => len(value.len()),
         };
     }
-    total + maps.node_growth()
+    total
 }
 
-/// Entries per node of an archived `BTreeMap` (rkyv's layout).
-const MAP_NODE_ENTRIES: usize = 5;
-/// What a map node adds when it appears: 88 bytes measured, 108 where it
-/// also starts an inner node, plus alignment padding.
-const MAP_NODE_GROW_BYTES: i64 = 116;
-/// What a node surely frees when it goes.
-const MAP_NODE_SHRINK_BYTES: i64 = 88;
+/// An archived map entry: the key's string and the value's vector (their
+/// bytes out of line are counted apart).
+const MAP_ENTRY_BYTES: usize = 16;
 /// Strings up to this long are stored inline in an archived entry.
 const INLINE_STRING_BYTES: usize = 8;
-/// Out-of-line bytes are unaligned, the node after them is not: a change
+/// Out-of-line bytes are unaligned, what follows them may not be: a change
 /// of their length moves its padding by up to this.
 const ALIGN_PAD_BYTES: usize = 7;
 
@@ -1699,8 +1694,6 @@ enum MapKind {
 /// [`txn_growth_bytes`]).
 #[derive(Default)]
 struct MapOverlay<'a> {
-    /// Entry counts: before the transaction, and now.
-    counts: HashMap<(CollId, &'a str, MapKind), (usize, usize)>,
     /// Maps emptied by the transaction: their committed keys are gone.
     cleared: HashSet<(CollId, &'a str, MapKind)>,
     /// Keys the transaction set (value length) or removed (None).
@@ -1713,13 +1706,6 @@ impl<'a> MapOverlay<'a> {
         Some(match kind {
             MapKind::Omap => &onode.omap,
             MapKind::Xattr => &onode.xattrs,
-        })
-    }
-
-    fn count(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind) -> &mut (usize, usize) {
-        self.counts.entry((c, o, kind)).or_insert_with(|| {
-            let n = Self::committed(meta, c, o, kind).map_or(0, BTreeMap::len);
-            (n, n)
         })
     }
 
@@ -1745,10 +1731,7 @@ impl<'a> MapOverlay<'a> {
             // the node's alignment padding.
             Some(old) if old == v => 0,
             Some(old) => (v + ALIGN_PAD_BYTES).saturating_sub(old) as i64,
-            None => {
-                self.count(meta, c, o, kind).1 += 1;
-                (out_of_line(k) + v + ALIGN_PAD_BYTES) as i64
-            }
+            None => (MAP_ENTRY_BYTES + out_of_line(k) + v + ALIGN_PAD_BYTES) as i64,
         };
         self.keys.insert((c, o, kind, k), Some(v));
         grow
@@ -1756,11 +1739,7 @@ impl<'a> MapOverlay<'a> {
 
     fn remove(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str) -> i64 {
         let freed = match self.value_len(meta, c, o, kind, k) {
-            Some(old) => {
-                let n = &mut self.count(meta, c, o, kind).1;
-                *n = n.saturating_sub(1);
-                surely_freed(k, old)
-            }
+            Some(old) => surely_freed(k, old),
             None => 0,
         };
         self.keys.insert((c, o, kind, k), None);
@@ -1783,22 +1762,9 @@ impl<'a> MapOverlay<'a> {
         gone.into_iter().map(|k| self.remove(meta, c, o, MapKind::Omap, k)).sum()
     }
 
-    fn clear(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind) {
-        self.count(meta, c, o, kind).1 = 0;
+    fn clear(&mut self, c: CollId, o: &'a str, kind: MapKind) {
         self.cleared.insert((c, o, kind));
         self.keys.retain(|(kc, ko, kk, _), _| !(*kc == c && *ko == o && *kk == kind));
-    }
-
-    /// Nodes that appear count in full, nodes that go as surely freed.
-    fn node_growth(&self) -> i64 {
-        let nodes = |n: usize| n.div_ceil(MAP_NODE_ENTRIES) as i64;
-        self.counts
-            .values()
-            .map(|&(before, now)| {
-                let d = nodes(now) - nodes(before);
-                d * if d > 0 { MAP_NODE_GROW_BYTES } else { MAP_NODE_SHRINK_BYTES }
-            })
-            .sum()
     }
 }
 
@@ -1811,10 +1777,10 @@ fn out_of_line(k: &str) -> usize {
     }
 }
 
-/// What removing an entry surely frees: its out-of-line bytes, less what
-/// alignment padding may take back.
+/// What removing an entry surely frees: the entry and its out-of-line
+/// bytes, less what alignment padding may take back.
 fn surely_freed(k: &str, value_len: usize) -> i64 {
-    -((out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
+    -((MAP_ENTRY_BYTES + out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
 }
 
 /// What planning needs of an onode: everything but its omap.
