@@ -214,6 +214,9 @@ pub struct Store<D: Device> {
     committing: Cell<bool>,
     /// Woken whenever a committer finishes (`committing` turns false).
     commit_ended: tokio::sync::Notify,
+    /// The metadata bound from which growth is estimated precisely (None:
+    /// half the slot's limit); tests lower it.
+    precise_growth_from: Cell<Option<u64>>,
     /// The committer waiting on records in flight: woken by `enqueue`, so
     /// that a new group starts while older records are still in flight.
     committer: Cell<Option<std::task::Waker>>,
@@ -347,7 +350,7 @@ impl<D: Device> Store<D> {
             // decode is corruption, not a torn write.
             let rec = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint delta {}: {e}", h.index)))?;
             for txn in &rec.txns {
-                delta_growth += txn_growth_bytes(&meta, txn);
+                delta_growth += txn_growth_bytes(&meta, txn, true);
                 for op in txn {
                     scratch.clear();
                     meta.apply(op, &mut scratch);
@@ -478,6 +481,7 @@ impl<D: Device> Store<D> {
             }),
             committing: Cell::new(false),
             commit_ended: tokio::sync::Notify::new(),
+            precise_growth_from: Cell::new(None),
             committer: Cell::new(None),
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
@@ -561,8 +565,11 @@ impl<D: Device> Store<D> {
             // Metadata must always fit a checkpoint: a transaction that
             // could grow it past the slot (less a reserve) is refused with
             // ENOSPC, while ones that shrink it (removes) go on.
-            let growth = txn_growth_bytes(&inner.meta, &phys);
             let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
+            // Far from the limit a cheap over-estimate will do (it looks
+            // no omap key up); the precise one only once it matters.
+            let precise = inner.meta_bytes_bound >= self.precise_growth_from.get().unwrap_or(limit / 2);
+            let growth = txn_growth_bytes(&inner.meta, &phys, precise);
             if growth > 0 && inner.meta_bytes_bound + growth as u64 > limit {
                 for (b, _) in &data {
                     inner.alloc.release(*b);
@@ -1354,6 +1361,11 @@ impl<D: Device> Store<D> {
         Ok(())
     }
 
+    #[cfg(test)]
+    pub(crate) fn set_precise_growth_from(&self, bytes: u64) {
+        self.precise_growth_from.set(Some(bytes));
+    }
+
     /// The upper bound of the next checkpoint's size the store keeps.
     #[cfg(test)]
     pub(crate) fn meta_bytes_bound(&self) -> u64 {
@@ -1620,12 +1632,17 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
 /// An archived omap or xattr map is a vector of entries (see `Onode`):
 /// each costs `MAP_ENTRY_BYTES` plus the bytes of its key and value that do
 /// not fit inline.
-fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp]) -> i64 {
+///
+/// Not `precise`: every omap or xattr key set counts as new and removes
+/// free nothing, so no key is looked up (a PG's omap holds thousands; the
+/// lookups were ~7% of a replica write's CPU). The store asks for this
+/// while the bound is far from the slot's limit.
+fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64 {
     const OBJECT: i64 = 160;
     const ENTRY: i64 = 40;
     let len = |n: usize| n as i64;
-    let mut objects: HashMap<(CollId, &'a str), bool> = HashMap::new();
-    let mut maps = MapOverlay::default();
+    let mut objects: HashMap<(CollId, &'a str), bool, Hasher> = HashMap::default();
+    let mut maps = MapOverlay { precise, ..MapOverlay::default() };
     let mut total = 0i64;
     for op in ops {
         total += match op {
@@ -1694,10 +1711,13 @@ enum MapKind {
 /// [`txn_growth_bytes`]).
 #[derive(Default)]
 struct MapOverlay<'a> {
+    /// Otherwise keys are not looked up: sets count as new, removes free
+    /// nothing.
+    precise: bool,
     /// Maps emptied by the transaction: their committed keys are gone.
-    cleared: HashSet<(CollId, &'a str, MapKind)>,
+    cleared: HashSet<(CollId, &'a str, MapKind), Hasher>,
     /// Keys the transaction set (value length) or removed (None).
-    keys: HashMap<(CollId, &'a str, MapKind, &'a str), Option<usize>>,
+    keys: HashMap<(CollId, &'a str, MapKind, &'a str), Option<usize>, Hasher>,
 }
 
 impl<'a> MapOverlay<'a> {
@@ -1726,6 +1746,9 @@ impl<'a> MapOverlay<'a> {
     }
 
     fn set(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str, v: usize) -> i64 {
+        if !self.precise {
+            return (MAP_ENTRY_BYTES + out_of_line(k) + v + ALIGN_PAD_BYTES) as i64;
+        }
         let grow = match self.value_len(meta, c, o, kind, k) {
             // The same length lands in the same place; another may move
             // the node's alignment padding.
@@ -1738,6 +1761,9 @@ impl<'a> MapOverlay<'a> {
     }
 
     fn remove(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str) -> i64 {
+        if !self.precise {
+            return 0;
+        }
         let freed = match self.value_len(meta, c, o, kind, k) {
             Some(old) => surely_freed(k, old),
             None => 0,
@@ -1747,7 +1773,7 @@ impl<'a> MapOverlay<'a> {
     }
 
     fn remove_range(&mut self, meta: &'a Meta, c: CollId, o: &'a str, start: &str, end: &str) -> i64 {
-        if start >= end {
+        if !self.precise || start >= end {
             return 0;
         }
         let in_range = |k: &str| k >= start && k < end;
