@@ -198,6 +198,32 @@ fn a_lone_acknowledged_write_is_not_hidden_by_an_osd_returning_alone() {
 /// The operator gives osd.0 up: `osd lost 0 --yes-i-really-mean-it` lets
 /// osd.1's PGs go active with what it holds ("first"); the writes only
 /// osd.0 acknowledged are lost, as the operator accepted.
+/// After osd.0 was given up (`how`): osd.1 goes active alone, serves what
+/// it holds, says so in its log (`said`), and takes writes again.
+async fn survivor_serves(rados: &Arc<Rados>, logged: &impl Fn() -> String, how: &str, said: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = summary(&logged());
+        if s.contains("active") && !s.contains("down") && !s.contains("peering") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "osd.1 never went active once osd.0 was {how}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let io = rados.ioctx("p").unwrap();
+    for (i, r) in reads(&io, Duration::from_secs(10)).await.into_iter().enumerate() {
+        assert_eq!(r.as_deref(), Some(&b"first"[..]), "o{i}: osd.1's copy, the only one left");
+    }
+    // (Said once the activation is durable.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logged().contains(said) {
+        assert!(Instant::now() < deadline, "osd.1 never said it gave osd.0's writes up ({said:?})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    io.write_full("o0", b"third").await.unwrap();
+    assert_eq!(io.read("o0", 0, 0).await.unwrap(), b"third");
+}
+
 #[test]
 fn marking_the_missing_osd_lost_lets_the_survivor_serve() {
     let (c, conf, rt, logged) = b_returns_alone("lost");
@@ -218,35 +244,7 @@ fn marking_the_missing_osd_lost_lets_the_survivor_serve() {
         let dump: serde_json::Value = serde_json::from_str(&dump.output).unwrap();
         let osd0 = dump["osds"].as_array().unwrap().iter().find(|o| o["osd"] == 0).unwrap().clone();
         assert!(osd0["lost_at"].as_u64().unwrap() > 0, "{osd0}");
-        // osd.1 goes active alone and serves what it holds.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = summary(&logged());
-            if s.contains("active") && !s.contains("down") && !s.contains("peering") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "osd.1 never went active once osd.0 was lost: {s:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let io = rados.ioctx("p").unwrap();
-        for (i, r) in reads(&io, Duration::from_secs(10)).await.into_iter().enumerate() {
-            assert_eq!(r.as_deref(), Some(&b"first"[..]), "o{i}: osd.1's copy, the only one left");
-        }
-        // (Said once the activation is durable.)
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !logged().contains("active without waiting for lost OSDs") {
-            assert!(
-                Instant::now() < deadline,
-                "osd.1 never said it gave osd.0's writes up"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // And it takes writes again.
-        io.write_full("o0", b"third").await.unwrap();
-        assert_eq!(io.read("o0", 0, 0).await.unwrap(), b"third");
+        survivor_serves(&rados, &logged, "lost", "active without waiting for lost OSDs").await;
     });
     drop(c);
 }
@@ -260,26 +258,7 @@ fn removing_the_missing_osd_lets_the_survivor_serve() {
         // osd.0 is down and never coming back: the operator removes it.
         let r = rados.command(&cmd("osd rm 0"), false).await.unwrap();
         assert_eq!(r.result, 0, "{}", r.status);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let s = summary(&logged());
-            if s.contains("active") && !s.contains("down") && !s.contains("peering") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "osd.1 never went active once osd.0 was removed: {s:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let io = rados.ioctx("p").unwrap();
-        for (i, r) in reads(&io, Duration::from_secs(10)).await.into_iter().enumerate() {
-            assert_eq!(r.as_deref(), Some(&b"first"[..]), "o{i}: osd.1's copy, the only one left");
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !logged().contains("osd.0 removed") {
-            assert!(Instant::now() < deadline, "osd.1 never said it gave the removed osd.0's writes up");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        io.write_full("o0", b"third").await.unwrap();
-        assert_eq!(io.read("o0", 0, 0).await.unwrap(), b"third");
+        survivor_serves(&rados, &logged, "removed", "osd.0 removed").await;
     });
     drop(c);
 }

@@ -1642,6 +1642,8 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
     const ENTRY: i64 = 40;
     let len = |n: usize| n as i64;
     let mut objects: HashMap<(CollId, &'a str), bool, Hasher> = HashMap::default();
+    // Objects removed earlier in the transaction (maybe created again).
+    let mut removed: HashSet<(CollId, &'a str), Hasher> = HashSet::default();
     let mut maps = MapOverlay { precise, ..MapOverlay::default() };
     let mut total = 0i64;
     for op in ops {
@@ -1661,6 +1663,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
             PhysOp::Remove { coll, obj } => {
                 let was_there = objects.get(&(*coll, obj.as_str())).copied();
                 objects.insert((*coll, obj.as_str()), false);
+                removed.insert((*coll, obj.as_str()));
                 maps.clear(*coll, obj, MapKind::Omap);
                 maps.clear(*coll, obj, MapKind::Xattr);
                 match (was_there, meta.onode(coll, obj)) {
@@ -1677,8 +1680,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
             PhysOp::SetBlocks { coll, obj, blocks } => {
                 // A block index of an object removed earlier in the
                 // transaction is new again.
-                let removed = objects.get(&(*coll, obj.as_str())).is_some_and(|_| maps.was_cleared(*coll, obj));
-                let o = if removed { None } else { meta.onode(coll, obj) };
+                let o = if removed.contains(&(*coll, obj.as_str())) { None } else { meta.onode(coll, obj) };
                 blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * ENTRY
             }
             PhysOp::SetAttr { coll, obj, name, value } => maps.set(meta, *coll, obj, MapKind::Xattr, name, value.len()),
@@ -1727,11 +1729,6 @@ impl<'a> MapOverlay<'a> {
             MapKind::Omap => &onode.omap,
             MapKind::Xattr => &onode.xattrs,
         })
-    }
-
-    /// Whether the object's maps were emptied by a remove.
-    fn was_cleared(&self, c: CollId, o: &str) -> bool {
-        self.cleared.contains(&(c, o, MapKind::Omap)) && self.cleared.contains(&(c, o, MapKind::Xattr))
     }
 
     /// The value length of `k` now (None: absent).
