@@ -39,13 +39,15 @@ impl Config {
         Config::parse(&text).map_err(|e| format!("{path}: {e}"))
     }
 
-    /// `section` first, then `global`.
+    /// `section` first (`osd.3`), then its type's section (`osd`), then
+    /// `global`, as Ceph looks options up.
     pub fn get(&self, section: &str, key: &str) -> Option<&str> {
         let key = key.replace([' ', '-'], "_");
-        self.sections
-            .get(section)
-            .and_then(|s| s.get(&key))
-            .or_else(|| self.sections.get("global").and_then(|s| s.get(&key)))
+        let kind = section.split_once('.').map(|(kind, _)| kind);
+        [Some(section), kind, Some("global")]
+            .into_iter()
+            .flatten()
+            .find_map(|name| self.sections.get(name).and_then(|s| s.get(&key)))
             .map(String::as_str)
     }
 
@@ -83,5 +85,11 @@ mod tests {
         assert_eq!(c.get("osd.0", "osd_data"), Some("/x"));
         assert_eq!(c.get("osd.0", "fsid"), Some("abc"));
         assert!(Config::parse("garbage line").is_err());
+        // osd.N, then [osd], then [global].
+        let c = Config::parse("[global]\nms_mode = crc\nx = g\n[osd]\nms_mode = sign\n[osd.1]\nms_mode = crc\n").unwrap();
+        assert_eq!(c.get("osd.0", "ms_mode"), Some("sign"));
+        assert_eq!(c.get("osd.1", "ms_mode"), Some("crc"));
+        assert_eq!(c.get("osd.0", "x"), Some("g"));
+        assert_eq!(c.get("client.admin", "ms_mode"), Some("crc"));
     }
 }

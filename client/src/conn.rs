@@ -36,27 +36,36 @@ pub struct Conn {
     buf: Vec<u8>,
     next_txid: u64,
     pub negotiated: Option<Negotiated>,
+    /// From the server's hello reply; an authorizer must cover it.
+    challenge: u64,
     pub peer_entity: String,
     /// After authentication every frame we send carries a MAC.
     mac: Option<sepia_proto::auth::mac::SessionKey>,
 }
 
 impl Conn {
-    /// Connects and says hello as `entity`.
+    /// Connects and says hello as `entity`, in the default frame mode.
     pub async fn connect(addr: &str, entity: &str, fsid: [u8; 16]) -> Result<Conn, ConnError> {
+        Conn::connect_in(addr, entity, fsid, hello::FrameMode::default()).await
+    }
+
+    /// Connects and says hello as `entity`, asking for signed frames when
+    /// `mode` is `Sign`.
+    pub async fn connect_in(addr: &str, entity: &str, fsid: [u8; 16], mode: hello::FrameMode) -> Result<Conn, ConnError> {
         let timeout = Duration::from_millis(limits::connect_timeout_ms);
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ConnError::Timeout(limits::connect_timeout_ms))??;
         stream.set_nodelay(true)?;
         let mut conn = Conn::from_stream(stream);
-        let ours = hello::local_hello(entity, fsid);
+        let ours = hello::local_hello_in(entity, fsid, mode);
         conn.send(&Body::Hello(ours.clone()), &[]).await?;
         let reply = tokio::time::timeout(timeout, conn.recv()).await.map_err(|_| ConnError::Timeout(limits::connect_timeout_ms))??;
         match msg::decode(&reply)? {
             Body::HelloReply(r) => {
                 let n = hello::accept_reply(&ours, &r).map_err(ConnError::Hello)?;
                 conn.negotiated = Some(n);
+                conn.challenge = r.challenge;
                 conn.peer_entity = r.entity;
                 Ok(conn)
             }
@@ -73,6 +82,7 @@ impl Conn {
             buf: vec![0; limits::read_chunk_bytes],
             next_txid: 1,
             negotiated: None,
+            challenge: 0,
             peer_entity: String::new(),
             mac: None,
         }
@@ -88,6 +98,17 @@ impl Conn {
         let txid = self.next_txid();
         self.send_with_txid(body, txid, data).await?;
         Ok(txid)
+    }
+
+    /// Whether this connection signs frames once authenticated (the hello
+    /// decided; a connection without one, accepted by a server, signs).
+    pub fn frames_signed(&self) -> bool {
+        self.negotiated.as_ref().is_none_or(|n| n.frames_signed())
+    }
+
+    /// The challenge the server's hello reply carried (0: none).
+    pub fn challenge(&self) -> u64 {
+        self.challenge
     }
 
     /// From now on frames both ways carry (and must carry) a MAC under `key`.
@@ -182,7 +203,9 @@ pub async fn authenticate(conn: &mut Conn, entity: &str, secret: &sepia_proto::a
     match conn.recv_body().await?.1 {
         Body::Auth(AuthMessage::Granted { global_id, session_key, tickets, expires_ms }) => {
             let key = ticket::open_session_key(secret, &session_key).map_err(|e| ConnError::Hello(e.to_string()))?;
-            conn.set_session_key(key.clone());
+            if conn.frames_signed() {
+                conn.set_session_key(key.clone());
+            }
             Ok(Granted { global_id, session_key: key, tickets, expires_ms })
         }
         Body::Auth(AuthMessage::Refused { reason, .. }) => Err(ConnError::Hello(format!("authentication refused: {reason}"))),
@@ -237,18 +260,21 @@ pub async fn fetch_service_key(conn: &mut Conn, session: &sepia_proto::auth::mac
     }
 }
 
-/// Presents a ticket to a service (an OSD) and switches the connection to
-/// MACed frames under the session key.
+/// Presents a ticket to a service (an OSD), bound to the connection's
+/// challenge, and switches the connection to MACed frames under the
+/// session key when the hello agreed to sign.
 pub async fn authorize(conn: &mut Conn, session: &sepia_proto::auth::mac::SessionKey, ticket: &sepia_proto::auth::ticket::SealedTicket) -> Result<(), ConnError> {
     use sepia_proto::auth::{ticket as t, AuthMessage};
     let mut nonce = [0u8; 8];
     getrandom::getrandom(&mut nonce).map_err(|e| ConnError::Hello(e.to_string()))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let a = t::build_authorizer(ticket, session, u64::from_le_bytes(nonce), now);
+    let a = t::build_authorizer(ticket, session, conn.challenge(), u64::from_le_bytes(nonce), now);
     conn.send(&Body::Auth(AuthMessage::Authorize(a)), &[]).await?;
     match conn.recv_body().await?.1 {
         Body::Auth(AuthMessage::Authorized { result: 0 }) => {
-            conn.set_session_key(session.clone());
+            if conn.frames_signed() {
+                conn.set_session_key(session.clone());
+            }
             Ok(())
         }
         Body::Auth(AuthMessage::Authorized { result }) => Err(ConnError::Hello(format!("authorizer refused ({result})"))),

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sepia_proto::hello::FrameMode;
 use sepia_proto::errno::Errno;
 use sepia_proto::msg::{Body, MapKind, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, ReqId, SubOp, SubOpOut, SubOpValue, Subscribe, SubscribeItem};
 use sepia_proto::osdmap::{OsdMap, PgId, PoolId};
@@ -85,8 +86,8 @@ struct OsdConn {
 type OsdCreds = (sepia_proto::auth::mac::SessionKey, sepia_proto::auth::ticket::SealedTicket);
 
 impl OsdConn {
-    async fn open(addr: &str, entity: &str, creds: Option<&OsdCreds>) -> Result<OsdConn, ConnError> {
-        let mut conn = Conn::connect(addr, entity, [0; 16]).await?;
+    async fn open(addr: &str, entity: &str, creds: Option<&OsdCreds>, mode: FrameMode) -> Result<OsdConn, ConnError> {
+        let mut conn = Conn::connect_in(addr, entity, [0; 16], mode).await?;
         if let Some((session, ticket)) = creds {
             crate::conn::authorize(&mut conn, session, ticket).await?;
         }
@@ -331,6 +332,8 @@ pub struct Rados {
     osd_creds: Mutex<Option<(OsdCreds, Instant)>>,
     mon_addrs: Vec<String>,
     secret: Option<sepia_proto::auth::key::Secret>,
+    /// Whether we ask OSDs to sign frames (`ms_mode`).
+    frame_mode: FrameMode,
 }
 
 /// Authenticates with one of the monitors and keeps the OSD ticket (and
@@ -363,6 +366,17 @@ impl Rados {
 
     /// Connects, authenticating as `entity` with `secret`.
     pub async fn connect_with_secret(mon_addrs: Vec<String>, entity: &str, secret: Option<sepia_proto::auth::key::Secret>) -> Result<Arc<Rados>, RadosError> {
+        Rados::connect_in(mon_addrs, entity, secret, FrameMode::default()).await
+    }
+
+    /// Connects, authenticating as `entity` with `secret`, and asks OSDs for
+    /// signed frames when `frame_mode` is `Sign` (monitors always sign).
+    pub async fn connect_in(
+        mon_addrs: Vec<String>,
+        entity: &str,
+        secret: Option<sepia_proto::auth::key::Secret>,
+        frame_mode: FrameMode,
+    ) -> Result<Arc<Rados>, RadosError> {
         let monc = MonClient::with_secret(mon_addrs.clone(), entity, secret.clone())?;
         let osd_creds = match &secret {
             Some(s) => Some(osd_credentials(&mon_addrs, entity, s).await?),
@@ -382,6 +396,7 @@ impl Rados {
             osd_creds: Mutex::new(osd_creds),
             mon_addrs: rados_mon_addrs,
             secret: rados_secret,
+            frame_mode,
         });
         rados.wait_for_epoch(1, Duration::from_millis(limits::op_timeout_ms)).await?;
         Ok(rados)
@@ -389,7 +404,8 @@ impl Rados {
 
     pub async fn connect_conf(conf: &Config, entity: &str) -> Result<Arc<Rados>, RadosError> {
         let secret = conf.secret_for(entity).map_err(|e| RadosError::BadReply(e))?;
-        Rados::connect_with_secret(conf.mon_addrs(), entity, secret).await
+        let mode = conf.get(entity, "ms_mode").map(FrameMode::parse).transpose().map_err(RadosError::BadReply)?.unwrap_or_default();
+        Rados::connect_in(conf.mon_addrs(), entity, secret, mode).await
     }
 
     pub fn osdmap(&self) -> Arc<OsdMap> {
@@ -426,7 +442,7 @@ impl Rados {
             }
         }
         let creds = self.osd_creds().await;
-        let c = OsdConn::open(addr, &self.entity, creds.as_ref()).await?;
+        let c = OsdConn::open(addr, &self.entity, creds.as_ref(), self.frame_mode).await?;
         self.conns.lock().await.insert(addr.to_string(), c.clone());
         Ok(c)
     }

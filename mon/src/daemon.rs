@@ -527,7 +527,9 @@ async fn serve_conn(
     // (entity, client challenge, server challenge) between hello and proof.
     let mut pending: Option<(String, u64, u64)> = None;
     let refused = |why: &str| Body::Auth(AuthMessage::Refused { result: sepia_proto::errno::Errno::Access.result(), reason: why.to_string() });
-    let ours = hello::local_hello(&format!("mon.{name}"), fsid);
+    // Monitors always sign frames: their traffic is small and hands out
+    // keys and maps.
+    let ours = hello::local_hello_in(&format!("mon.{name}"), fsid, hello::FrameMode::Sign);
     let first = tokio::time::timeout(Duration::from_secs(10), conn.recv_body()).await.map_err(|_| "no hello".to_string())?;
     let (txid, body) = first.map_err(|e| e.to_string())?;
     let Body::Hello(theirs) = body else { return Err("first frame is not a hello".into()) };

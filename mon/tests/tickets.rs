@@ -96,16 +96,16 @@ fn sessions_are_renewed_before_expiry_and_refused_after() {
         // The OSD ticket of that session: good while it lived, refused after.
         let osd_ticket = renewed.tickets.iter().find(|t| t.service == "osd").unwrap();
         let now = wall_ms();
-        let during = build_authorizer(osd_ticket, &renewed.session_key, 1, renewed.expires_ms - 100);
-        assert!(verify_authorizer(&during, &keys, "osd", renewed.expires_ms - 100, 5_000).is_ok());
-        let after = build_authorizer(osd_ticket, &renewed.session_key, 2, now);
-        assert!(matches!(verify_authorizer(&after, &keys, "osd", now, 5_000), Err(AuthError::Expired { .. })));
+        let during = build_authorizer(osd_ticket, &renewed.session_key, 5, 1, renewed.expires_ms - 100);
+        assert!(verify_authorizer(&during, &keys, "osd", 5, renewed.expires_ms - 100, 5_000).is_ok());
+        let after = build_authorizer(osd_ticket, &renewed.session_key, 5, 2, now);
+        assert!(matches!(verify_authorizer(&after, &keys, "osd", 5, now, 5_000), Err(AuthError::Expired { .. })));
         // A client that renews (or re-authenticates) holds a good ticket now.
         let r = monc.command(&["osd".to_string(), "pool".to_string(), "ls".to_string()], true).await.unwrap();
         assert_eq!(r.result, 0, "{}", r.status);
         let g = monc.granted().unwrap().clone();
         let t = g.tickets.iter().find(|t| t.service == "osd").unwrap();
         let now = wall_ms();
-        assert!(verify_authorizer(&build_authorizer(t, &g.session_key, 3, now), &keys, "osd", now, 5_000).is_ok());
+        assert!(verify_authorizer(&build_authorizer(t, &g.session_key, 5, 3, now), &keys, "osd", 5, now, 5_000).is_ok());
     });
 }

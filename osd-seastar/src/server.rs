@@ -30,7 +30,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use sepia_proto::errno::Errno;
 use sepia_proto::frame::FrameDecoder;
-use sepia_proto::hello;
+use sepia_proto::hello::{self, FrameMode};
 use sepia_proto::msg::{
     self, Body, CmpOp, EVersion, ObjectId, OsdOp, OsdOpReply, PgList, PgListReply, RepOpReply, ReqId, SubOp, SubOpOut, SubOpValue,
 };
@@ -137,6 +137,8 @@ pub struct Shard {
     auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
     /// Refuse ops from connections without a valid ticket.
     pub auth_required: bool,
+    /// Whether we ask every connection, ours and theirs, to sign frames.
+    frame_mode: FrameMode,
 }
 
 /// The sending half of a connection. Frames are queued and one task at a
@@ -258,6 +260,7 @@ impl Shard {
         reports: Option<tokio::sync::mpsc::Sender<crate::monlink::Report>>,
         auth: watch::Receiver<Option<Arc<crate::monlink::OsdAuth>>>,
         auth_required: bool,
+        frame_mode: FrameMode,
     ) -> Shard {
         let (applies, applies_rx) = tokio::sync::mpsc::channel(crate::pgs::limits::apply_queue_max);
         // The PGs resume their walk after the epoch recorded last time.
@@ -281,6 +284,7 @@ impl Shard {
             reports,
             auth,
             auth_required,
+            frame_mode,
         }
     }
 
@@ -419,6 +423,11 @@ impl Shard {
         // both ways) and the entity's OSD caps.
         let mac: Rc<RefCell<Option<SessionKey>>> = Rc::new(RefCell::new(None));
         let mut caps: Option<Rc<Caps>> = None;
+        // From the hello: whether frames are signed once authenticated (a
+        // connection that skipped hello signs), and the challenge its
+        // authorizer must cover (0 until hello: no authorizer passes).
+        let mut signed = true;
+        let mut challenge = 0u64;
         // Whether the authenticated entity may speak OSD to OSD (peering,
         // replica writes): an OSD, or a key with unrestricted OSD caps (an
         // admin; dev OSDs without keys of their own run as client.admin).
@@ -437,23 +446,31 @@ impl Shard {
                 let data = f.data().to_vec();
                 match body {
                     Body::Hello(theirs) => {
-                        let ours = hello::local_hello(&format!("osd.{}", self.osd), fsid);
-                        let (reply, _) = hello::reply(&ours, &theirs);
+                        let ours = hello::local_hello_in(&format!("osd.{}", self.osd), fsid, self.frame_mode);
+                        let (mut reply, negotiated) = hello::reply(&ours, &theirs);
+                        if let Ok(n) = negotiated {
+                            signed = n.frames_signed();
+                            challenge = hello::random_challenge();
+                            reply.challenge = challenge;
+                        }
                         writer.send(&Body::HelloReply(reply), txid, Vec::new(), None).await?;
                     }
                     Body::Auth(AuthMessage::Authorize(a)) => {
                         let keys = self.auth.borrow().as_ref().map(|x| x.keys.clone());
                         let verdict = match keys {
                             None => Err("this OSD has no service key yet".to_string()),
-                            Some(k) => ticket::verify_authorizer(&a, &k, "osd", wall_ms(), AUTHORIZER_WINDOW_MS).map_err(|e| e.to_string()),
+                            Some(_) if challenge == 0 => Err("an authorizer needs a hello first".to_string()),
+                            Some(k) => ticket::verify_authorizer(&a, &k, "osd", challenge, wall_ms(), AUTHORIZER_WINDOW_MS).map_err(|e| e.to_string()),
                         };
                         match verdict {
                             Ok(t) => {
                                 let c = t.caps.get("osd").and_then(|c| Caps::parse(c).ok()).unwrap_or_default();
                                 writer.send(&Body::Auth(AuthMessage::Authorized { result: 0 }), txid, Vec::new(), None).await?;
-                                let key = SessionKey(t.session_key);
-                                decoder.set_session_key(Box::new(key.clone()));
-                                *mac.borrow_mut() = Some(key);
+                                if signed {
+                                    let key = SessionKey(t.session_key);
+                                    decoder.set_session_key(Box::new(key.clone()));
+                                    *mac.borrow_mut() = Some(key);
+                                }
                                 peer_ok = t.entity.kind == EntityType::Osd || unrestricted(&c);
                                 caps = Some(Rc::new(c));
                             }
@@ -699,9 +716,7 @@ impl Shard {
         stream.set_nodelay(true).ok();
         let (mut reader, writer) = futures_lite::io::split(stream);
         let writer = FrameWriter::new(writer);
-        // Hello first.
-        let ours = hello::local_hello(&format!("osd.{}", self.osd), self.map().fsid);
-        writer.send(&Body::Hello(ours), 0, Vec::new(), None).await?;
+        let ours = hello::local_hello_in(&format!("osd.{}", self.osd), self.map().fsid, self.frame_mode);
         let conn = Rc::new(PeerConn {
             writer,
             mac: RefCell::new(None),
@@ -740,13 +755,33 @@ impl Shard {
             c.waiting.borrow_mut().clear();
         })
         .detach();
+        // Hello first (txid 0): its reply says whether frames are signed and
+        // carries the challenge our authorizer must cover.
+        let (tx, rx) = oneshot::channel();
+        conn.waiting.borrow_mut().insert(0, tx);
+        let hello_reply = match conn.writer.send(&Body::Hello(ours.clone()), 0, Vec::new(), None).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let negotiated = match hello_reply {
+            Some(Body::HelloReply(r)) => hello::accept_reply(&ours, &r).map(|n| (n, r.challenge)),
+            _ => Err("no hello reply".to_string()),
+        };
+        let (negotiated, challenge) = match negotiated {
+            Ok(x) => x,
+            Err(why) => {
+                conn.alive.set(false);
+                return Err(std::io::Error::other(format!("{addr}: {why}")));
+            }
+        };
         if let Some((session, ticket)) = creds {
             let nonce = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
-            let a = sepia_proto::auth::ticket::build_authorizer(&ticket, &session, nonce, wall_ms());
+            let a = sepia_proto::auth::ticket::build_authorizer(&ticket, &session, challenge, nonce, wall_ms());
             // The reader installs the key when `Authorized` arrives; we MAC
             // only after it did, so the peer never sees a MAC it cannot check.
-            *conn.mac.borrow_mut() = Some(session.clone());
-            // Its own txid: the hello reply (txid 0) may still be in flight.
+            if negotiated.frames_signed() {
+                *conn.mac.borrow_mut() = Some(session.clone());
+            }
             let txid = conn.next_txid.get();
             conn.next_txid.set(txid + 1);
             let (tx, rx) = oneshot::channel();

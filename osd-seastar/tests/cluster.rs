@@ -8,7 +8,12 @@ use std::time::Duration;
 use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
 use sepia_client::rados::Rados;
+use sepia_proto::hello::FrameMode;
 use sepia_proto::msg::{SubOp, SubOpValue};
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
 
 /// Stopped and deleted when dropped.
 use sepia_client::cluster::Guard as Cluster;
@@ -122,6 +127,25 @@ fn write_read_and_survive_kill_9() {
         let answer = tokio::time::timeout(Duration::from_secs(10), forger.recv_body()).await.expect("the OSD answers or closes");
         assert!(answer.is_err(), "the connection of a client sending a replica write is closed: {answer:?}");
         assert_eq!(io.read("small", 0, 0).await.unwrap(), b"hello World", "the forged replica write changed nothing");
+        // An authorizer copied off one connection is refused on another:
+        // it covers the first connection's challenge.
+        let seen = sepia_client::conn::Conn::connect(&addr, "client.ro", [0; 16]).await.unwrap();
+        let copied = sepia_proto::auth::ticket::build_authorizer(ticket, &granted.session_key, seen.challenge(), 1, wall_ms());
+        let mut replayer = sepia_client::conn::Conn::connect(&addr, "client.ro", [0; 16]).await.unwrap();
+        assert_ne!(seen.challenge(), replayer.challenge());
+        replayer.send(&sepia_proto::msg::Body::Auth(sepia_proto::auth::AuthMessage::Authorize(copied)), &[]).await.unwrap();
+        match replayer.recv_body().await.unwrap().1 {
+            sepia_proto::msg::Body::Auth(sepia_proto::auth::AuthMessage::Refused { .. }) => {}
+            other => panic!("a replayed authorizer was accepted: {other:?}"),
+        }
+        // A client that asks for signed frames gets them from a crc OSD:
+        // its decoder then refuses any reply without a MAC.
+        let signer = Rados::connect_in(conf.mon_addrs(), "client.ro", Some(entry.key.clone()), FrameMode::Sign).await.unwrap();
+        assert_eq!(signer.ioctx("rbd").unwrap().read("small", 0, 0).await.unwrap(), b"hello World");
+        let mut signed = sepia_client::conn::Conn::connect_in(&addr, "client.ro", [0; 16], FrameMode::Sign).await.unwrap();
+        assert!(signed.frames_signed());
+        sepia_client::conn::authorize(&mut signed, &granted.session_key, ticket).await.unwrap();
+        assert!(!forger.frames_signed(), "crc is the default");
         assert!(io.truncate("nothing-here", 0).await.is_err(), "ENOENT");
     });
     // Kill every OSD without warning, then start them again.
@@ -129,6 +153,10 @@ fn write_read_and_survive_kill_9() {
         assert!(cluster::signal(&dir, &format!("osd.{id}"), 9), "osd.{id} was running");
     }
     std::thread::sleep(Duration::from_millis(300));
+    // They come back signing every frame, to clients and to each other.
+    let mut text = std::fs::read_to_string(dir.join("sepia.conf")).unwrap();
+    text.push_str("\n[osd]\nms_mode = sign\n");
+    std::fs::write(dir.join("sepia.conf"), text).unwrap();
     for id in 0..2 {
         cluster::start_osd(&dir, id).unwrap();
     }
@@ -151,9 +179,14 @@ fn write_read_and_survive_kill_9() {
         for i in 1..50 {
             assert_eq!(io.read(&format!("obj{i}"), 0, 0).await.unwrap(), format!("value {i}").as_bytes());
         }
-        // And the cluster keeps taking writes.
+        // And the cluster keeps taking writes (replicated over signed
+        // OSD-to-OSD connections).
         io.write_full("after", b"restart").await.unwrap();
         assert_eq!(io.read("after", 0, 0).await.unwrap(), b"restart");
+        let map = rados.osdmap();
+        let osd = map.osd(0).unwrap();
+        let crc_client = sepia_client::conn::Conn::connect(&osd.addrs[0], "client.admin", [0; 16]).await.unwrap();
+        assert!(crc_client.frames_signed(), "an OSD with ms_mode = sign signs for a crc client too");
     });
     drop(c);
 }

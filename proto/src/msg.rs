@@ -490,6 +490,10 @@ pub struct HelloReply {
     pub features: u64,
     pub entity: String,
     pub fsid: [u8; 16],
+    /// A fresh random number per connection that an authorizer sent on
+    /// this connection must cover: an authorizer seen on the wire cannot be
+    /// replayed on another connection.
+    pub challenge: u64,
 }
 
 macro_rules! messages {

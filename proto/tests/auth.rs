@@ -134,8 +134,8 @@ fn tickets_end_to_end_and_every_forgery_fails() {
     assert_eq!(client_session, session);
     assert_eq!(ticket::open_session_key(&other, &for_client), Err(AuthError::BadSeal));
     // 3. The client shows the OSD an authorizer; the OSD checks it alone.
-    let auth = ticket::build_authorizer(&sealed, &client_session, 99, 10_000);
-    let seen = ticket::verify_authorizer(&auth, &osd_keys, "osd", 10_500, 5_000).unwrap();
+    let auth = ticket::build_authorizer(&sealed, &client_session, 7, 99, 10_000);
+    let seen = ticket::verify_authorizer(&auth, &osd_keys, "osd", 7, 10_500, 5_000).unwrap();
     assert_eq!((seen.entity, seen.global_id), (who.clone(), 4242));
     assert!(Caps::parse(&seen.caps["osd"]).unwrap().allows("osd", Some("rbd"), "", "x", Perm::ALL));
     // Both sides now MAC frames identically.
@@ -144,20 +144,23 @@ fn tickets_end_to_end_and_every_forgery_fails() {
     assert!(osd_side.verify_frame_mac(&parts, &client_session.frame_mac(&parts)));
     assert!(!osd_side.verify_frame_mac(&[b"header", b"body", b"DATA"], &client_session.frame_mac(&parts)));
     // Forgeries and staleness.
-    assert!(matches!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 3_700_000, 5_000), Err(AuthError::Expired { .. })));
-    assert_eq!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 100_000, 5_000), Err(AuthError::Replay));
-    assert!(matches!(ticket::verify_authorizer(&auth, &osd_keys, "mon", 10_500, 5_000), Err(AuthError::WrongService { .. })));
+    assert!(matches!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 7, 3_700_000, 5_000), Err(AuthError::Expired { .. })));
+    assert_eq!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 7, 100_000, 5_000), Err(AuthError::Replay));
+    assert!(matches!(ticket::verify_authorizer(&auth, &osd_keys, "mon", 7, 10_500, 5_000), Err(AuthError::WrongService { .. })));
     let mut tampered = auth.clone();
     tampered.ticket.blob[5] ^= 1;
-    assert_eq!(ticket::verify_authorizer(&tampered, &osd_keys, "osd", 10_500, 5_000), Err(AuthError::BadSeal));
+    assert_eq!(ticket::verify_authorizer(&tampered, &osd_keys, "osd", 7, 10_500, 5_000), Err(AuthError::BadSeal));
     let mut wrong_mac = auth.clone();
     wrong_mac.mac[0] ^= 1;
-    assert_eq!(ticket::verify_authorizer(&wrong_mac, &osd_keys, "osd", 10_500, 5_000), Err(AuthError::BadMac));
-    let stolen_ticket = ticket::build_authorizer(&sealed, &SessionKey::generate(), 100, 10_000);
-    assert_eq!(ticket::verify_authorizer(&stolen_ticket, &osd_keys, "osd", 10_500, 5_000), Err(AuthError::BadMac), "a ticket without its session key is useless");
+    assert_eq!(ticket::verify_authorizer(&wrong_mac, &osd_keys, "osd", 7, 10_500, 5_000), Err(AuthError::BadMac));
+    let stolen_ticket = ticket::build_authorizer(&sealed, &SessionKey::generate(), 7, 100, 10_000);
+    assert_eq!(ticket::verify_authorizer(&stolen_ticket, &osd_keys, "osd", 7, 10_500, 5_000), Err(AuthError::BadMac), "a ticket without its session key is useless");
+    // An authorizer copied off one connection is refused on another: the
+    // other connection's challenge differs.
+    assert_eq!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 8, 10_500, 5_000), Err(AuthError::BadMac), "replayed on another connection");
     // Rotation: the previous key still opens, two rotations later it does not.
     osd_keys.rotate([8; 32]);
-    assert!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 10_500, 5_000).is_ok());
+    assert!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 7, 10_500, 5_000).is_ok());
     osd_keys.rotate([9; 32]);
-    assert_eq!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 10_500, 5_000), Err(AuthError::UnknownGeneration(1)));
+    assert_eq!(ticket::verify_authorizer(&auth, &osd_keys, "osd", 7, 10_500, 5_000), Err(AuthError::UnknownGeneration(1)));
 }

@@ -178,6 +178,10 @@ fn main() -> ExitCode {
     if idle_poll_us > limits::idle_poll_us_max {
         return fail(format!("idle poll of {idle_poll_us} us is above {} us", limits::idle_poll_us_max));
     }
+    let frame_mode = match conf.get(&section, "ms_mode").map(sepia_proto::hello::FrameMode::parse).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return fail(e),
+    };
     let mon_addrs = conf.mon_addrs();
     if mon_addrs.is_empty() {
         return fail("the config names no monitors (mon_host)");
@@ -334,7 +338,7 @@ fn main() -> ExitCode {
                 }
             };
             let index = shard;
-            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, history, Some(reports), auth, auth_required));
+            let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, history, Some(reports), auth, auth_required, frame_mode));
             if index == 0 {
                 // Shard 0 watches the peers for the whole OSD.
                 glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();

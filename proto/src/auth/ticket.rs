@@ -8,10 +8,13 @@
 //!    rotating secret, and sends the session key sealed under a key derived
 //!    from the client's secret.
 //! 3. The client shows an OSD an [`Authorizer`]: the sealed ticket plus an
-//!    HMAC with the session key over a fresh nonce and timestamp. The OSD
+//!    HMAC with the session key over the challenge from the OSD's hello
+//!    reply (one per connection), a fresh nonce and a timestamp. The OSD
 //!    opens the ticket with its service secret — no call to the monitor —
-//!    checks validity, the MAC and the timestamp window, and from then on
-//!    both sides MAC every frame with the session key.
+//!    checks validity, the MAC and the timestamp window. From then on, when
+//!    the hello agreed to sign (`ms_mode = sign` on either side), both
+//!    sides MAC every frame with the session key; in the default `crc`
+//!    mode frames carry their crc32 only (see `hello::FrameMode`).
 //!
 //! Invariant: every failure is a typed error; sealed blobs are bounded
 //! (`limits::ticket_bytes_max`) before they are opened.
@@ -187,22 +190,27 @@ pub struct Authorizer {
     pub mac: [u8; 32],
 }
 
-fn authorizer_mac(session: &SessionKey, service: &str, nonce: u64, timestamp_ms: u64) -> [u8; 32] {
-    hmac32(&session.0, &[b"sepia-authorizer", service.as_bytes(), &nonce.to_le_bytes(), &timestamp_ms.to_le_bytes()])
+/// The proof of the session key, bound to the service's per-connection
+/// `challenge` (from its hello reply): an authorizer copied off the wire
+/// is refused on any other connection.
+fn authorizer_mac(session: &SessionKey, service: &str, challenge: u64, nonce: u64, timestamp_ms: u64) -> [u8; 32] {
+    hmac32(&session.0, &[b"sepia-authorizer", service.as_bytes(), &challenge.to_le_bytes(), &nonce.to_le_bytes(), &timestamp_ms.to_le_bytes()])
 }
 
-pub fn build_authorizer(ticket: &SealedTicket, session: &SessionKey, nonce: u64, now_ms: u64) -> Authorizer {
-    Authorizer { ticket: ticket.clone(), nonce, timestamp_ms: now_ms, mac: authorizer_mac(session, &ticket.service, nonce, now_ms) }
+/// An authorizer for the connection whose hello reply carried `challenge`.
+pub fn build_authorizer(ticket: &SealedTicket, session: &SessionKey, challenge: u64, nonce: u64, now_ms: u64) -> Authorizer {
+    Authorizer { ticket: ticket.clone(), nonce, timestamp_ms: now_ms, mac: authorizer_mac(session, &ticket.service, challenge, nonce, now_ms) }
 }
 
-/// A service checks an authorizer with only its own keys.
-pub fn verify_authorizer(a: &Authorizer, keys: &ServiceKeys, service: &str, now_ms: u64, window_ms: u64) -> Result<Ticket, AuthError> {
+/// A service checks an authorizer with only its own keys and the
+/// `challenge` it gave this connection.
+pub fn verify_authorizer(a: &Authorizer, keys: &ServiceKeys, service: &str, challenge: u64, now_ms: u64, window_ms: u64) -> Result<Ticket, AuthError> {
     let t = open_ticket(&a.ticket, keys, service)?;
     if now_ms + window_ms < t.valid_from_ms || now_ms >= t.expires_ms {
         return Err(AuthError::Expired { from: t.valid_from_ms, until: t.expires_ms, now: now_ms });
     }
     let session = SessionKey(t.session_key);
-    if !bool::from(authorizer_mac(&session, service, a.nonce, a.timestamp_ms).ct_eq(&a.mac)) {
+    if !bool::from(authorizer_mac(&session, service, challenge, a.nonce, a.timestamp_ms).ct_eq(&a.mac)) {
         return Err(AuthError::BadMac);
     }
     if a.timestamp_ms.abs_diff(now_ms) > window_ms {
