@@ -48,6 +48,8 @@ pub struct ClusterBenchConfig {
     pub pg_num: u32,
     /// Case name prefixes to run (empty: all).
     pub only: Vec<String>,
+    /// What the benchmark's client asks OSDs for (`ms_mode`).
+    pub frame_mode: sepia_proto::hello::FrameMode,
 }
 
 /// Whether case `name` is selected by `only` (empty selects all).
@@ -174,7 +176,8 @@ pub fn run(dir: &Path, conf: Option<&Path>, cfg: &ClusterBenchConfig) -> Result<
         let run_dir = run_dir_of(&conf_path);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         rt.block_on(async {
-            let rados = Rados::connect_conf(&conf, "client.admin").await.map_err(|e| e.to_string())?;
+            let secret = conf.secret_for("client.admin")?;
+            let rados = Rados::connect_in(conf.mon_addrs(), "client.admin", secret, cfg.frame_mode).await.map_err(|e| e.to_string())?;
             let up = rados.osdmap().osds.iter().filter(|o| o.up).count();
             let mut pools = vec![("size1", 1)];
             if up >= 3 {

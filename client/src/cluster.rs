@@ -90,6 +90,15 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
         keyring.display(),
         opts.down_out_interval_s,
     );
+    // How connections protect frames (`crc` or `sign`), for benchmarks that
+    // compare the two; the default is crc, as in Ceph.
+    let conf = match std::env::var("SEPIA_DEV_MS_MODE") {
+        Ok(mode) => {
+            sepia_proto::hello::FrameMode::parse(&mode).map_err(|e| format!("SEPIA_DEV_MS_MODE: {e}"))?;
+            format!("{conf}ms_mode = {}\n", mode.trim())
+        }
+        Err(_) => conf,
+    };
     std::fs::write(dir.join("sepia.conf"), conf).map_err(|e| e.to_string())?;
     let admin = format!(
         "[client.admin]\n\tkey = {}\n\tcaps mon = \"allow *\"\n\tcaps osd = \"allow *\"\n\tcaps mgr = \"allow *\"\n",
