@@ -412,11 +412,24 @@ fn from_wire(e: WireLogEntry) -> LogEntry {
 }
 
 fn missing_to_wire(m: &[(ObjectId, Missing)]) -> Vec<WireMissing> {
-    m.iter().map(|(o, x)| WireMissing { object: o.clone(), need: x.need, have: x.have }).collect()
+    m.iter().map(|(o, x)| WireMissing { object: o.clone(), need: x.need, have: x.have, intact_at: x.intact_at }).collect()
 }
 
 fn missing_from_wire(m: Vec<WireMissing>) -> Vec<(ObjectId, Missing)> {
-    m.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have })).collect()
+    m.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have, intact_at: w.intact_at })).collect()
+}
+
+/// The PG meta key of the missing set (with `intact_at`).
+const MISSING_KEY: &str = "missing.2";
+/// The key stores written before `intact_at`, read when the new one is absent.
+const MISSING_KEY_V1: &str = "missing";
+
+/// The missing set's layout under [`MISSING_KEY_V1`].
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct WireMissingV1 {
+    object: ObjectId,
+    need: EVersion,
+    have: EVersion,
 }
 
 fn archive<T>(v: &T) -> Vec<u8>
@@ -470,7 +483,14 @@ impl Shard {
         let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return Default::default() };
         let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
         let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
-        let missing = omap.get("missing").and_then(|b| unarchive::<Vec<WireMissing>>(b)).map(missing_from_wire).unwrap_or_default();
+        let missing = match omap.get(MISSING_KEY) {
+            Some(b) => unarchive::<Vec<WireMissing>>(b).map(missing_from_wire),
+            // A store from before `intact_at`: the same list without it.
+            None => omap.get(MISSING_KEY_V1).and_then(|b| unarchive::<Vec<WireMissingV1>>(b)).map(|v| {
+                v.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have, intact_at: EVersion::default() })).collect()
+            }),
+        }
+        .unwrap_or_default();
         let last_backfill = omap.get("backfill").map_or(BackfillPos::Max, |b| decode_pos(b));
         // No record: a new PG, or a store from before intervals were kept.
         let mut history = match omap.get("intervals").map(|b| decode_history(b, params.past_intervals_max)) {
@@ -965,7 +985,7 @@ impl Shard {
             ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: format!("{}\u{0}", log_key(v)), end: LOG_KEYS_END.into() });
         }
         let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
-        entries.insert("missing".into(), archive(&missing_to_wire(missing)));
+        entries.insert(MISSING_KEY.into(), archive(&missing_to_wire(missing)));
         entries.insert("intervals".into(), encode_history(history));
         match encode_pos(last_backfill) {
             Some(b) => {

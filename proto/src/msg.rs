@@ -215,6 +215,8 @@ pub struct WireMissing {
     pub object: ObjectId,
     pub need: EVersion,
     pub have: EVersion,
+    /// The copy is the object as of this log point (zero: not known).
+    pub intact_at: EVersion,
 }
 
 /// A whole object moved by recovery.

@@ -143,6 +143,12 @@ pub enum PgState {
 pub struct Missing {
     pub need: EVersion,
     pub have: EVersion,
+    /// The copy is the object as of this point of the log: it has every
+    /// write to the object up to here and none after (zero: not known).
+    /// A copy that went missing only through entries a later peering finds
+    /// divergent is then right again, even where the log cannot say which
+    /// version the object had (its last write is older than the log).
+    pub intact_at: EVersion,
 }
 
 /// An interval of maps with one acting set.
@@ -870,7 +876,7 @@ impl<W: Clone> Pg<W> {
                         if pos_of(obj) <= *lb {
                             let want = append.iter().rev().find(|e| e.object == *obj).map_or(EVersion::default(), |e| e.version);
                             let have = need.get(obj).map_or(EVersion::default(), |m| m.have);
-                            need.insert(obj.clone(), Missing { need: want, have });
+                            need.insert(obj.clone(), Missing { need: want, have, intact_at: EVersion::default() });
                         }
                     }
                     let last_backfill = lb.clone();
@@ -908,23 +914,35 @@ impl<W: Clone> Pg<W> {
                     Some(m) => m.have,
                     None => divergent.iter().rev().find(|e| e.object == *obj).map_or(target.unwrap_or_default(), |e| e.version),
                 };
+                // A copy that was missing applied none of the divergent
+                // writes: it is still what it was.
+                let intact_at = need.get(obj).map_or(EVersion::default(), |m| m.intact_at);
                 match target {
                     Some(t) if have == t => {
                         need.remove(obj);
                     }
                     Some(t) => {
-                        need.insert(obj.clone(), Missing { need: t, have });
+                        need.insert(obj.clone(), Missing { need: t, have, intact_at });
+                    }
+                    // The log cannot tell the object's version at the common
+                    // point, but the copy is the object as of a point no
+                    // later than it, covered by this log, and the log has no
+                    // write to it up to the common point: the copy is right.
+                    None if intact_at != EVersion::default() && intact_at <= common && intact_at >= info.log_tail => {
+                        need.remove(obj);
                     }
                     None => {
                         unknown.insert(obj.clone());
-                        need.insert(obj.clone(), Missing { need: EVersion::default(), have });
+                        need.insert(obj.clone(), Missing { need: EVersion::default(), have, intact_at: EVersion::default() });
                     }
                 }
             }
             for e in &append {
-                let have = need.get(&e.object).map_or_else(|| at_common(&e.object).unwrap_or_default(), |m| m.have);
+                // Not missing yet: no divergent write touched the copy, so
+                // it is the object as of the common point.
+                let (have, intact_at) = need.get(&e.object).map_or_else(|| (at_common(&e.object).unwrap_or_default(), common), |m| (m.have, m.intact_at));
                 unknown.remove(&e.object);
-                need.insert(e.object.clone(), Missing { need: e.version, have });
+                need.insert(e.object.clone(), Missing { need: e.version, have, intact_at });
             }
             // A copy already at the needed version lacks nothing (a zero
             // `need` asks for the authoritative copy, whatever it is).
@@ -1289,7 +1307,7 @@ impl<W: Clone> Pg<W> {
                 w.idle_ticks = 0;
                 w.requested = false;
                 for (o, need) in lacking {
-                    self.missing.insert(o, Missing { need, have: EVersion::default() });
+                    self.missing.insert(o, Missing { need, have: EVersion::default(), intact_at: EVersion::default() });
                 }
                 self.walk_request(target, out);
                 return;

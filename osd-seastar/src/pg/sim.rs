@@ -687,9 +687,13 @@ fn replicated_pg_survives_crashes_and_recovers() {
         }
     }
     eprintln!("PG simulation: {seeds} seeds, {trimmed} trimmed a clean log, {backfilled} backfilled, {resumed} restarted mid-backfill, {unfound} stopped at an unfound object");
-    // Unfound objects are a known gap (a copy after a backfill target's
-    // cursor is not trusted even when it is the only one): they must stay
-    // rare, and never hide a lost acknowledged write (checked every step).
+    // Unfound objects are a known gap: when a divergent write's object was
+    // last written before the log's tail, only a copy that provably missed
+    // the divergent writes (`Missing::intact_at`) is trusted, and a copy
+    // after a backfill target's cursor is not, even when it is the only
+    // right one (Ceph's log entries carry the prior version for this).
+    // They must stay rare (1 in 1000 seeds, 3 before `intact_at`), and
+    // never hide a lost acknowledged write (checked every step).
     assert!(unfound * 100 <= seeds.max(100), "{unfound} of {seeds} seeds stopped at an unfound object");
     // The runs must exercise clean-log trimming and its dup records, and
     // backfill, also interrupted by restarts.
