@@ -193,6 +193,15 @@ impl PgLog {
         if (reqid.client == 0 && reqid.tid == 0) || self.dups_max == 0 {
             return;
         }
+        // One record per id, its newest application: a second copy would
+        // take the index entry with it when the first is evicted.
+        match self.trimmed_index.get(&reqid) {
+            Some(&have) if have >= version => return,
+            // Applied again later (a resend after its record was gone):
+            // rare, so the scan is affordable.
+            Some(_) => self.trimmed_dups.retain(|(r, _)| *r != reqid),
+            None => {}
+        }
         self.trimmed_index.insert(reqid, version);
         self.trimmed_dups.push_back((reqid, version));
         while self.trimmed_dups.len() > self.dups_max {
@@ -230,13 +239,25 @@ impl PgLog {
         while self.entries.len() > self.entries_max {
             self.trim_oldest();
         }
-        let mut kept: Vec<(ReqId, EVersion)> = dups.into_iter().filter(|(_, v)| *v <= self.tail).collect();
+        let mut kept: Vec<(ReqId, EVersion)> = dups.into_iter().filter(|(r, v)| *v <= self.tail && !(r.client == 0 && r.tid == 0)).collect();
         if kept.len() > self.dups_max {
             kept.drain(..kept.len() - self.dups_max);
         }
-        for (r, v) in &kept {
-            self.remember_trimmed(*r, *v);
-        }
+        // Ours and theirs overlap (both trimmed the same entries): one
+        // record each, the newest `dups_max` by version. Adding theirs one
+        // by one evicted our older copy of a shared id, and its index entry
+        // with it, so a late resend of that write was applied again.
+        let mut all: Vec<(ReqId, EVersion)> = self.trimmed_dups.drain(..).chain(kept.iter().copied()).collect();
+        all.sort_by_key(|&(_, v)| v);
+        let newest: HashMap<ReqId, usize> = all.iter().enumerate().map(|(i, (r, _))| (*r, i)).collect();
+        let mut i = 0;
+        all.retain(|(r, _)| {
+            i += 1;
+            newest[r] == i - 1
+        });
+        all.drain(..all.len().saturating_sub(self.dups_max));
+        self.trimmed_index = all.iter().copied().collect();
+        self.trimmed_dups = all.into();
         let trim = self.unpersisted.get_or_insert_with(Trim::default);
         // The shard drops every log key when it persists a replaced log,
         // so the trim names the new tail.
@@ -290,6 +311,8 @@ impl PgLog {
         assert!(self.entries.len() <= self.entries_max);
         assert!(self.trimmed_dups.len() <= self.dups_max && self.trimmed_index.len() <= self.trimmed_dups.len());
         assert!(self.trimmed_dups.iter().all(|(_, v)| *v <= self.tail), "a remembered trimmed id is newer than the tail");
+        assert_eq!(self.trimmed_index.len(), self.trimmed_dups.len(), "one remembered record per trimmed id");
+        assert!(self.trimmed_dups.iter().all(|(r, v)| self.trimmed_index.get(r) == Some(v)), "a remembered trimmed id is missing from the index");
         for (r, v) in &self.dups {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
@@ -322,5 +345,34 @@ mod tests {
         assert_eq!(dropped.len(), 2);
         assert_eq!(log.head(), EVersion { epoch: 1, version: 3 });
         log.invariants();
+    }
+
+    /// A backfill hands over the source's trimmed ids, which overlap ours;
+    /// with both lists full, a shared id must survive the merge (seed 1439
+    /// of the PG simulation: it did not, and a resend was applied twice).
+    #[test]
+    fn replaced_log_keeps_ids_both_sides_remember() {
+        let dups_max = 4;
+        let mut log = PgLog::new(2, dups_max);
+        for v in 1..=6 {
+            log.append(entry(1, v, v));
+        }
+        // We trimmed 1..=4 and remember all four.
+        let shared = ReqId { client: 1, tid: 4 };
+        assert_eq!(log.dup(&shared), Some(EVersion { epoch: 1, version: 4 }));
+        // The source trimmed 3..=6 (the same writes and two more).
+        let theirs: Vec<(ReqId, EVersion)> = (3..=6).map(|v| (ReqId { client: 1, tid: v }, EVersion { epoch: 1, version: v })).collect();
+        log.replace(EVersion { epoch: 1, version: 6 }, vec![entry(1, 7, 7)], theirs);
+        log.invariants();
+        for tid in 3..=7 {
+            assert!(log.dup(&ReqId { client: 1, tid }).is_some(), "tid {tid} is remembered");
+        }
+        assert_eq!(log.trimmed_dups().len(), dups_max, "one record per id, the newest ones");
+        // Reloading records that repeat themselves keeps them too.
+        let repeated: Vec<(ReqId, EVersion)> = log.trimmed_dups().into_iter().chain(log.trimmed_dups()).collect();
+        let reloaded = PgLog::load(2, dups_max, log.tail(), log.entries().cloned().collect(), repeated);
+        for tid in 3..=7 {
+            assert!(reloaded.dup(&ReqId { client: 1, tid }).is_some(), "tid {tid} is remembered after a reload");
+        }
     }
 }
