@@ -999,15 +999,18 @@ impl Shard {
     }
 
     /// The whole object, for a recovery push (`None`: it does not exist),
-    /// and the version of its last write (zero: unknown).
+    /// and the version of its last write, a removal's too (zero: unknown).
     async fn read_content(&self, pg: PgId, object: &ObjectId) -> Result<(Option<ObjectContent>, EVersion), StoreError> {
         let coll = coll_of(pg);
         let key = object_key(object);
-        if self.store.stat(&coll, &key).is_err() {
-            return Ok((None, EVersion::default()));
-        }
         let vkey = version_key(object);
         let version = self.store.omap_get_keys(&coll, PGMETA, std::slice::from_ref(&vkey)).ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default();
+        if self.store.stat(&coll, &key).is_err() {
+            // A removal's tombstone names the version it is absent at (as
+            // the PG simulation's store does): recovery can then take an
+            // absent copy as the needed removal.
+            return Ok((None, version));
+        }
         let data = self.store.read(&coll, &key, 0, 0).await?;
         let xattrs = self.store.getattrs(&coll, &key)?;
         let (omap_header, omap) = self.store.omap_get(&coll, &key)?;
