@@ -388,9 +388,13 @@ pub struct Pg<W> {
     /// Primary: what the last choice gave up because of lost OSDs, said
     /// in the log when the PG goes active.
     lost_passed: Vec<String>,
-    /// Pulls answered with the wrong version so far: a last-resort pull
-    /// (from a copy nobody vouches for) tries the next member each time.
-    pull_turn: usize,
+    /// Per missing object, pulls answered with the wrong version so far: a
+    /// last-resort pull (from a copy nobody vouches for) tries the next
+    /// source each time. Per object: one counter for all of them advanced
+    /// by the number of objects each round, and with as many sources as
+    /// that, every pull of an object went to the same wrong one (PG
+    /// simulation seed 401).
+    pull_turns: BTreeMap<ObjectId, usize>,
     missing: BTreeMap<ObjectId, Missing>,
     // Primary-only peering and recovery state.
     notifies: BTreeMap<OsdId, Notified>,
@@ -442,7 +446,7 @@ impl<W: Clone> Pg<W> {
             blocked_by: None,
             lost: BTreeMap::new(),
             lost_passed: Vec::new(),
-            pull_turn: 0,
+            pull_turns: BTreeMap::new(),
             missing: durable.missing.into_iter().collect(),
             notifies: BTreeMap::new(),
             activating: BTreeSet::new(),
@@ -636,6 +640,7 @@ impl<W: Clone> Pg<W> {
         self.activating.clear();
         self.peer_missing.clear();
         self.pulling.clear();
+        self.pull_turns.clear();
         self.pushing.clear();
         self.walks.clear();
         self.held.clear();
@@ -1066,22 +1071,39 @@ impl<W: Clone> Pg<W> {
     fn start_recovery(&mut self, out: &mut Vec<Effect<W>>) {
         const RECOVERY_OPS_MAX: usize = 16;
         let own: Vec<ObjectId> = self.missing.keys().filter(|o| !self.pulling.contains(*o)).take(RECOVERY_OPS_MAX).cloned().collect();
+        // Bounded by the missing set: recovered objects lose their turns.
+        let missing = &self.missing;
+        self.pull_turns.retain(|o, _| missing.contains_key(o));
         for obj in own {
-            // Any member that is not missing it can serve it; a backfill
-            // target's copy after its cursor only as a last resort (the
-            // push is taken only if its version is the one needed).
+            // Any member that is not missing it can serve it. As a last
+            // resort, in turns, and taken only at the needed version: a
+            // backfill target's copy after its cursor, the copy of a member
+            // whose record says it lacks the object, and our own (a record
+            // can lag its copy, a removal's tombstone names its version;
+            // without these the pull went to the only other candidate
+            // forever, PG simulation seed 2336).
             let need = self.missing[&obj].need;
             let candidates = || self.acting.iter().copied().filter(|&o| o != self.me && self.peer_missing.get(&o).is_some_and(|m| !m.contains_key(&obj)));
-            let count = candidates().count().max(1);
-            let source = candidates().find(|o| self.walks.get(o).is_none_or(|w| w.vouches(&obj, need))).or_else(|| candidates().nth(self.pull_turn % count));
-            if let Some(src) = source {
-                self.pulling.insert(obj.clone());
-                out.push(Effect::Send { to: src, msg: PeerMsg::Pull { epoch: self.epoch, object: obj } });
-            } else if need != EVersion::default() {
-                // Nobody else can serve it: our own copy may already be the
-                // needed version (its record says so; `content` checks).
-                self.pulling.insert(obj.clone());
-                out.push(Effect::Read { object: obj });
+            let source = candidates().find(|o| self.walks.get(o).is_none_or(|w| w.vouches(&obj, need))).or_else(|| {
+                let mut last: Vec<OsdId> = candidates().collect();
+                if need != EVersion::default() {
+                    last.extend(self.acting.iter().copied().filter(|&o| o != self.me && self.peer_missing.get(&o).is_some_and(|m| m.contains_key(&obj))));
+                    last.push(self.me);
+                }
+                let turn = self.pull_turns.get(&obj).copied().unwrap_or(0);
+                (!last.is_empty()).then(|| last[turn % last.len()])
+            });
+            match source {
+                Some(src) if src != self.me => {
+                    self.pulling.insert(obj.clone());
+                    out.push(Effect::Send { to: src, msg: PeerMsg::Pull { epoch: self.epoch, object: obj } });
+                }
+                Some(_) => {
+                    // `content` checks whether our copy is the needed one.
+                    self.pulling.insert(obj.clone());
+                    out.push(Effect::Read { object: obj });
+                }
+                None => {}
             }
         }
         let mut wanted: BTreeSet<ObjectId> = BTreeSet::new();
@@ -1119,8 +1141,9 @@ impl<W: Clone> Pg<W> {
                 return;
             }
             if self.missing.contains_key(&object) && !self.pushing.contains_key(&object) {
-                // Not ours either: try again on the next tick.
+                // Not ours either: the next source in turn, on the next tick.
                 self.pulling.remove(&object);
+                *self.pull_turns.entry(object).or_default() += 1;
                 return;
             }
         }
@@ -1400,7 +1423,13 @@ impl<W: Clone> Pg<W> {
                 return;
             }
         }
-        if self.state != PgState::Active || self.is_missing_anywhere(&w.object) || dup.is_some() {
+        // A write never overtakes an earlier one to the same object that
+        // still waits: one client's writes to an object apply in the order
+        // sent (Ceph's guarantee). Without this, a write arriving just
+        // after its object's recovery went ahead of one queued during it
+        // (PG simulation seed 9731, with reads answered after their batch).
+        let behind_waiting = self.waiting.iter().any(|x| x.object == w.object);
+        if self.state != PgState::Active || self.is_missing_anywhere(&w.object) || dup.is_some() || behind_waiting {
             if self.waiting.len() >= self.params.waiting_ops_max {
                 out.push(Effect::Reply { client: w.client, reqid: w.reqid, result: -11, version: EVersion::default() });
             } else {
@@ -1597,12 +1626,13 @@ impl<W: Clone> Pg<W> {
                     // a last resort) is taken only at the needed version.
                     // (Its absence is right when the needed entry is a delete.)
                     let wrong = self.missing.get(&object).is_some_and(|m| {
-                        let untrusted = self.walks.get(&from).is_some_and(|w| !w.vouches(&object, m.need));
+                        let untrusted = self.walks.get(&from).is_some_and(|w| !w.vouches(&object, m.need))
+                            || self.peer_missing.get(&from).is_some_and(|pm| pm.contains_key(&object));
                         let deleted = content.is_none() && self.log.entries().any(|e| e.version == m.need && e.op == LogOp::Delete);
                         untrusted && !deleted && (version == EVersion::default() || version != m.need)
                     });
                     if wrong {
-                        self.pull_turn = self.pull_turn.wrapping_add(1);
+                        *self.pull_turns.entry(object.clone()).or_default() += 1;
                     }
                     if (!wrong && self.missing.remove(&object).is_some()) || for_walk {
                         let op = if content.is_some() { LogOp::Modify } else { LogOp::Delete };

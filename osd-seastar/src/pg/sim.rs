@@ -191,8 +191,23 @@ impl Sim {
     }
 
     fn run_effects(&mut self, at: OsdId, effects: Vec<Effect<W>>) {
+        self.run_effects_with(at, effects, true);
+    }
+
+    /// Reads and listings run after the other effects of their batch, as
+    /// in the shell, where they queue behind them and their answers come
+    /// later: run at once, an answer's effects (a waiting write let go by
+    /// a recovered object) overtook the writes before it and reached the
+    /// store out of version order (seed 5768 then reloaded a log missing
+    /// those writes and applied their resends again).
+    fn run_effects_with(&mut self, at: OsdId, effects: Vec<Effect<W>>, defer: bool) {
         let trace = std::env::var("SEPIA_PG_TRACE").is_ok();
+        let mut deferred = Vec::new();
         for e in effects {
+            if defer && matches!(e, Effect::Read { .. } | Effect::List { .. }) {
+                deferred.push(e);
+                continue;
+            }
             if trace {
                 match &e {
                     Effect::Persist { missing, rewound_to, appended, .. } => eprintln!(
@@ -318,10 +333,11 @@ impl Sim {
                 }
             }
         }
+        for e in deferred {
+            self.run_effects_with(at, vec![e], false);
+        }
     }
 
-    /// An object as the OSD's store shows it: durable state plus pending
-    /// applies, like a store that serves its in-memory metadata.
     fn view(&self, at: OsdId, object: &ObjectId) -> (Option<u64>, EVersion) {
         let d = &self.osds[at as usize];
         let start = (d.disk.objects.get(object).copied(), d.disk.versions.get(object).copied().unwrap_or_default());
@@ -674,7 +690,8 @@ fn replicated_pg_survives_crashes_and_recovers() {
         run_seed(seed.parse().expect("SEPIA_PG_SEED is a number"), 3000);
         return;
     }
-    // 1000 by default: seed 1439 found a bug the first 200 did not.
+    // 1000 by default: seeds 401, 1439, 2336, 5768 and 9731 found bugs the
+    // first 200 did not (10000 pass).
     let seeds: u64 = std::env::var("SEPIA_PG_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let (mut trimmed, mut backfilled, mut resumed, mut unfound) = (0u64, 0u64, 0u64, 0u64);
     for seed in 0..seeds {
@@ -693,7 +710,7 @@ fn replicated_pg_survives_crashes_and_recovers() {
     // the divergent writes (`Missing::intact_at`) is trusted, and a copy
     // after a backfill target's cursor is not, even when it is the only
     // right one (Ceph's log entries carry the prior version for this).
-    // They must stay rare (1 in the first 1000 seeds), and
+    // They must stay rare (none in the first 1000 seeds, 11 in 10000), and
     // never hide a lost acknowledged write (checked every step).
     assert!(unfound * 100 <= seeds.max(100), "{unfound} of {seeds} seeds stopped at an unfound object");
     // The runs must exercise clean-log trimming and its dup records, and
