@@ -1,5 +1,5 @@
 //! Criterion benches of the wire: encode + decode of a 4 KiB write-op frame
-//! (decoded through `feed`, which copies the payload once, and through
+//! (encoded without and with the `ms_mode = sign` MAC; decoded through `feed`, which copies the payload once, and through
 //! `read_buf`/`advance`, which receives it in place — the zero-copy path),
 //! and of an OSDMap incremental touching all 1,000 OSDs of a map (encode,
 //! decode, apply), plus one with a single OSD marked down.
@@ -39,6 +39,10 @@ fn frames(c: &mut Criterion) {
     let mut g = c.benchmark_group("proto/write-4k-frame");
     g.throughput(Throughput::Elements(1));
     g.bench_function("encode", |b| b.iter(|| msg::encode(&body, 1, &payload, None).unwrap().header));
+    // `ms_mode = sign`: the same frame with its keyed-BLAKE3 MAC; the
+    // difference from `encode` is what signing costs each side per frame.
+    let key = sepia_proto::auth::mac::SessionKey([7; 32]);
+    g.bench_function("encode-signed", |b| b.iter(|| msg::encode(&body, 1, &payload, Some(&key)).unwrap().mac));
     g.bench_function("decode-feed-copy", |b| {
         let mut dec = FrameDecoder::new(known_type);
         let mut out = Vec::with_capacity(1);
