@@ -25,6 +25,7 @@ mod store;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use sepia_proto::hello::FrameMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -101,8 +102,8 @@ struct ClusterArgs {
     /// connection is authenticated, frames carry a crc32) or `sign` (every
     /// frame also carries a MAC). On an embedded cluster the daemons use it
     /// too; with --conf only the benchmark's client asks for it.
-    #[arg(long, default_value = "crc")]
-    ms_mode: String,
+    #[arg(long, default_value = "crc", value_parser = FrameMode::parse)]
+    ms_mode: FrameMode,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -181,7 +182,7 @@ fn main() -> ExitCode {
         Some(Command::Mon(args)) => cmd_mon(&args),
         None => {
             // The main job: the cluster IOPS benchmark beside the raw device.
-            let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, only: Vec::new(), ms_mode: "crc".into(), format: Format::Text };
+            let args = ClusterArgs { dir: None, conf: None, osds: 3, seconds: 10, objects: 8192, only: Vec::new(), ms_mode: FrameMode::Crc, format: Format::Text };
             cmd_cluster(&args)
         }
     };
@@ -302,11 +303,10 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
         });
     }
     let _ = std::fs::remove_file(&raw_path);
-    let frame_mode = sepia_proto::hello::FrameMode::parse(&args.ms_mode)?;
     if args.conf.is_none() {
-        std::env::set_var("SEPIA_DEV_MS_MODE", args.ms_mode.trim());
+        std::env::set_var("SEPIA_DEV_MS_MODE", args.ms_mode.name());
     }
-    let cfg = cluster::ClusterBenchConfig { osds: args.osds, seconds: args.seconds, objects: args.objects, pg_num: 32, only: args.only.clone(), frame_mode };
+    let cfg = cluster::ClusterBenchConfig { osds: args.osds, seconds: args.seconds, objects: args.objects, pg_num: 32, only: args.only.clone(), frame_mode: args.ms_mode };
     let result = cluster::run(&dir.join("cluster"), args.conf.as_deref(), &cfg);
     let _ = std::fs::remove_dir_all(&dir);
     let measured = result?;
@@ -318,11 +318,14 @@ fn cmd_cluster(args: &ClusterArgs) -> Result<(), String> {
         rows.push(r);
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::json!({ "osds": args.osds, "seconds_per_case": args.seconds, "ms_mode": args.ms_mode.trim(), "rows": rows })),
+        Format::Json => println!("{}", serde_json::json!({ "osds": args.osds, "seconds_per_case": args.seconds, "ms_mode": args.ms_mode.name(), "rows": rows })),
         Format::Text => {
             println!("sepia-bench: 4 KiB random I/O, {} s per case; raw = our io_uring O_DIRECT loop (writes O_DSYNC) on the same file system", args.seconds);
-            let frames = if frame_mode == sepia_proto::hello::FrameMode::Sign { "every frame MACed" } else { "crc32, after a ticket-authenticated handshake, as Ceph's default" };
-            println!("sepia-bench: ms_mode = {} (frames: {frames})", args.ms_mode.trim());
+            let frames = match args.ms_mode {
+                FrameMode::Sign => "every frame MACed",
+                FrameMode::Crc => "crc32, after a ticket-authenticated handshake, as Ceph's default",
+            };
+            println!("sepia-bench: ms_mode = {} (frames: {frames})", args.ms_mode.name());
             println!("{:<18} {:>10} {:>9} {:>9} {:>9} {:>12} {:>12} {:>8}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "OSD us/IO", "client us/IO", "x raw");
             for r in &rows {
                 let osd = r.osd_cpu_us_per_io.map_or("-".to_string(), |v| format!("{v:.1}"));

@@ -94,8 +94,8 @@ pub fn up(opts: &UpOptions) -> Result<Vec<String>, String> {
     // compare the two; the default is crc, as in Ceph.
     let conf = match std::env::var("SEPIA_DEV_MS_MODE") {
         Ok(mode) => {
-            sepia_proto::hello::FrameMode::parse(&mode).map_err(|e| format!("SEPIA_DEV_MS_MODE: {e}"))?;
-            format!("{conf}ms_mode = {}\n", mode.trim())
+            let mode = sepia_proto::hello::FrameMode::parse(&mode).map_err(|e| format!("SEPIA_DEV_MS_MODE: {e}"))?;
+            format!("{conf}ms_mode = {}\n", mode.name())
         }
         Err(_) => conf,
     };

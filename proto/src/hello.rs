@@ -56,6 +56,14 @@ impl FrameMode {
             other => Err(format!("ms_mode {other:?}: expected crc or sign")),
         }
     }
+
+    /// The option's value for this mode, as `parse` reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameMode::Crc => "crc",
+            FrameMode::Sign => "sign",
+        }
+    }
 }
 
 impl Negotiated {

@@ -162,7 +162,7 @@ impl PgLog {
         self.remember_trimmed(old.reqid, old.version);
         let trim = self.unpersisted.get_or_insert_with(Trim::default);
         trim.to = old.version;
-        if !(old.reqid.client == 0 && old.reqid.tid == 0) && self.dups_max > 0 {
+        if !is_recovery(&old.reqid) && self.dups_max > 0 {
             trim.dups.push((old.reqid, old.version));
             if trim.dups.len() > 2 * self.dups_max {
                 // Only the newest `dups_max` matter; drop in bulk.
@@ -190,7 +190,7 @@ impl PgLog {
 
     fn remember_trimmed(&mut self, reqid: ReqId, version: EVersion) {
         // Recovery pushes carry no request (client 0).
-        if (reqid.client == 0 && reqid.tid == 0) || self.dups_max == 0 {
+        if is_recovery(&reqid) || self.dups_max == 0 {
             return;
         }
         // One record per id, its newest application: a second copy would
@@ -239,7 +239,7 @@ impl PgLog {
         while self.entries.len() > self.entries_max {
             self.trim_oldest();
         }
-        let mut kept: Vec<(ReqId, EVersion)> = dups.into_iter().filter(|(r, v)| *v <= self.tail && !(r.client == 0 && r.tid == 0)).collect();
+        let mut kept: Vec<(ReqId, EVersion)> = dups.into_iter().filter(|(r, v)| *v <= self.tail && !is_recovery(r)).collect();
         if kept.len() > self.dups_max {
             kept.drain(..kept.len() - self.dups_max);
         }
@@ -248,21 +248,19 @@ impl PgLog {
         // by one evicted our older copy of a shared id, and its index entry
         // with it, so a late resend of that write was applied again.
         let mut all: Vec<(ReqId, EVersion)> = self.trimmed_dups.drain(..).chain(kept.iter().copied()).collect();
-        all.sort_by_key(|&(_, v)| v);
-        let newest: HashMap<ReqId, usize> = all.iter().enumerate().map(|(i, (r, _))| (*r, i)).collect();
-        let mut i = 0;
-        all.retain(|(r, _)| {
-            i += 1;
-            newest[r] == i - 1
-        });
-        all.drain(..all.len().saturating_sub(self.dups_max));
+        // Newest first, so the first record of an id is the one kept.
+        all.sort_by_key(|&(_, v)| std::cmp::Reverse(v));
+        let mut seen = std::collections::HashSet::new();
+        all.retain(|(r, _)| seen.insert(*r));
+        all.truncate(self.dups_max);
+        all.reverse();
         self.trimmed_index = all.iter().copied().collect();
         self.trimmed_dups = all.into();
         let trim = self.unpersisted.get_or_insert_with(Trim::default);
         // The shard drops every log key when it persists a replaced log,
         // so the trim names the new tail.
         trim.to = self.tail;
-        trim.dups.extend(kept.into_iter().filter(|(r, _)| !(r.client == 0 && r.tid == 0)));
+        trim.dups.extend(kept);
         if trim.dups.len() > self.dups_max {
             let n = trim.dups.len() - self.dups_max;
             trim.dups.drain(..n);
@@ -317,6 +315,12 @@ impl PgLog {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
     }
+}
+
+/// Recovery pushes are logged without a request (client 0, tid 0): there
+/// is nothing to answer a resend of.
+fn is_recovery(reqid: &ReqId) -> bool {
+    reqid.client == 0 && reqid.tid == 0
 }
 
 #[cfg(test)]
