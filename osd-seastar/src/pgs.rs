@@ -458,6 +458,68 @@ pub fn recorded_map<D: crate::objstore::Device>(store: &crate::objstore::Store<D
     OsdMap::from_wire(&wire).ok()
 }
 
+/// A PG's durable state from its meta object's omap, and its dup records
+/// (key, ids held) oldest first. Refuses records that do not decode in full
+/// or a log out of order: the caller then loads the PG as incomplete.
+type LoadedPg = (PgDurable, std::collections::VecDeque<(String, usize)>);
+
+fn decode_pg(pg: PgId, omap: &BTreeMap<String, Vec<u8>>, past_max: usize, durable_epoch: Epoch) -> Result<LoadedPg, String> {
+    let (mut info, les) = match omap.get("info") {
+        None => Default::default(),
+        Some(b) => decode_info(b).ok_or("info record malformed")?,
+    };
+    let mut log: Vec<LogEntry> = Vec::new();
+    for (key, v) in omap.range("log.".to_string()..LOG_KEYS_END.to_string()) {
+        let entry = unarchive::<WireLogEntry>(v).map(from_wire).ok_or_else(|| format!("log entry {key} malformed"))?;
+        if log_key(entry.version) != *key || log.last().is_some_and(|l| l.version >= entry.version) {
+            return Err(format!("log entry {key} holds version {:?}, out of order", entry.version));
+        }
+        log.push(entry);
+    }
+    let missing = match omap.get(MISSING_KEY) {
+        Some(b) => unarchive::<Vec<WireMissing>>(b).map(missing_from_wire).ok_or("missing set malformed")?,
+        // A store from before `intact_at`: the same list without it.
+        None => match omap.get(MISSING_KEY_V1) {
+            None => Vec::new(),
+            Some(b) => unarchive::<Vec<WireMissingV1>>(b)
+                .map(|v| v.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have, intact_at: EVersion::default() })).collect())
+                .ok_or("missing set (first layout) malformed")?,
+        },
+    };
+    let last_backfill = omap.get("backfill").map_or(BackfillPos::Max, |b| decode_pos(b));
+    // No record: a new PG, or a store from before intervals were kept.
+    let mut history = match omap.get("intervals").map(|b| decode_history(b, past_max)) {
+        None => PgHistory::default(),
+        Some(Ok(h)) => h,
+        // The map walk makes up for it: maps the PG cannot account for
+        // count as unknown intervals.
+        Some(Err(e)) => {
+            eprintln!("pg {pg}: intervals record unreadable ({e:?}); past intervals unknown");
+            PgHistory::default()
+        }
+    };
+    // Every map up to the shard's durable epoch reached this PG, and
+    // an interval change it made was durable before that record (one
+    // ordered apply queue), so nothing changed since its own record.
+    if history.current.is_some() {
+        history.epoch = history.epoch.max(durable_epoch);
+    }
+    let mut dups = Vec::new();
+    let mut records = std::collections::VecDeque::new();
+    for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
+        // Lost ids would let a late resend apply twice.
+        let d = decode_dups(b).ok_or_else(|| format!("dup record {key} malformed"))?;
+        records.push_back((key.clone(), d.len()));
+        dups.extend(d);
+    }
+    // The info written with the newest entry may name a later entry of
+    // the same batch that a crash lost: the log is the truth.
+    let head = log.last().map_or(info.log_tail, |e| e.version);
+    info.last_update = head;
+    info.last_complete = info.last_complete.min(head);
+    Ok((PgDurable { info, les, log, missing, dups, last_backfill, history }, records))
+}
+
 /// Logs a PG that became down for a past interval nobody answers for.
 fn log_blocked(osd: OsdId, pg: PgId, before: Option<&Interval>, now: Option<&Interval>) {
     if let Some(iv) = now.filter(|iv| Some(*iv) != before) {
@@ -478,53 +540,39 @@ impl Shard {
     /// Loads the durable state of a PG from its collection (empty if new).
     /// Also returns the PG's dup records as stored (key, ids held), oldest
     /// first, for the trim bookkeeping.
-    fn load_pg(&self, pg: PgId, params: &PgParams) -> (PgDurable, std::collections::VecDeque<(String, usize)>) {
-        let coll = coll_of(pg);
-        let Ok((_, omap)) = self.store.omap_get(&coll, PGMETA) else { return Default::default() };
-        let (mut info, les) = omap.get("info").and_then(|b| decode_info(b)).unwrap_or_default();
-        let log: Vec<LogEntry> = omap.range("log.".to_string()..LOG_KEYS_END.to_string()).filter_map(|(_, v)| unarchive::<WireLogEntry>(v)).map(from_wire).collect();
-        let missing = match omap.get(MISSING_KEY) {
-            Some(b) => unarchive::<Vec<WireMissing>>(b).map(missing_from_wire),
-            // A store from before `intact_at`: the same list without it.
-            None => omap.get(MISSING_KEY_V1).and_then(|b| unarchive::<Vec<WireMissingV1>>(b)).map(|v| {
-                v.into_iter().map(|w| (w.object, Missing { need: w.need, have: w.have, intact_at: EVersion::default() })).collect()
-            }),
-        }
-        .unwrap_or_default();
-        let last_backfill = omap.get("backfill").map_or(BackfillPos::Max, |b| decode_pos(b));
-        // No record: a new PG, or a store from before intervals were kept.
-        let mut history = match omap.get("intervals").map(|b| decode_history(b, params.past_intervals_max)) {
-            None => PgHistory::default(),
-            Some(Ok(h)) => h,
-            Some(Err(e)) => {
-                eprintln!("osd.{} pg {pg}: intervals record unreadable ({e:?}); past intervals unknown", self.osd);
-                PgHistory::default()
+    ///
+    /// A PG whose records cannot be read in full (an I/O or checksum error,
+    /// an entry that does not decode, a log out of order) loads as an
+    /// incomplete member: no log and nothing backfilled. Its copy is then
+    /// never authoritative, and peering refills it from a complete member,
+    /// or waits for one. Guessing a log from the pieces that did read could
+    /// hide an acknowledged write.
+    fn load_pg(&self, pg: PgId, params: &PgParams) -> LoadedPg {
+        match self.read_pg(pg, params) {
+            Ok(loaded) => loaded,
+            Err(why) => {
+                eprintln!("osd.{} pg {pg}: PG records unreadable ({why}); this copy is incomplete and will be backfilled from a complete member", self.osd);
+                (PgDurable { last_backfill: BackfillPos::Min, ..Default::default() }, Default::default())
             }
+        }
+    }
+
+    fn read_pg(&self, pg: PgId, params: &PgParams) -> Result<LoadedPg, String> {
+        let coll = coll_of(pg);
+        let omap = match self.store.omap_get(&coll, PGMETA) {
+            Ok((_, omap)) => omap,
+            // A PG this OSD never held.
+            Err(StoreError::NoCollection(_)) => return Ok(Default::default()),
+            // A collection whose records were never written is new unless
+            // it holds objects.
+            Err(StoreError::NoObject(..)) => match self.store.list(&coll, "", 2) {
+                Ok((objects, _)) if objects.iter().all(|o| o == PGMETA) => return Ok(Default::default()),
+                Ok(_) => return Err("objects but no PG record".to_string()),
+                Err(e) => return Err(e.to_string()),
+            },
+            Err(e) => return Err(e.to_string()),
         };
-        // Every map up to the shard's durable epoch reached this PG, and
-        // an interval change it made was durable before that record (one
-        // ordered apply queue), so nothing changed since its own record.
-        if history.current.is_some() {
-            history.epoch = history.epoch.max(self.durable_epoch.get());
-        }
-        let mut dups = Vec::new();
-        let mut records = std::collections::VecDeque::new();
-        for (key, b) in omap.range("dup.".to_string()..DUP_KEYS_END.to_string()) {
-            let d = decode_dups(b).unwrap_or_else(|| {
-                eprintln!("osd.{} pg {pg}: dup record {key} is malformed; skipped", self.osd);
-                Vec::new()
-            });
-            // A malformed record holds no ids but stays listed, so it goes
-            // with the oldest.
-            records.push_back((key.clone(), d.len()));
-            dups.extend(d);
-        }
-        // The info written with the newest entry may name a later entry of
-        // the same batch that a crash lost: the log is the truth.
-        let head = log.last().map_or(info.log_tail, |e| e.version);
-        info.last_update = head;
-        info.last_complete = info.last_complete.min(head);
-        (PgDurable { info, les, log, missing, dups, last_backfill, history }, records)
+        decode_pg(pg, &omap, params.past_intervals_max, self.durable_epoch.get())
     }
 
     /// Feeds every epoch up to `map`, in order, to every PG this shard
@@ -1361,5 +1409,70 @@ mod tests {
         other[0] = 9;
         assert_eq!(decode_history(&other, 8), Err(HistoryError::Format(9)));
         assert_eq!(decode_history(&encode_history(&PgHistory::default()), 8), Ok(PgHistory::default()));
+    }
+
+    fn entry(epoch: u32, version: u64, name: &str) -> LogEntry {
+        let object = ObjectId { name: name.to_string(), locator: String::new(), namespace: String::new() };
+        LogEntry { version: EVersion { epoch, version }, reqid: ReqId { client: 7, tid: version }, object, op: LogOp::Modify }
+    }
+
+    /// A PG's records as the shard writes them: info, two log entries, a
+    /// missing object and a dup record.
+    fn records() -> BTreeMap<String, Vec<u8>> {
+        let mut omap = BTreeMap::new();
+        let v = |epoch, version| EVersion { epoch, version };
+        let info = PgInfo { last_update: v(4, 12), last_complete: v(4, 11), log_tail: v(3, 10) };
+        omap.insert("info".to_string(), encode_info(&info, 4));
+        for e in [entry(4, 11, "a"), entry(4, 12, "b")] {
+            omap.insert(log_key(e.version), archive(&to_wire(&e)));
+        }
+        let missing = vec![(entry(0, 0, "b").object, Missing { need: v(4, 12), have: v(4, 11), intact_at: v(4, 11) })];
+        omap.insert(MISSING_KEY.to_string(), archive(&missing_to_wire(&missing)));
+        omap.insert(dup_key(v(3, 10)), encode_dups(&[(ReqId { client: 7, tid: 10 }, v(3, 10))]));
+        omap
+    }
+
+    #[test]
+    fn pg_records_load_in_full_or_not_at_all() {
+        let pg = PgId { pool: 1, seed: 0 };
+        let (durable, dup_records) = decode_pg(pg, &records(), 8, 0).expect("well-formed records load");
+        assert_eq!(durable.log, vec![entry(4, 11, "a"), entry(4, 12, "b")]);
+        assert_eq!(durable.info.last_update, EVersion { epoch: 4, version: 12 });
+        assert_eq!(durable.missing.len(), 1);
+        assert_eq!(durable.dups.len(), 1);
+        assert_eq!(dup_records.len(), 1);
+        assert_eq!(durable.last_backfill, BackfillPos::Max);
+
+        // Each way a record can be damaged: the PG must not load from the
+        // pieces that still read.
+        let damaged: [(&str, fn(&mut BTreeMap<String, Vec<u8>>)); 6] = [
+            ("info cut short", |m| m.get_mut("info").unwrap().truncate(39)),
+            ("log entry garbage", |m| *m.get_mut(&log_key(EVersion { epoch: 4, version: 11 })).unwrap() = vec![0xff; 9]),
+            ("log entry under another version's key", |m| {
+                let e = m.remove(&log_key(EVersion { epoch: 4, version: 12 })).unwrap();
+                m.insert(log_key(EVersion { epoch: 4, version: 10 }), e);
+            }),
+            ("missing set garbage", |m| *m.get_mut(MISSING_KEY).unwrap() = vec![1, 2, 3]),
+            ("first-layout missing set garbage", |m| {
+                m.remove(MISSING_KEY);
+                m.insert(MISSING_KEY_V1.to_string(), vec![1, 2, 3]);
+            }),
+            ("dup record cut short", |m| {
+                m.get_mut(&dup_key(EVersion { epoch: 3, version: 10 })).unwrap().pop();
+            }),
+        ];
+        for (what, damage) in damaged {
+            let mut omap = records();
+            damage(&mut omap);
+            assert!(decode_pg(pg, &omap, 8, 0).is_err(), "{what}: loaded anyway");
+        }
+
+        // Unreadable intervals only lose the intervals: the map walk then
+        // counts the maps the PG cannot account for as unknown.
+        let mut omap = records();
+        omap.insert("intervals".to_string(), vec![9, 9]);
+        let (durable, _) = decode_pg(pg, &omap, 8, 0).expect("loads without intervals");
+        assert_eq!(durable.history, PgHistory::default());
+        assert_eq!(durable.log.len(), 2);
     }
 }

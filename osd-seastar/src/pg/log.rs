@@ -87,7 +87,9 @@ impl PgLog {
     }
 
     /// The log as loaded from the store: its tail, its entries and the
-    /// request ids of entries trimmed before (oldest first).
+    /// request ids of entries trimmed before (oldest first). The entries
+    /// come in version order (the loader refuses a log that does not);
+    /// any at or before the tail are already trimmed and are skipped.
     pub fn load(entries_max: usize, dups_max: usize, tail: EVersion, entries: Vec<LogEntry>, dups: Vec<(ReqId, EVersion)>) -> PgLog {
         let mut log = PgLog::new(entries_max, dups_max);
         log.tail = tail;
@@ -97,7 +99,7 @@ impl PgLog {
             }
         }
         for e in entries {
-            if e.version > log.head() {
+            if e.version > log.tail {
                 log.append(e);
             }
         }
