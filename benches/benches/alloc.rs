@@ -118,6 +118,7 @@ fn one_write(payload: &[u8], decoder: &mut FrameDecoder) -> usize {
         object,
         subops: op.subops.clone(),
         trim_to: EVersion::default(),
+        prior_version: Some(EVersion::default()),
     });
     let rep_wire = msg::encode(&rep, 2, &data, None).expect("encode").to_vec();
     let reply = Body::OsdOpReply(OsdOpReply {

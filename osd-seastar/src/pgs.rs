@@ -236,6 +236,34 @@ fn decode_pos(b: &[u8]) -> BackfillPos {
     }
 }
 
+/// The last byte of a log entry record in the current layout. A record
+/// of the first layout (no `prior_version`) ends with its `delete` flag
+/// or zero padding, so never with this.
+const LOG_RECORD_TAG: u8 = 0xa2;
+
+/// The first layout of a log entry record, read from stores written
+/// before `prior_version` was.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct WireLogEntryV1 {
+    version: EVersion,
+    reqid: ReqId,
+    object: ObjectId,
+    delete: bool,
+}
+
+fn encode_log_entry(e: &LogEntry) -> Vec<u8> {
+    let mut b = archive(&to_wire(e));
+    b.push(LOG_RECORD_TAG);
+    b
+}
+
+fn decode_log_entry(b: &[u8]) -> Option<LogEntry> {
+    match b.split_last() {
+        Some((&LOG_RECORD_TAG, body)) => unarchive::<WireLogEntry>(body).map(from_wire),
+        _ => unarchive::<WireLogEntryV1>(b).map(|w| LogEntry { version: w.version, reqid: w.reqid, object: w.object, op: if w.delete { LogOp::Delete } else { LogOp::Modify }, prior_version: None }),
+    }
+}
+
 fn log_key(v: EVersion) -> String {
     format!("log.{:010}.{:020}", v.epoch, v.version)
 }
@@ -404,11 +432,11 @@ fn decode_history(b: &[u8], past_max: usize) -> Result<PgHistory, HistoryError> 
 pub const OSDMAP_META: &str = "\u{0}osdmap";
 
 fn to_wire(e: &LogEntry) -> WireLogEntry {
-    WireLogEntry { version: e.version, reqid: e.reqid, object: e.object.clone(), delete: e.op == LogOp::Delete }
+    WireLogEntry { version: e.version, reqid: e.reqid, object: e.object.clone(), delete: e.op == LogOp::Delete, prior_version: e.prior_version }
 }
 
 fn from_wire(e: WireLogEntry) -> LogEntry {
-    LogEntry { version: e.version, reqid: e.reqid, object: e.object, op: if e.delete { LogOp::Delete } else { LogOp::Modify } }
+    LogEntry { version: e.version, reqid: e.reqid, object: e.object, op: if e.delete { LogOp::Delete } else { LogOp::Modify }, prior_version: e.prior_version }
 }
 
 fn missing_to_wire(m: &[(ObjectId, Missing)]) -> Vec<WireMissing> {
@@ -470,7 +498,7 @@ fn decode_pg(pg: PgId, omap: &BTreeMap<String, Vec<u8>>, past_max: usize, durabl
     };
     let mut log: Vec<LogEntry> = Vec::new();
     for (key, v) in omap.range("log.".to_string()..LOG_KEYS_END.to_string()) {
-        let entry = unarchive::<WireLogEntry>(v).map(from_wire).ok_or_else(|| format!("log entry {key} malformed"))?;
+        let entry = decode_log_entry(v).ok_or_else(|| format!("log entry {key} malformed"))?;
         if log_key(entry.version) != *key || log.last().is_some_and(|l| l.version >= entry.version) {
             return Err(format!("log entry {key} holds version {:?}, out of order", entry.version));
         }
@@ -723,6 +751,9 @@ impl Shard {
                         info.last_update = entry.version;
                         info.last_complete = info.last_complete.min(entry.version);
                     }
+                    if matches!(txn, Txn::Replace(_)) {
+                        self.queued_versions.borrow_mut().insert((pg, entry.object.clone()), entry.version);
+                    }
                     self.queue_apply(ApplyItem::Apply { pg, entry, txn, info, les, trim });
                 }
                 Effect::Persist { info, les, missing, rewound_to, appended, trim, last_backfill, history } => {
@@ -760,7 +791,16 @@ impl Shard {
             // Admission keeps room for this; if it is gone anyway the PG
             // stalls (the client times out and resends) rather than lose
             // the order of what is queued.
-            let _ = e;
+            let item = match e {
+                tokio::sync::mpsc::error::TrySendError::Full(i) | tokio::sync::mpsc::error::TrySendError::Closed(i) => i,
+            };
+            if let ApplyItem::Apply { pg, entry, txn: Txn::Replace(_), .. } = &item {
+                let key = (*pg, entry.object.clone());
+                let mut queued = self.queued_versions.borrow_mut();
+                if queued.get(&key) == Some(&entry.version) {
+                    queued.remove(&key);
+                }
+            }
             eprintln!("osd.{} shard {}: store queue full, a PG transaction was dropped", self.osd, self.shard);
         }
     }
@@ -781,6 +821,14 @@ impl Shard {
                         Ok(t) => self.store.enqueue(t).await,
                         Err(code) => Err(StoreError::Invalid(format!("op translates to errno {code}"))),
                     };
+                    if matches!(txn, Txn::Replace(_)) {
+                        // Planned: the store's version record answers now.
+                        let mut queued = self.queued_versions.borrow_mut();
+                        let key = (pg, entry.object.clone());
+                        if queued.get(&key) == Some(&version) {
+                            queued.remove(&key);
+                        }
+                    }
                     match planned {
                         Ok(queued) => {
                             let me = self.clone();
@@ -957,7 +1005,7 @@ impl Shard {
                 let mut t = self.write_txn(&coll, &key, &w.subops, &w.data)?;
                 t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
                 ops.extend(t.ops);
-                let mut entries = BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]);
+                let mut entries = BTreeMap::from([(log_key(entry.version), encode_log_entry(entry))]);
                 // A removal leaves its version as a tombstone record.
                 entries.insert(version_key(&entry.object), encode_version(entry.version));
                 if entry.op == LogOp::Delete {
@@ -967,7 +1015,7 @@ impl Shard {
                 self.meta_ops(pg, &mut ops, info, les, trim);
             }
             Txn::LogOnly => {
-                ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([(log_key(entry.version), archive(&to_wire(entry)))]) });
+                ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries: BTreeMap::from([(log_key(entry.version), encode_log_entry(entry))]) });
                 self.meta_ops(pg, &mut ops, info, les, trim);
             }
             Txn::Replace(content) => {
@@ -1032,7 +1080,7 @@ impl Shard {
         if let Some(v) = rewound_to {
             ops.push(Op::OmapRmRange { coll, obj: PGMETA.into(), start: format!("{}\u{0}", log_key(v)), end: LOG_KEYS_END.into() });
         }
-        let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), archive(&to_wire(e)))).collect();
+        let mut entries: BTreeMap<String, Vec<u8>> = appended.iter().map(|e| (log_key(e.version), encode_log_entry(e))).collect();
         entries.insert(MISSING_KEY.into(), archive(&missing_to_wire(missing)));
         entries.insert("intervals".into(), encode_history(history));
         match encode_pos(last_backfill) {
@@ -1098,6 +1146,17 @@ impl Shard {
         (objects, end)
     }
 
+    /// The version of `object` in this PG as the store will have it once
+    /// every apply handed to it so far is planned (zero: none recorded).
+    fn stored_version(&self, pg: PgId, object: &ObjectId) -> EVersion {
+        if let Some(v) = self.queued_versions.borrow().get(&(pg, object.clone())) {
+            return *v;
+        }
+        let vkey = version_key(object);
+        let found = self.store.omap_get_keys(&coll_of(pg), PGMETA, std::slice::from_ref(&vkey));
+        found.ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default()
+    }
+
     /// A client write on the primary: ordered by the PG, answered once
     /// every acting member has it durable (or a resend of a write the PG
     /// log already holds: answered with its first outcome).
@@ -1106,7 +1165,8 @@ impl Shard {
         self.replies.borrow_mut().entry(reqid).or_default().push(tx);
         let delete = ends_removed(&subops);
         let write = Rc::new(WritePayload { subops, data });
-        self.with_pg(pg, |p, out| p.client_write(ClientWrite { client: reqid.client, reqid, object, delete, write }, out));
+        let stored_version = self.stored_version(pg, &object);
+        self.with_pg(pg, |p, out| p.client_write(ClientWrite { client: reqid.client, reqid, object, delete, write, stored_version }, out));
         let answer = futures_lite::future::or(async { rx.await.ok() }, async {
             glommio::timer::sleep(Duration::from_millis(limits::write_wait_ms)).await;
             None
@@ -1136,7 +1196,7 @@ impl Shard {
         let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
         let (body, data) = match msg {
             PeerMsg::RepOp { entry, txn: Txn::Write(w), trim_to, .. } => {
-                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to };
+                let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to, prior_version: entry.prior_version };
                 (Body::RepOp(rep), w.data.clone())
             }
             // Replacements travel as pushes, entries alone as `RepLog`,
@@ -1267,7 +1327,8 @@ impl Shard {
                 }
                 // The sender is the PG's primary (the machine checks it).
                 let Some(primary) = self.pgs.borrow().get(&pg).and_then(|s| s.pg.primary()) else { return };
-                let entry = LogEntry { version: r.version, reqid: r.reqid, object: r.object, op: if ends_removed(&r.subops) { LogOp::Delete } else { LogOp::Modify } };
+                let op = if ends_removed(&r.subops) { LogOp::Delete } else { LogOp::Modify };
+                let entry = LogEntry { version: r.version, reqid: r.reqid, object: r.object, op, prior_version: r.prior_version };
                 let msg = PeerMsg::RepOp { epoch, entry, txn: Txn::Write(Rc::new(WritePayload { subops: r.subops, data })), trim_to: r.trim_to };
                 self.with_pg(pg, |p, out| p.peer(primary, msg, out));
                 return;
@@ -1413,7 +1474,8 @@ mod tests {
 
     fn entry(epoch: u32, version: u64, name: &str) -> LogEntry {
         let object = ObjectId { name: name.to_string(), locator: String::new(), namespace: String::new() };
-        LogEntry { version: EVersion { epoch, version }, reqid: ReqId { client: 7, tid: version }, object, op: LogOp::Modify }
+        let prior_version = Some(EVersion { epoch, version: version.saturating_sub(3) });
+        LogEntry { version: EVersion { epoch, version }, reqid: ReqId { client: 7, tid: version }, object, op: LogOp::Modify, prior_version }
     }
 
     /// A PG's records as the shard writes them: info, two log entries, a
@@ -1424,12 +1486,28 @@ mod tests {
         let info = PgInfo { last_update: v(4, 12), last_complete: v(4, 11), log_tail: v(3, 10) };
         omap.insert("info".to_string(), encode_info(&info, 4));
         for e in [entry(4, 11, "a"), entry(4, 12, "b")] {
-            omap.insert(log_key(e.version), archive(&to_wire(&e)));
+            omap.insert(log_key(e.version), encode_log_entry(&e));
         }
         let missing = vec![(entry(0, 0, "b").object, Missing { need: v(4, 12), have: v(4, 11), intact_at: v(4, 11) })];
         omap.insert(MISSING_KEY.to_string(), archive(&missing_to_wire(&missing)));
         omap.insert(dup_key(v(3, 10)), encode_dups(&[(ReqId { client: 7, tid: 10 }, v(3, 10))]));
         omap
+    }
+
+    #[test]
+    fn log_records_of_both_layouts_load() {
+        for (name, delete) in [("a", false), ("an-object-name-longer-than-inline", true)] {
+            let mut e = entry(3, 9, name);
+            e.op = if delete { LogOp::Delete } else { LogOp::Modify };
+            assert_eq!(decode_log_entry(&encode_log_entry(&e)), Some(e.clone()));
+            // A store written before `prior_version`: the record has no
+            // tag, and its last byte (the flag or padding) is never one.
+            let old = archive(&WireLogEntryV1 { version: e.version, reqid: e.reqid, object: e.object.clone(), delete });
+            assert!(matches!(old.last(), Some(0 | 1)), "a first-layout record ends with {:?}", old.last());
+            assert_eq!(decode_log_entry(&old), Some(LogEntry { prior_version: None, ..e }));
+        }
+        assert_eq!(decode_log_entry(&[LOG_RECORD_TAG]), None);
+        assert_eq!(decode_log_entry(&[]), None);
     }
 
     #[test]

@@ -123,6 +123,10 @@ pub struct Shard {
     /// PG store transactions, planned in order by `apply_loop`.
     pub(crate) applies: tokio::sync::mpsc::Sender<crate::pgs::ApplyItem>,
     applies_rx: RefCell<Option<tokio::sync::mpsc::Receiver<crate::pgs::ApplyItem>>>,
+    /// Object versions set by recovery applies that are queued but not yet
+    /// planned, so not yet in the store's version records (at most one per
+    /// queued apply).
+    pub(crate) queued_versions: RefCell<HashMap<(PgId, ObjectId), EVersion>>,
     /// One ordered queue of one-way messages per peer shard address.
     pub(crate) outboxes: RefCell<HashMap<String, tokio::sync::mpsc::Sender<(Body, Vec<u8>)>>>,
     /// Peers that answered a ping since the heartbeat loop last looked.
@@ -273,6 +277,7 @@ impl Shard {
             replies: RefCell::new(HashMap::new()),
             applies,
             applies_rx: RefCell::new(Some(applies_rx)),
+            queued_versions: RefCell::new(HashMap::new()),
             outboxes: RefCell::new(HashMap::new()),
             osd,
             shard,

@@ -122,6 +122,7 @@ fn write_read_and_survive_kill_9() {
             object: sepia_proto::msg::ObjectId::new("small"),
             subops: vec![SubOp::WriteFull { data_offset: 0, len: 6 }],
             trim_to: sepia_proto::msg::EVersion { epoch: 0, version: 0 },
+            prior_version: None,
         };
         forger.send(&sepia_proto::msg::Body::RepOp(forged), b"forged").await.unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(10), forger.recv_body()).await.expect("the OSD answers or closes");

@@ -188,6 +188,9 @@ pub struct RepOp {
     pub subops: Vec<SubOp>,
     /// Entries up to here may be trimmed from the PG log.
     pub trim_to: EVersion,
+    /// The object's version before this write (see
+    /// [`WireLogEntry::prior_version`]).
+    pub prior_version: Option<EVersion>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -207,6 +210,12 @@ pub struct WireLogEntry {
     pub reqid: ReqId,
     pub object: ObjectId,
     pub delete: bool,
+    /// The object's version just before this entry (a removal's version
+    /// once removed; zero: it never existed), as Ceph's `prior_version`.
+    /// Peering rolls a divergent write back to it when the log no longer
+    /// reaches back that far. `None`: not recorded (entries written before
+    /// it was).
+    pub prior_version: Option<EVersion>,
 }
 
 /// An object a PG member lacks: needed version and the version it holds.

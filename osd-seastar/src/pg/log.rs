@@ -31,6 +31,10 @@ pub struct LogEntry {
     pub reqid: ReqId,
     pub object: ObjectId,
     pub op: LogOp,
+    /// The object's version just before this entry (zero: it never
+    /// existed; `None`: not recorded). Peering rolls a divergent write back
+    /// to it when the log no longer reaches back that far.
+    pub prior_version: Option<EVersion>,
 }
 
 /// What a member knows about its copy of the PG.
@@ -49,6 +53,8 @@ pub struct PgLog {
     entries: VecDeque<LogEntry>,
     tail: EVersion,
     dups: HashMap<ReqId, EVersion>,
+    /// The newest entry of each object in the log.
+    newest: HashMap<ObjectId, EVersion>,
     entries_max: usize,
     /// Request ids of trimmed entries, oldest first: a client may resend a
     /// write long after it left the log (its attempt timed out), and it
@@ -78,6 +84,7 @@ impl PgLog {
             entries: VecDeque::new(),
             tail: EVersion::default(),
             dups: HashMap::new(),
+            newest: HashMap::new(),
             entries_max,
             trimmed_dups: VecDeque::new(),
             trimmed_index: HashMap::new(),
@@ -136,6 +143,7 @@ impl PgLog {
     pub fn append(&mut self, entry: LogEntry) {
         assert!(entry.version > self.head(), "log versions must increase");
         self.dups.insert(entry.reqid, entry.version);
+        self.newest.insert(entry.object.clone(), entry.version);
         self.entries.push_back(entry);
         while self.entries.len() > self.entries_max {
             self.trim_oldest();
@@ -160,6 +168,9 @@ impl PgLog {
         let old = self.entries.pop_front().expect("non-empty");
         if self.dups.get(&old.reqid) == Some(&old.version) {
             self.dups.remove(&old.reqid);
+        }
+        if self.newest.get(&old.object) == Some(&old.version) {
+            self.newest.remove(&old.object);
         }
         self.remember_trimmed(old.reqid, old.version);
         let trim = self.unpersisted.get_or_insert_with(Trim::default);
@@ -227,6 +238,7 @@ impl PgLog {
     pub fn replace(&mut self, tail: EVersion, entries: Vec<LogEntry>, dups: Vec<(ReqId, EVersion)>) {
         self.entries.clear();
         self.dups.clear();
+        self.newest.clear();
         self.tail = tail;
         // Ids we trimmed past the new tail are entries of the new log (or
         // were divergent): only the new log speaks for them.
@@ -235,6 +247,7 @@ impl PgLog {
         for e in entries {
             if e.version > self.head() {
                 self.dups.insert(e.reqid, e.version);
+                self.newest.insert(e.object.clone(), e.version);
                 self.entries.push_back(e);
             }
         }
@@ -287,9 +300,23 @@ impl PgLog {
             if self.dups.get(&e.reqid) == Some(&e.version) {
                 self.dups.remove(&e.reqid);
             }
+            self.newest.remove(&e.object);
             dropped.push(e);
         }
+        // An object of a dropped entry may still have an older one.
+        for e in &dropped {
+            if !self.newest.contains_key(&e.object) {
+                if let Some(older) = self.entries.iter().rev().find(|x| x.object == e.object) {
+                    self.newest.insert(e.object.clone(), older.version);
+                }
+            }
+        }
         dropped
+    }
+
+    /// The version of the newest entry for `object` in the log, if any.
+    pub fn newest_of(&self, object: &ObjectId) -> Option<EVersion> {
+        self.newest.get(object).copied()
     }
 
     /// The newest version of each object among entries newer than `v`.
@@ -316,6 +343,12 @@ impl PgLog {
         for (r, v) in &self.dups {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
+        let mut newest: HashMap<&ObjectId, EVersion> = HashMap::new();
+        for e in &self.entries {
+            newest.insert(&e.object, e.version);
+        }
+        assert_eq!(newest.len(), self.newest.len(), "the newest-entry index covers the log's objects");
+        assert!(newest.iter().all(|(o, v)| self.newest.get(*o) == Some(v)), "the newest-entry index is current");
     }
 }
 
@@ -330,7 +363,31 @@ mod tests {
     use super::*;
 
     fn entry(epoch: u32, v: u64, tid: u64) -> LogEntry {
-        LogEntry { version: EVersion { epoch, version: v }, reqid: ReqId { client: 1, tid }, object: ObjectId::new(format!("o{v}")), op: LogOp::Modify }
+        LogEntry { version: EVersion { epoch, version: v }, reqid: ReqId { client: 1, tid }, object: ObjectId::new(format!("o{v}")), op: LogOp::Modify, prior_version: None }
+    }
+
+    #[test]
+    fn newest_entry_per_object_follows_appends_trims_and_rewinds() {
+        let on = |v: u64, name: &str| LogEntry { object: ObjectId::new(name), ..entry(1, v, v) };
+        let (a, b) = (ObjectId::new("a"), ObjectId::new("b"));
+        let at = |v| Some(EVersion { epoch: 1, version: v });
+        let mut log = PgLog::new(4, 10);
+        for (v, name) in [(1, "a"), (2, "b"), (3, "a"), (4, "a")] {
+            log.append(on(v, name));
+            log.invariants();
+        }
+        assert_eq!((log.newest_of(&a), log.newest_of(&b)), (at(4), at(2)));
+        // Rewinding past a's newest entries finds its older one.
+        log.rewind_to(EVersion { epoch: 1, version: 2 });
+        log.invariants();
+        assert_eq!((log.newest_of(&a), log.newest_of(&b)), (at(1), at(2)));
+        // Trimming an object's only entry forgets it.
+        log.trim_to(EVersion { epoch: 1, version: 1 });
+        log.invariants();
+        assert_eq!((log.newest_of(&a), log.newest_of(&b)), (None, at(2)));
+        log.replace(EVersion { epoch: 1, version: 5 }, vec![on(6, "a")], Vec::new());
+        log.invariants();
+        assert_eq!((log.newest_of(&a), log.newest_of(&b)), (at(6), None));
     }
 
     #[test]

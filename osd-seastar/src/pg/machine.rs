@@ -11,7 +11,14 @@
 //! writes has no member among the answers (the PG is *down* until one
 //! comes back), picks the member with the newest log as authoritative,
 //! tells each member how to rewind divergent entries and which entries and
-//! objects it lacks, and goes active once all acknowledged. Recovery then
+//! objects it lacks, and goes active once all acknowledged. A divergent
+//! write rolls its object back to the version before it: the member's own
+//! log says which when it reaches back far enough, else the entry's
+//! `prior_version` (the primary records it with each write, as Ceph does);
+//! an object that only divergent writes created is removed as the member
+//! rewinds. A member whose trimmed history is not the authoritative one
+//! (its tail is not an authoritative entry) takes the log whole and is
+//! backfilled. Recovery then
 //! pushes whole objects from the primary (after pulling its own missing
 //! ones from the authoritative member). A write to an object still missing
 //! somewhere waits for that object's recovery.
@@ -312,6 +319,11 @@ pub struct ClientWrite<W> {
     pub object: ObjectId,
     pub delete: bool,
     pub write: W,
+    /// The object's version in this member's store when the write arrived
+    /// (its version record, with every apply already handed to the store;
+    /// zero: none). The entry's `prior_version` when the log has no newer
+    /// word on the object.
+    pub stored_version: EVersion,
 }
 
 #[derive(Debug)]
@@ -412,6 +424,19 @@ pub struct Pg<W> {
     /// Primary only: replica messages held per backfill target until an
     /// entry before them is durable here (true: ready to go).
     held: BTreeMap<OsdId, VecDeque<(EVersion, PeerMsg<W>, bool)>>,
+}
+
+/// The version of `obj` at `common` by a member's log (oldest first) and
+/// its tail: its newest entry up to `common`; zero (absent) when the log
+/// reaches back to the beginning; else what the first later entry changed
+/// it from (Ceph's `prior_version`, when recorded). `None`: unknown.
+fn version_at(log: &[LogEntry], tail: EVersion, common: EVersion, obj: &ObjectId) -> Option<EVersion> {
+    log.iter()
+        .rev()
+        .find(|e| e.version <= common && e.object == *obj)
+        .map(|e| e.version)
+        .or((tail == EVersion::default()).then_some(EVersion::default()))
+        .or_else(|| log.iter().find(|e| e.version > common && e.object == *obj).and_then(|e| e.prior_version))
 }
 
 impl<W: Clone> Pg<W> {
@@ -854,7 +879,15 @@ impl<W: Clone> Pg<W> {
                 // tail may be shared history (trimmed there); after it,
                 // nothing is known to be.
                 .unwrap_or_else(|| log.iter().rev().map(|e| e.version).find(|v| *v <= auth_tail).unwrap_or(info.log_tail).max(info.log_tail));
-            let behind = common < auth_tail;
+            // A tail within or past the authoritative log's span that is
+            // not one of its entries: this member trimmed entries of a
+            // history that lost out (from an old primary, or a backfill
+            // source's log). No rewind reaches them: the objects they
+            // wrote are not known, and their request ids would answer
+            // resends of writes that did not survive (PG simulation seeds
+            // 529 and 1797). It takes the log whole.
+            let tail_shared = info.log_tail <= auth_tail || auth_log.iter().any(|a| a.version == info.log_tail);
+            let behind = common < auth_tail || !tail_shared;
             let divergent: Vec<&LogEntry> = log.iter().filter(|e| e.version > common).collect();
             if behind || !complete(n) {
                 // The log cannot catch this member up (or an earlier
@@ -898,14 +931,7 @@ impl<W: Clone> Pg<W> {
             }
             let append: Vec<LogEntry> = auth_log.iter().filter(|e| e.version > common).cloned().collect();
             let mut need = missing.clone();
-            // The version of `obj` as of the common point (both logs agree
-            // up to there): zero if it did not exist (the log reaches back
-            // to the beginning), `None` if the log does not reach back far
-            // enough to tell.
-            let never_trimmed = info.log_tail == EVersion::default();
-            let at_common = |obj: &ObjectId| {
-                log.iter().rev().find(|e| e.version <= common && e.object == *obj).map(|e| e.version).or(never_trimmed.then_some(EVersion::default()))
-            };
+            let at_common = |obj: &ObjectId| version_at(log, info.log_tail, common, obj);
             // Objects whose state at the common point is unknown: they
             // take the authoritative copy, whatever its version (`need`
             // zero, never dropped as already right).
@@ -924,6 +950,12 @@ impl<W: Clone> Pg<W> {
                 let intact_at = need.get(obj).map_or(EVersion::default(), |m| m.intact_at);
                 match target {
                     Some(t) if have == t => {
+                        need.remove(obj);
+                    }
+                    // Absent then (a divergent write created it): the
+                    // member removes its copy as it rewinds (Ceph does the
+                    // same); there is nothing to recover.
+                    Some(t) if t == EVersion::default() => {
                         need.remove(obj);
                     }
                     Some(t) => {
@@ -1013,6 +1045,7 @@ impl<W: Clone> Pg<W> {
     fn activate_local(&mut self, p: Plan, out: &mut Vec<Effect<W>>) {
         let Plan { mut rewind, append, need, backfill, .. } = p;
         let mut appended = Vec::new();
+        let mut created: Vec<ObjectId> = Vec::new();
         match &backfill {
             Some(b) if b.reset_log => {
                 // Our log does not reach the authoritative one: take it
@@ -1023,6 +1056,15 @@ impl<W: Clone> Pg<W> {
             }
             _ => {
                 if let Some(v) = rewind {
+                    // Objects only divergent writes created go (the plan
+                    // left them out of what we lack: see `peer`'s plans).
+                    let divergent: BTreeSet<&ObjectId> = self.log.entries().filter(|e| e.version > v).map(|e| &e.object).collect();
+                    let entries: Vec<LogEntry> = self.log.entries().cloned().collect();
+                    created = divergent
+                        .into_iter()
+                        .filter(|o| !need.contains_key(*o) && version_at(&entries, self.log.tail(), v, o) == Some(EVersion::default()))
+                        .cloned()
+                        .collect();
                     self.log.rewind_to(v);
                 }
                 for e in append {
@@ -1041,6 +1083,13 @@ impl<W: Clone> Pg<W> {
         self.info.log_tail = self.log.tail();
         self.info.last_complete = if self.missing.is_empty() { self.info.last_update } else { self.info.last_complete.min(self.info.last_update) };
         self.next_version = self.next_version.max(self.log.head().version);
+        // Removed before the rewound log is durable (one ordered queue): a
+        // crash in between leaves the divergent entry to say so again.
+        for object in created {
+            self.recovered(&object, EVersion::default());
+            let entry = LogEntry { version: EVersion::default(), reqid: ReqId { client: 0, tid: 0 }, object, op: LogOp::Delete, prior_version: None };
+            out.push(Effect::Apply { entry, txn: Txn::Replace(None), trim: None });
+        }
         out.push(self.durable_effect(rewind, appended));
     }
 
@@ -1277,7 +1326,8 @@ impl<W: Clone> Pg<W> {
             }
         }
         for obj in removed {
-            let entry = LogEntry { version: EVersion::default(), reqid: ReqId { client: 0, tid: 0 }, object: obj, op: LogOp::Delete };
+            self.recovered(&obj, EVersion::default());
+            let entry = LogEntry { version: EVersion::default(), reqid: ReqId { client: 0, tid: 0 }, object: obj, op: LogOp::Delete, prior_version: None };
             out.push(Effect::Apply { entry, txn: Txn::Replace(None), trim: self.log.take_trim() });
         }
         let w = self.walks.get_mut(&target).expect("present");
@@ -1439,7 +1489,10 @@ impl<W: Clone> Pg<W> {
         }
         self.next_version += 1;
         let version = EVersion { epoch: self.epoch, version: self.next_version };
-        let entry = LogEntry { version, reqid: w.reqid, object: w.object.clone(), op: if w.delete { LogOp::Delete } else { LogOp::Modify } };
+        // Writes ordered since the store's answer are in the log; a
+        // recovery since then updated the waiting write (`recovered`).
+        let prior_version = self.log.newest_of(&w.object).map_or(w.stored_version, |v| v.max(w.stored_version));
+        let entry = LogEntry { version, reqid: w.reqid, object: w.object.clone(), op: if w.delete { LogOp::Delete } else { LogOp::Modify }, prior_version: Some(prior_version) };
         self.log.append(entry.clone());
         self.info.last_update = version;
         self.info.log_tail = self.log.tail();
@@ -1501,6 +1554,16 @@ impl<W: Clone> Pg<W> {
             return self.acting.len();
         }
         self.acting.iter().filter(|o| self.walks.get(o).is_none_or(|w| w.covers(object))).count()
+    }
+
+    /// Our copy of `object` is replaced by a recovered one at `version`.
+    /// Writes to it that wait asked the store before: their entries' prior
+    /// version is this one (the shell hands the replace to the store only
+    /// after this step, so a write let go in it would not see it there).
+    fn recovered(&mut self, object: &ObjectId, version: EVersion) {
+        for w in self.waiting.iter_mut().filter(|w| w.object == *object) {
+            w.stored_version = version;
+        }
     }
 
     fn run_waiting(&mut self, out: &mut Vec<Effect<W>>) {
@@ -1636,7 +1699,8 @@ impl<W: Clone> Pg<W> {
                     }
                     if (!wrong && self.missing.remove(&object).is_some()) || for_walk {
                         let op = if content.is_some() { LogOp::Modify } else { LogOp::Delete };
-                        let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op };
+                        self.recovered(&object, version);
+                        let entry = LogEntry { version, reqid: ReqId { client: 0, tid: 0 }, object: object.clone(), op, prior_version: None };
                         out.push(Effect::Apply { entry, txn: Txn::Replace(content), trim: self.log.take_trim() });
                         if self.missing.is_empty() {
                             self.info.last_complete = self.info.last_update;
