@@ -343,12 +343,14 @@ impl PgLog {
         for (r, v) in &self.dups {
             assert!(self.entries.iter().any(|e| e.reqid == *r && e.version == *v), "dup without entry");
         }
-        let mut newest: HashMap<&ObjectId, EVersion> = HashMap::new();
-        for e in &self.entries {
-            newest.insert(&e.object, e.version);
-        }
-        assert_eq!(newest.len(), self.newest.len(), "the newest-entry index covers the log's objects");
-        assert!(newest.iter().all(|(o, v)| self.newest.get(*o) == Some(v)), "the newest-entry index is current");
+        // Every entry's object is indexed at a version no older, and every
+        // index entry is an entry of its object: the index holds exactly
+        // each object's newest entry (without allocating, per step).
+        assert!(self.entries.iter().all(|e| self.newest.get(&e.object).is_some_and(|v| *v >= e.version)), "the newest-entry index misses an entry");
+        assert!(
+            self.newest.iter().all(|(o, v)| self.entries.binary_search_by_key(v, |e| e.version).is_ok_and(|i| self.entries[i].object == *o)),
+            "the newest-entry index names an entry that is not there"
+        );
     }
 }
 
