@@ -54,7 +54,7 @@ pub struct PgLog {
     tail: EVersion,
     dups: HashMap<ReqId, EVersion>,
     /// The newest entry of each object in the log.
-    newest: HashMap<ObjectId, EVersion>,
+    newest: HashMap<ObjectId, EVersion, foldhash::fast::RandomState>,
     entries_max: usize,
     /// Request ids of trimmed entries, oldest first: a client may resend a
     /// write long after it left the log (its attempt timed out), and it
@@ -84,7 +84,7 @@ impl PgLog {
             entries: VecDeque::new(),
             tail: EVersion::default(),
             dups: HashMap::new(),
-            newest: HashMap::new(),
+            newest: HashMap::default(),
             entries_max,
             trimmed_dups: VecDeque::new(),
             trimmed_index: HashMap::new(),
