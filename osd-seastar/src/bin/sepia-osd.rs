@@ -67,9 +67,10 @@ struct Cli {
     /// Address to listen on (ports are chosen per shard).
     #[arg(long = "host", default_value = "127.0.0.1")]
     host: String,
-    /// Microseconds a shard polls for work before it sleeps (Seastar's
-    /// idle poll; 0: sleep at once). Default: `osd_idle_poll_us` from the
-    /// conf, else 150.
+    /// Microseconds a shard pinned to a core (`--cores`, `--plan`) polls
+    /// for work before it sleeps (Seastar's idle poll; 0: sleep at once;
+    /// unpinned shards always sleep at once). Default: `osd_idle_poll_us`
+    /// from the conf, else 150.
     #[arg(long = "idle-poll-us")]
     idle_poll_us: Option<u64>,
 }
