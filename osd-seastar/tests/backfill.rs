@@ -205,3 +205,111 @@ fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
         assert_eq!(listed, want, "osd.2 lists exactly the acknowledged objects");
     });
 }
+
+/// Damages, offline, one log record of every PG copy an OSD's store holds
+/// for `pool` (the newest but one, so the log would only have a gap, not
+/// a shorter end). Returns how many PG copies it damaged.
+fn damage_pg_logs(data: &std::path::Path, osd: i32, pool: i64) -> usize {
+    use sepia_osd::objstore::{device::DmaDevice, Expect, Op, Store, Transaction};
+    let data = data.to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            let store = Store::mount(DmaDevice::open(&data).await.unwrap(), 0, Expect { fsid: None, osd, shards: 1 }).await.unwrap();
+            let mut damaged = 0;
+            for coll in store.collections().into_iter().filter(|c| c.pool == pool) {
+                let Ok((_, omap)) = store.omap_get(&coll, sepia_osd::pgs::PGMETA) else { continue };
+                let logs: Vec<&String> = omap.keys().filter(|k| k.starts_with("log.")).collect();
+                let Some(key) = logs.len().checked_sub(2).map(|i| logs[i].clone()) else { continue };
+                let entries = BTreeMap::from([(key, b"not a log record".to_vec())]);
+                store.submit(Transaction { ops: vec![Op::OmapSetKeys { coll, obj: sepia_osd::pgs::PGMETA.into(), entries }] }).await.unwrap();
+                damaged += 1;
+            }
+            store.umount().await.unwrap();
+            damaged
+        })
+        .expect("glommio executor (io_uring)")
+        .join()
+        .expect("executor thread")
+}
+
+/// An OSD whose PG records do not read in full after a restart (a log
+/// record damaged while it was down) does not trust the rest: each such
+/// copy loads as incomplete and is backfilled, and afterwards the OSD
+/// serves every acknowledged write alone.
+#[test]
+fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-damaged-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 3, down_out_interval_s: 600 }).expect("cluster up");
+    let c = Cluster { dir };
+    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let rt = runtime();
+    let value = |i: usize, round: usize| format!("round {round} of object {i}").into_bytes();
+
+    let pool_id = rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "dm", 3, 1, 4).await;
+        // Three writes per object: each PG copy's log holds several entries.
+        for round in 0..3 {
+            for i in 0..24 {
+                let (name, data) = (format!("obj{i}"), value(i, round));
+                retry("write", || io.write_full(&name, &data)).await;
+            }
+        }
+        let pid = std::fs::read_to_string(c.dir.join("run").join("osd.2.pid")).unwrap().trim().to_string();
+        assert!(cluster::signal(&c.dir, "osd.2", libc::SIGTERM));
+        // Its store is opened below: the process must be gone (a zombie
+        // of ours counts as gone).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|t| !t.trim_start().starts_with('Z'))) {
+            assert!(Instant::now() < deadline, "osd.2 did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stopped = Instant::now();
+        while rados.osdmap().is_up(2) {
+            assert!(stopped.elapsed() < Duration::from_secs(60), "osd.2 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        rados.osdmap().pool_by_name("dm").unwrap().id
+    });
+    let data = cluster::osd_paths(&c.dir, 2).unwrap().data;
+    let damaged = damage_pg_logs(&data, 2, pool_id);
+    assert!(damaged > 0, "no PG copy of the pool on osd.2 to damage");
+
+    cluster::start_osd(&c.dir, 2).unwrap();
+    cluster::wait_for_osds_up(&c.dir, 3, Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    loop {
+        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
+        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "PGs never became clean: {summaries:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log2 = std::fs::read_to_string(c.dir.join("out").join("osd.2.log")).unwrap();
+    let unreadable = log2.matches("PG records unreadable").count();
+    assert_eq!(unreadable, damaged, "each damaged PG copy loads as incomplete:\n{log2}");
+    let done = log2.matches("backfilled: this copy is complete").count();
+    assert!(done >= damaged, "each damaged PG copy is backfilled ({done} of {damaged})");
+
+    // Only osd.2 is left: every object reads back as last written.
+    for o in [0, 1] {
+        assert!(cluster::signal(&c.dir, &format!("osd.{o}"), libc::SIGKILL));
+    }
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = rados.ioctx("dm").unwrap();
+        let since = Instant::now();
+        while rados.osdmap().is_up(0) || rados.osdmap().is_up(1) {
+            assert!(since.elapsed() < Duration::from_secs(60), "osd.0/osd.1 never marked down");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 0..24 {
+            let name = format!("obj{i}");
+            let got = retry("read from osd.2 alone", || io.read(&name, 0, 0)).await;
+            assert_eq!(got, value(i, 2), "{name} on osd.2 after its damaged PG copies were backfilled");
+        }
+    });
+}
