@@ -76,7 +76,7 @@ pub mod limits {
     /// Only shards pinned to a core poll (`--cores`, `--plan`): glommio
     /// never polls an unpinned executor, and that suits a machine with
     /// more shards than cores (polling the embedded cluster's three
-    /// unpinned OSDs on 2 vCPUs cut size-3 write IOPS by 20-35%).
+    /// unpinned OSDs on 2 vCPUs cut size-3 depth-1 write IOPS by 20-35%).
     pub const idle_poll_us_default: u64 = 150;
     /// Above this a shard would mostly burn its core while idle.
     pub const idle_poll_us_max: u64 = 10_000;
