@@ -13,7 +13,12 @@
 //! entry's `reqid` is in the dup index exactly while the entry is kept; at
 //! most `dups_max` trimmed request ids are remembered.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Hash maps of the log: foldhash, seeded at random per map, so request
+/// ids and object names a client picks cannot be aimed at one bucket
+/// without the seed, at a fraction of SipHash's cost per write.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use sepia_proto::msg::{EVersion, ObjectId, ReqId};
 
@@ -54,7 +59,7 @@ pub struct PgLog {
     tail: EVersion,
     dups: HashMap<ReqId, EVersion>,
     /// The newest entry of each object in the log.
-    newest: HashMap<ObjectId, EVersion, foldhash::fast::RandomState>,
+    newest: HashMap<ObjectId, EVersion>,
     entries_max: usize,
     /// Request ids of trimmed entries, oldest first: a client may resend a
     /// write long after it left the log (its attempt timed out), and it
@@ -83,11 +88,11 @@ impl PgLog {
         PgLog {
             entries: VecDeque::new(),
             tail: EVersion::default(),
-            dups: HashMap::new(),
+            dups: HashMap::default(),
             newest: HashMap::default(),
             entries_max,
             trimmed_dups: VecDeque::new(),
-            trimmed_index: HashMap::new(),
+            trimmed_index: HashMap::default(),
             dups_max,
             unpersisted: None,
         }
