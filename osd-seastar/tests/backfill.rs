@@ -69,6 +69,22 @@ async fn read_object(io: &IoCtx, name: &str) -> Result<Expected, RadosError> {
     Ok(Expected { data, xattr, omap })
 }
 
+/// Starts osd.2 again and waits until every PG of the three OSDs is
+/// settled and none is backfilling.
+fn restart_osd2_until_clean(dir: &std::path::Path) {
+    cluster::start_osd(dir, 2).unwrap();
+    cluster::wait_for_osds_up(dir, 3, Duration::from_secs(30)).unwrap();
+    let start = Instant::now();
+    loop {
+        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(dir, o)).collect();
+        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "PGs never became clean: {summaries:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// osd.2 is down while distinct objects are written, overwritten and
 /// removed (far more per PG than the shortened PG logs keep), comes back
 /// and is backfilled; then the two others are killed and every
@@ -146,17 +162,7 @@ fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
     });
 
     // osd.2 returns far behind every log tail and is backfilled.
-    cluster::start_osd(&c.dir, 2).unwrap();
-    cluster::wait_for_osds_up(&c.dir, 3, Duration::from_secs(30)).unwrap();
-    let start = Instant::now();
-    loop {
-        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
-        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill")) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "PGs never became clean: {summaries:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    restart_osd2_until_clean(&c.dir);
     let log2 = std::fs::read_to_string(c.dir.join("out").join("osd.2.log")).unwrap();
     assert!(log2.contains("backfill started"), "osd.2 was not backfilled (the logs still reached it?)");
     let started = log2.matches("backfill started").count();
@@ -277,17 +283,7 @@ fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
     let damaged = damage_pg_logs(&data, 2, pool_id);
     assert!(damaged > 0, "no PG copy of the pool on osd.2 to damage");
 
-    cluster::start_osd(&c.dir, 2).unwrap();
-    cluster::wait_for_osds_up(&c.dir, 3, Duration::from_secs(30)).unwrap();
-    let start = Instant::now();
-    loop {
-        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
-        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill")) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "PGs never became clean: {summaries:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    restart_osd2_until_clean(&c.dir);
     let log2 = std::fs::read_to_string(c.dir.join("out").join("osd.2.log")).unwrap();
     let unreadable = log2.matches("PG records unreadable").count();
     assert_eq!(unreadable, damaged, "each damaged PG copy loads as incomplete:\n{log2}");
