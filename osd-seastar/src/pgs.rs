@@ -16,8 +16,17 @@
 //! version removed (28 bytes each; the oldest records go once the newer ones
 //! hold `dups_tracked_max` ids). A write's log entry, and any trim the PG
 //! made with it, go into the same store transaction as its data, with the
-//! object's version record `ver.KEY` (the version of its last write, 12
-//! bytes; backfill compares these instead of contents). `backfill` holds
+//! object's version record (the version of its last write, 12 bytes;
+//! backfill compares these instead of contents). The version record of an
+//! object that exists is its xattr [`VERSION_ATTR`], as Ceph keeps its
+//! object info in an attr of the object: a write finds the onode anyway,
+//! where a key in the meta object's omap (every object of the PG, sorted)
+//! cost a cold B-tree walk on every write and every lookup. A removed
+//! object's record is a tombstone `ver.KEY` in the meta omap, indexed by
+//! `tomb.EPOCH.VERSION.KEY`; the write that creates the object again drops
+//! it. (Stores written before the attr existed hold `ver.KEY` for live
+//! objects too: a live object without the attr falls back to it.)
+//! `backfill` holds
 //! the member's backfill cursor while a backfill has not finished (absent:
 //! complete). `intervals` holds the PG's [`PgHistory`] (the newest epoch
 //! it processed, its current and past intervals; a format byte first, an
@@ -183,9 +192,20 @@ fn tomb_key(v: EVersion, key: &str) -> String {
 /// Length of a `tomb_key` before the object's key.
 const TOMB_PREFIX_LEN: usize = 5 + 10 + 1 + 20 + 1;
 
-/// The omap key of an object's version record in the PG's meta object.
+/// The omap key of a removed object's version record (its tombstone) in
+/// the PG's meta object.
 fn version_key(object: &ObjectId) -> String {
     format!("ver.{}", object_key(object))
+}
+
+/// The xattr holding the version record of an object that exists. NUL
+/// starts it, and clients' xattr names may not start with NUL: no client
+/// can set, remove or see it.
+pub const VERSION_ATTR: &str = "\u{0}ver";
+
+/// Whether an xattr name is the OSD's own (hidden from clients).
+pub fn is_internal_attr(name: &str) -> bool {
+    name.starts_with('\u{0}')
 }
 
 fn encode_version(v: EVersion) -> Vec<u8> {
@@ -1002,14 +1022,21 @@ impl Shard {
         self.ensure_coll(coll, &mut ops);
         match txn {
             Txn::Write(w) => {
+                let existed = self.store.stat(&coll, &key).is_ok();
                 let mut t = self.write_txn(&coll, &key, &w.subops, &w.data)?;
                 t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
                 ops.extend(t.ops);
                 let mut entries = BTreeMap::from([(log_key(entry.version), encode_log_entry(entry))]);
-                // A removal leaves its version as a tombstone record.
-                entries.insert(version_key(&entry.object), encode_version(entry.version));
                 if entry.op == LogOp::Delete {
+                    // A removal leaves its version as a tombstone record.
+                    entries.insert(version_key(&entry.object), encode_version(entry.version));
                     entries.insert(tomb_key(entry.version, &key), Vec::new());
+                } else {
+                    // A write that does not remove leaves the object in place.
+                    ops.push(Op::SetAttr { coll, obj: key.clone(), name: VERSION_ATTR.into(), value: encode_version(entry.version) });
+                    if !existed {
+                        ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] });
+                    }
                 }
                 ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
                 self.meta_ops(pg, &mut ops, info, les, trim);
@@ -1020,19 +1047,15 @@ impl Shard {
             }
             Txn::Replace(content) => {
                 // The copy's version record: the pushed version (zero:
-                // unknown, so a later backfill compares it unequal).
+                // unknown, so a later backfill compares it unequal). A
+                // present copy's goes into its attr below.
                 match content {
-                    _ if entry.version == EVersion::default() => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] }),
-                    Some(_) => ops.push(Op::OmapSetKeys {
-                        coll,
-                        obj: PGMETA.into(),
-                        entries: BTreeMap::from([(version_key(&entry.object), encode_version(entry.version))]),
-                    }),
-                    None => ops.push(Op::OmapSetKeys {
+                    None if entry.version != EVersion::default() => ops.push(Op::OmapSetKeys {
                         coll,
                         obj: PGMETA.into(),
                         entries: BTreeMap::from([(version_key(&entry.object), encode_version(entry.version)), (tomb_key(entry.version, &key), Vec::new())]),
                     }),
+                    _ => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] }),
                 }
                 if self.store.stat(&coll, &key).is_ok() {
                     ops.push(Op::Remove { coll, obj: key.clone() });
@@ -1043,8 +1066,11 @@ impl Shard {
                         let offset = (i * crate::objstore::limits::write_bytes_max) as u64;
                         ops.push(Op::Write { coll, obj: key.clone(), offset, data: chunk.to_vec() });
                     }
-                    for (name, value) in &c.xattrs {
+                    for (name, value) in c.xattrs.iter().filter(|(name, _)| !is_internal_attr(name)) {
                         ops.push(Op::SetAttr { coll, obj: key.clone(), name: name.clone(), value: value.clone() });
+                    }
+                    if entry.version != EVersion::default() {
+                        ops.push(Op::SetAttr { coll, obj: key.clone(), name: VERSION_ATTR.into(), value: encode_version(entry.version) });
                     }
                     if !c.omap.is_empty() {
                         ops.push(Op::OmapSetKeys { coll, obj: key.clone(), entries: c.omap.clone() });
@@ -1099,8 +1125,7 @@ impl Shard {
     async fn read_content(&self, pg: PgId, object: &ObjectId) -> Result<(Option<ObjectContent>, EVersion), StoreError> {
         let coll = coll_of(pg);
         let key = object_key(object);
-        let vkey = version_key(object);
-        let version = self.store.omap_get_keys(&coll, PGMETA, std::slice::from_ref(&vkey)).ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default();
+        let version = self.recorded_version(&coll, &key);
         if self.store.stat(&coll, &key).is_err() {
             // A removal's tombstone names the version it is absent at (as
             // the PG simulation's store does): recovery can then take an
@@ -1108,7 +1133,8 @@ impl Shard {
             return Ok((None, version));
         }
         let data = self.store.read(&coll, &key, 0, 0).await?;
-        let xattrs = self.store.getattrs(&coll, &key)?;
+        let mut xattrs = self.store.getattrs(&coll, &key)?;
+        xattrs.retain(|name, _| !is_internal_attr(name));
         let (omap_header, omap) = self.store.omap_get(&coll, &key)?;
         Ok((Some(ObjectContent { data, xattrs, omap, omap_header }), version))
     }
@@ -1140,10 +1166,23 @@ impl Shard {
         }
         // Our own meta objects (names starting with NUL) are not the PG's.
         names.retain(|k| !k.starts_with('\u{0}'));
-        let vkeys: Vec<String> = names.iter().map(|k| format!("ver.{k}")).collect();
-        let versions = self.store.omap_get_keys(&coll, PGMETA, &vkeys).unwrap_or_default();
-        let objects = names.iter().zip(&vkeys).map(|(k, vk)| (object_of_key(k), versions.get(vk).map_or(EVersion::default(), |b| decode_version(b)))).collect();
+        let objects = names.iter().map(|k| (object_of_key(k), self.recorded_version(&coll, k))).collect();
         (objects, end)
+    }
+
+    /// The version record of the object stored under `key` (zero: none):
+    /// its attr if it exists and has one, else the meta object's `ver.KEY`
+    /// (a removal's tombstone, or a record of a store written before the
+    /// attr existed).
+    fn recorded_version(&self, coll: &CollId, key: &str) -> EVersion {
+        match self.store.getattr(coll, key, VERSION_ATTR) {
+            Ok(b) => decode_version(&b),
+            Err(_) => {
+                let vkey = format!("ver.{key}");
+                let found = self.store.omap_get_keys(coll, PGMETA, std::slice::from_ref(&vkey));
+                found.ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default()
+            }
+        }
     }
 
     /// The version of `object` in this PG as the store will have it once
@@ -1152,9 +1191,7 @@ impl Shard {
         if let Some(v) = self.queued_versions.borrow().get(&(pg, object.clone())) {
             return *v;
         }
-        let vkey = version_key(object);
-        let found = self.store.omap_get_keys(&coll_of(pg), PGMETA, std::slice::from_ref(&vkey));
-        found.ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default()
+        self.recorded_version(&coll_of(pg), &object_key(object))
     }
 
     /// A client write on the primary: ordered by the PG, answered once

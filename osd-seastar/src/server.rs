@@ -858,7 +858,7 @@ impl Shard {
                 ok(SubOpValue::Stat { size, mtime_ms })
             }
             SubOp::GetXattr { name } => ok(SubOpValue::Bytes(st.getattr(coll, key, name).map_err(err)?)),
-            SubOp::GetXattrs => ok(SubOpValue::Xattrs(st.getattrs(coll, key).map_err(err)?.into_iter().collect())),
+            SubOp::GetXattrs => ok(SubOpValue::Xattrs(st.getattrs(coll, key).map_err(err)?.into_iter().filter(|(name, _)| !crate::pgs::is_internal_attr(name)).collect())),
             SubOp::CmpXattr { name, op, value } => {
                 let have = st.getattr(coll, key, name).unwrap_or_default();
                 let holds = match op {

@@ -59,7 +59,10 @@ async fn read_object(io: &IoCtx, name: &str) -> Result<Expected, RadosError> {
     let data = io.read(name, 0, 0).await?;
     let (outs, _) = io.operate(name, vec![SubOp::GetXattrs, SubOp::OmapGetVals { after: String::new(), max: 100 }], Vec::new()).await?;
     let xattr = match &outs[0].value {
-        SubOpValue::Xattrs(x) => x.iter().find(|(k, _)| k == "user.tag").map(|(_, v)| v.clone()),
+        SubOpValue::Xattrs(x) => {
+            assert!(x.iter().all(|(k, _)| !k.starts_with('\0')), "{name}: a client sees the OSD's own attrs: {x:?}");
+            x.iter().find(|(k, _)| k == "user.tag").map(|(_, v)| v.clone())
+        }
         other => panic!("{name}: xattrs answered {other:?}"),
     };
     let omap = match &outs[1].value {
@@ -210,6 +213,60 @@ fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
         want.sort();
         assert_eq!(listed, want, "osd.2 lists exactly the acknowledged objects");
     });
+
+    // The copies agree on every object's version record, and backfill
+    // carried them: each object on osd.2 has the attr the others have.
+    stop_osd(&c.dir, 2, libc::SIGKILL);
+    let pool_id = rt.block_on(async { Rados::connect_conf(&conf, "client.admin").await.unwrap().osdmap().pool_by_name("bf").unwrap().id });
+    let copies: Vec<_> = (0..3).map(|o| object_versions(&cluster::osd_paths(&c.dir, o).unwrap().data, o, pool_id)).collect();
+    assert_eq!(copies[2].len(), expected.values().filter(|e| e.is_some()).count());
+    for (name, version) in &copies[2] {
+        assert!(version.as_ref().is_some_and(|v| v.len() == 12 && v.iter().any(|b| *b != 0)), "{name} on osd.2 has no version record");
+    }
+    assert_eq!(copies[0], copies[2], "osd.0 and osd.2 disagree on version records");
+    assert_eq!(copies[1], copies[2], "osd.1 and osd.2 disagree on version records");
+}
+
+/// Signals an OSD and waits until its process is gone (a zombie of ours
+/// counts as gone), so its store can be opened.
+fn stop_osd(dir: &std::path::Path, osd: i32, signal: i32) {
+    let pid = std::fs::read_to_string(dir.join("run").join(format!("osd.{osd}.pid"))).unwrap().trim().to_string();
+    assert!(cluster::signal(dir, &format!("osd.{osd}"), signal));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|t| !t.trim_start().starts_with('Z'))) {
+        assert!(Instant::now() < deadline, "osd.{osd} did not exit after signal {signal}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every object of `pool` in a stopped OSD's store, with its version
+/// record attr (`None`: the object has none).
+fn object_versions(data: &std::path::Path, osd: i32, pool: i64) -> BTreeMap<String, Option<Vec<u8>>> {
+    use sepia_osd::objstore::{device::DmaDevice, Expect, Store};
+    let data = data.to_path_buf();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            let store = Store::mount(DmaDevice::open(&data).await.unwrap(), 0, Expect { fsid: None, osd, shards: 1 }).await.unwrap();
+            let mut versions = BTreeMap::new();
+            for coll in store.collections().into_iter().filter(|c| c.pool == pool) {
+                let mut after = String::new();
+                loop {
+                    let (names, more) = store.list(&coll, &after, 256).unwrap();
+                    for name in names.iter().filter(|n| !n.starts_with('\0')) {
+                        versions.insert(name.clone(), store.getattr(&coll, name, sepia_osd::pgs::VERSION_ATTR).ok());
+                    }
+                    match names.last() {
+                        Some(last) if more => after = last.clone(),
+                        _ => break,
+                    }
+                }
+            }
+            store.umount().await.unwrap();
+            versions
+        })
+        .expect("glommio executor (io_uring)")
+        .join()
+        .expect("executor thread")
 }
 
 /// Damages, offline, one log record of every PG copy an OSD's store holds
@@ -263,15 +320,8 @@ fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
                 retry("write", || io.write_full(&name, &data)).await;
             }
         }
-        let pid = std::fs::read_to_string(c.dir.join("run").join("osd.2.pid")).unwrap().trim().to_string();
-        assert!(cluster::signal(&c.dir, "osd.2", libc::SIGTERM));
-        // Its store is opened below: the process must be gone (a zombie
-        // of ours counts as gone).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|t| !t.trim_start().starts_with('Z'))) {
-            assert!(Instant::now() < deadline, "osd.2 did not exit after SIGTERM");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // Its store is opened below: the process must be gone.
+        stop_osd(&c.dir, 2, libc::SIGTERM);
         let stopped = Instant::now();
         while rados.osdmap().is_up(2) {
             assert!(stopped.elapsed() < Duration::from_secs(60), "osd.2 never marked down");

@@ -631,6 +631,16 @@ fn check_count(what: &str, n: usize, max: usize) -> Result<(), OpInvalid> {
     Ok(())
 }
 
+/// An xattr name from a client: bounded, and not starting with NUL (the
+/// OSD's own attrs, such as an object's version record, start with it).
+fn check_xattr_name(name: &str) -> Result<(), OpInvalid> {
+    check_name("xattr name", name, limits::name_bytes_max)?;
+    if name.starts_with('\0') {
+        return Err(OpInvalid("xattr name starts with NUL (reserved for the OSD)".into()));
+    }
+    Ok(())
+}
+
 fn check_value(v: &[u8]) -> Result<(), OpInvalid> {
     if v.len() > limits::attr_value_bytes_max {
         return Err(OpInvalid(format!("value of {} bytes exceeds {}", v.len(), limits::attr_value_bytes_max)));
@@ -690,9 +700,9 @@ fn check_subops(subops: &[SubOp], data_len: usize) -> Result<(), OpInvalid> {
             SubOp::Zero { offset, len } | SubOp::Read { offset, len } => {
                 offset.checked_add(*len).ok_or_else(|| OpInvalid("range past 2^64".into()))?;
             }
-            SubOp::GetXattr { name } | SubOp::RmXattr { name } => check_name("xattr name", name, limits::name_bytes_max)?,
+            SubOp::GetXattr { name } | SubOp::RmXattr { name } => check_xattr_name(name)?,
             SubOp::SetXattr { name, value } | SubOp::CmpXattr { name, value, .. } => {
-                check_name("xattr name", name, limits::name_bytes_max)?;
+                check_xattr_name(name)?;
                 check_value(value)?;
             }
             SubOp::OmapGetKeys { after, max } | SubOp::OmapGetVals { after, max } => {

@@ -7,7 +7,7 @@ use sepia_proto::frame::{
     encode_frame, DataAlloc, FrameDecoder, FrameError, FrameMac, Header, InFlight, HEADER_BYTES, MAC_BYTES,
 };
 use sepia_proto::limits;
-use sepia_proto::msg::{self, known_type, Body, ObjectId, OsdOp, ReqId, SubOp};
+use sepia_proto::msg::{self, known_type, Body, CmpOp, ObjectId, OsdOp, ReqId, SubOp};
 use sepia_proto::osdmap::PgId;
 
 /// A MAC for tests: HMAC-SHA256/128 over the parts.
@@ -320,4 +320,21 @@ fn osd_op_checks_bound_data_references() {
     assert!(op.check(0).is_err());
     op.subops = vec![SubOp::Read { offset: u64::MAX, len: 2 }];
     assert!(op.check(0).is_err());
+}
+
+#[test]
+fn osd_op_checks_refuse_the_osds_own_xattr_names() {
+    let Body::OsdOp(mut op) = write_op(1, 4096) else { unreachable!() };
+    let reserved = "\0ver".to_string();
+    for subop in [
+        SubOp::GetXattr { name: reserved.clone() },
+        SubOp::RmXattr { name: reserved.clone() },
+        SubOp::SetXattr { name: reserved.clone(), value: vec![1] },
+        SubOp::CmpXattr { name: reserved.clone(), op: CmpOp::Eq, value: vec![1] },
+    ] {
+        op.subops = vec![subop.clone()];
+        assert!(op.check(0).is_err(), "{subop:?} names an OSD attr");
+    }
+    op.subops = vec![SubOp::SetXattr { name: "user.ver\0".into(), value: vec![1] }];
+    assert!(op.check(0).is_ok(), "NUL only reserves the first byte");
 }
