@@ -186,7 +186,33 @@ pub enum ApplyItem {
 /// The index of a tombstone (the version record of a removed object),
 /// by version, so a clean PG's trim can drop the old ones.
 fn tomb_key(v: EVersion, key: &str) -> String {
-    format!("tomb.{:010}.{:020}.{key}", v.epoch, v.version)
+    let mut s = version_sorted_key("tomb.", v, key.len() + 1);
+    s.push('.');
+    s.push_str(key);
+    s
+}
+
+/// `PREFIX` then the version as `EPOCH.VERSION` in fixed-width digits (10
+/// and 20: every u32 and u64 fits), so keys sort in version order. Written
+/// by hand: `format!` with padding was 1% of an OSD's CPU at one key per
+/// write.
+fn version_sorted_key(prefix: &str, v: EVersion, spare: usize) -> String {
+    fn push_padded(out: &mut String, mut n: u64, width: usize) {
+        let mut digits = [b'0'; 20];
+        let mut i = digits.len();
+        while n > 0 {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.push_str(std::str::from_utf8(&digits[digits.len() - width..]).expect("ASCII digits"));
+    }
+    let mut s = String::with_capacity(prefix.len() + 31 + spare);
+    s.push_str(prefix);
+    push_padded(&mut s, u64::from(v.epoch), 10);
+    s.push('.');
+    push_padded(&mut s, v.version, 20);
+    s
 }
 
 /// Length of a `tomb_key` before the object's key.
@@ -285,7 +311,7 @@ fn decode_log_entry(b: &[u8]) -> Option<LogEntry> {
 }
 
 fn log_key(v: EVersion) -> String {
-    format!("log.{:010}.{:020}", v.epoch, v.version)
+    version_sorted_key("log.", v, 0)
 }
 
 /// Just past every `log.` key.
@@ -293,7 +319,7 @@ const LOG_KEYS_END: &str = "log/";
 
 /// The dup record written with a trim to `v` (keys sort by version).
 fn dup_key(v: EVersion) -> String {
-    format!("dup.{:010}.{:020}", v.epoch, v.version)
+    version_sorted_key("dup.", v, 0)
 }
 
 /// Just past every `dup.` key.
@@ -1493,6 +1519,18 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_sorted_keys_match_their_padded_format() {
+        let values = [(0, 0), (1, 9), (7, 10), (12, 1234), (u32::MAX, u64::MAX), (4_000_000_000, 10_000_000_000_000_000_000)];
+        for (epoch, version) in values {
+            let v = EVersion { epoch, version };
+            assert_eq!(log_key(v), format!("log.{epoch:010}.{version:020}"));
+            assert_eq!(dup_key(v), format!("dup.{epoch:010}.{version:020}"));
+            assert_eq!(tomb_key(v, "ns\u{1f}obj"), format!("tomb.{epoch:010}.{version:020}.ns\u{1f}obj"));
+            assert_eq!(tomb_key(v, "x").len(), TOMB_PREFIX_LEN + 1);
+        }
+    }
 
     #[test]
     fn intervals_record_round_trips_and_bad_ones_are_refused() {

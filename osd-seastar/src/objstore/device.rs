@@ -20,7 +20,10 @@ pub trait Device {
     /// Writes `parts` back to back at `offset`: one device write, each
     /// part copied once into the I/O buffer (no joined copy first).
     async fn write_parts(&self, offset: u64, parts: &[Rc<Vec<u8>>]) -> io::Result<()> {
-        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut joined = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            joined.extend_from_slice(p);
+        }
         self.write(offset, &joined).await
     }
     /// Reads `len` bytes (a multiple of BLOCK) at `offset`.

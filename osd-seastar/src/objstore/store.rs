@@ -1841,8 +1841,19 @@ impl View {
         &self.seen
     }
 
+    /// Whether the collection exists after the ops so far: the newest
+    /// create or remove of it among the ops not yet applied answers (no
+    /// other op changes it), else the view (see [`View::exists`]: every
+    /// op on an object checks its collection first).
     fn coll_exists(&mut self, meta: &Meta, c: &CollId) -> bool {
-        self.current(meta).coll_exists(meta, c)
+        for op in self.ops[self.applied..].iter().rev() {
+            match op {
+                PhysOp::CreateColl(coll) if coll == c => return true,
+                PhysOp::RemoveColl(coll) if coll == c => return false,
+                _ => {}
+            }
+        }
+        self.seen.coll_exists(meta, c)
     }
 
     fn coll_empty(&mut self, meta: &Meta, c: &CollId) -> bool {
@@ -1853,8 +1864,23 @@ impl View {
         self.current(meta).onode(meta, c, o)
     }
 
+    /// Whether the object exists after the ops so far. Only ops that
+    /// create or remove objects decide it, so the newest of those among
+    /// the ops not yet applied answers without applying any: applying
+    /// copies the object into the view, and a write that sets an attr
+    /// after its blocks (every PG write: its version record) would pay
+    /// for a copy of the block map just to learn the object exists.
     fn exists(&mut self, meta: &Meta, c: &CollId, o: &str) -> bool {
-        self.onode(meta, c, o).is_some()
+        for op in self.ops[self.applied..].iter().rev() {
+            match op {
+                PhysOp::Touch { coll, obj, .. } if coll == c && obj == o => return true,
+                PhysOp::Remove { coll, obj } if coll == c && obj == o => return false,
+                // A new collection is empty; a removed one was.
+                PhysOp::CreateColl(coll) | PhysOp::RemoveColl(coll) if coll == c => return false,
+                _ => {}
+            }
+        }
+        self.seen.exists(meta, c, o)
     }
 }
 
