@@ -1048,10 +1048,9 @@ impl Shard {
         self.ensure_coll(coll, &mut ops);
         match txn {
             Txn::Write(w) => {
-                let existed = self.store.stat(&coll, &key).is_ok();
-                let mut t = self.write_txn(&coll, &key, &w.subops, &w.data)?;
-                t.ops.retain(|op| !matches!(op, Op::CreateCollection(_)));
-                ops.extend(t.ops);
+                let size_before = self.store.stat(&coll, &key).ok().map(|(size, _)| size);
+                let existed = size_before.is_some();
+                self.write_ops(&coll, &key, size_before.unwrap_or(0), &w.subops, &w.data, &mut ops);
                 let mut entries = BTreeMap::from([(log_key(entry.version), encode_log_entry(entry))]);
                 if entry.op == LogOp::Delete {
                     // A removal leaves its version as a tombstone record.

@@ -40,7 +40,7 @@ use sepia_proto::auth::entity::EntityType;
 use sepia_proto::auth::mac::SessionKey;
 use tokio::sync::{oneshot, watch};
 
-use crate::objstore::{CollId, DmaDevice, Op, Store, StoreError, Transaction};
+use crate::objstore::{CollId, DmaDevice, Op, Store, StoreError};
 
 /// Bounds of the shard server.
 pub mod limits {
@@ -895,14 +895,10 @@ impl Shard {
         }
     }
 
-    /// The store transaction of an op's write sub-ops.
-    pub(crate) fn write_txn(&self, coll: &CollId, key: &str, subops: &[SubOp], data: &[u8]) -> Result<Transaction, i32> {
-        let mut ops = Vec::new();
-        if !self.store.collection_exists(coll) {
-            ops.push(Op::CreateCollection(*coll));
-        }
+    /// Appends the store ops of an op's write sub-ops to `ops`. `size` is the object's size before them (0: absent); the caller
+    /// has made sure the collection exists.
+    pub(crate) fn write_ops(&self, coll: &CollId, key: &str, mut size: u64, subops: &[SubOp], data: &[u8], ops: &mut Vec<Op>) {
         let slice = |off: u32, len: u32| data[off as usize..(off + len) as usize].to_vec();
-        let mut size = self.store.stat(coll, key).map(|s| s.0).unwrap_or(0);
         let k = key.to_string();
         for s in subops {
             match s {
@@ -944,7 +940,6 @@ impl Shard {
                 _ => {}
             }
         }
-        Ok(Transaction { ops })
     }
 }
 
