@@ -3,20 +3,16 @@
 //! then holds every acknowledged object alone.
 
 mod common;
-use common::{pool, runtime};
+use common::{cluster_up, pool, runtime};
 
 use std::collections::BTreeMap;
 
 use std::time::{Duration, Instant};
 
-use sepia_client::cluster::{self, UpOptions};
-use sepia_client::config::Config;
+use sepia_client::cluster;
 use sepia_client::rados::{IoCtx, Rados, RadosError};
 use sepia_proto::errno::Errno;
 use sepia_proto::msg::{SubOp, SubOpValue};
-
-/// Stopped and deleted when dropped.
-use sepia_client::cluster::Guard as Cluster;
 
 /// What an object should hold: data, one xattr and omap entries.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,6 +84,18 @@ fn restart_osd2_until_clean(dir: &std::path::Path) {
     }
 }
 
+/// Kills osd.0 and osd.1 and waits until the map marks both down.
+async fn leave_osd2_alone(dir: &std::path::Path, rados: &Rados) {
+    for o in [0, 1] {
+        assert!(cluster::signal(dir, &format!("osd.{o}"), libc::SIGKILL));
+    }
+    let since = Instant::now();
+    while rados.osdmap().is_up(0) || rados.osdmap().is_up(1) {
+        assert!(since.elapsed() < Duration::from_secs(60), "osd.0/osd.1 never marked down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// osd.2 is down while distinct objects are written, overwritten and
 /// removed (far more per PG than the shortened PG logs keep), comes back
 /// and is backfilled; then the two others are killed and every
@@ -97,12 +105,7 @@ fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
     // Degraded PG logs keep 16 entries (clean ones 4): the outage below
     // writes ~80 per PG.
     std::env::set_var("SEPIA_OSD_PG_LOG_MAX", "16");
-    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
-    let dir = std::env::temp_dir().join(format!("sepia-e2e-backfill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 3, down_out_interval_s: 600 }).expect("cluster up");
-    let c = Cluster { dir };
-    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let (c, conf) = cluster_up("backfill", 3);
     let rt = runtime();
 
     let expected = rt.block_on(async {
@@ -174,17 +177,10 @@ fn a_returning_osd_behind_the_log_is_backfilled_and_serves_alone() {
     eprintln!("osd.2: {started} PG copies backfilled");
 
     // Only osd.2 is left: everything acknowledged is there, exactly.
-    for o in [0, 1] {
-        assert!(cluster::signal(&c.dir, &format!("osd.{o}"), libc::SIGKILL));
-    }
     rt.block_on(async {
         let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
         let io = rados.ioctx("bf").unwrap();
-        let since = Instant::now();
-        while rados.osdmap().is_up(0) || rados.osdmap().is_up(1) {
-            assert!(since.elapsed() < Duration::from_secs(60), "osd.0/osd.1 never marked down");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        leave_osd2_alone(&c.dir, &rados).await;
         let mut removed = 0;
         for (name, e) in &expected {
             match e {
@@ -301,12 +297,7 @@ fn damage_pg_logs(data: &std::path::Path, osd: i32, pool: i64) -> usize {
 /// serves every acknowledged write alone.
 #[test]
 fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
-    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
-    let dir = std::env::temp_dir().join(format!("sepia-e2e-damaged-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds: 3, down_out_interval_s: 600 }).expect("cluster up");
-    let c = Cluster { dir };
-    let conf = Config::load(&c.dir.join("sepia.conf").to_string_lossy()).unwrap();
+    let (c, conf) = cluster_up("damaged", 3);
     let rt = runtime();
     let value = |i: usize, round: usize| format!("round {round} of object {i}").into_bytes();
 
@@ -341,17 +332,10 @@ fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
     assert!(done >= damaged, "each damaged PG copy is backfilled ({done} of {damaged})");
 
     // Only osd.2 is left: every object reads back as last written.
-    for o in [0, 1] {
-        assert!(cluster::signal(&c.dir, &format!("osd.{o}"), libc::SIGKILL));
-    }
     rt.block_on(async {
         let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
         let io = rados.ioctx("dm").unwrap();
-        let since = Instant::now();
-        while rados.osdmap().is_up(0) || rados.osdmap().is_up(1) {
-            assert!(since.elapsed() < Duration::from_secs(60), "osd.0/osd.1 never marked down");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        leave_osd2_alone(&c.dir, &rados).await;
         for i in 0..24 {
             let name = format!("obj{i}");
             let got = retry("read from osd.2 alone", || io.read(&name, 0, 0)).await;

@@ -3,7 +3,7 @@
 //! and `kill -9` of an OSD while writers run.
 
 mod common;
-use common::{pool, runtime};
+use common::{cluster_up as start, pool, runtime};
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -18,15 +18,6 @@ use sepia_proto::msg::{SubOp, SubOpValue};
 
 /// Stopped and deleted when dropped.
 use sepia_client::cluster::Guard as Cluster;
-
-fn start(name: &str, osds: usize) -> (Cluster, Config) {
-    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
-    let dir = std::env::temp_dir().join(format!("sepia-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds, down_out_interval_s: 600 }).expect("cluster up");
-    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
-    (Cluster { dir }, conf)
-}
 
 /// True when the peer closed the connection within `within`.
 fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {

@@ -5,7 +5,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sepia_client::cluster::{self, Guard, UpOptions};
+use sepia_client::config::Config;
 use sepia_client::rados::{IoCtx, Rados};
+
+/// Starts a local cluster of one monitor and `osds` OSDs (the OSD binary
+/// of this build) in a fresh temporary folder named after `name`; it is
+/// stopped and deleted when the guard drops.
+pub fn cluster_up(name: &str, osds: usize) -> (Guard, Config) {
+    std::env::set_var("CARGO_BIN_EXE_sepia-osd", env!("CARGO_BIN_EXE_sepia-osd"));
+    let dir = std::env::temp_dir().join(format!("sepia-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    cluster::up(&UpOptions { dir: dir.clone(), mons: 1, osds, down_out_interval_s: 600 }).expect("cluster up (needs sepia-mon built next to the tests)");
+    let conf = Config::load(&dir.join("sepia.conf").to_string_lossy()).unwrap();
+    (Guard { dir }, conf)
+}
 
 /// The tokio runtime the client side of a test runs on.
 pub fn runtime() -> tokio::runtime::Runtime {
