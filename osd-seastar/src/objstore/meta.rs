@@ -46,20 +46,33 @@ pub type Hasher = foldhash::fast::RandomState;
 
 /// Bytes of RAM an onode costs, approximately (for reporting and bounds).
 pub fn onode_bytes(name: &str, o: &Onode) -> usize {
-    // BTreeMap entries cost their key and value plus ~40 bytes of node
-    // overhead amortised; strings and vectors their heap length. An object
+    // A BTreeMap allocates whole nodes of 11 slots, about 6 of them used
+    // (keys inserted in order split nodes in half: a counting allocator
+    // measured 121 bytes per omap key of 9 + 16 bytes), and a map of one
+    // entry still holds a whole node (544 bytes for String keys and Vec
+    // values, 560 measured with a 4-byte name and a 12-byte value: an
+    // object's first xattr costs that). Strings and vectors add their heap length. An object
     // has its name twice: the hash table's key (a slot of key and onode,
     // tables kept at most 7/8 full: ~1/8 more) and the sorted set's.
     const ENTRY: usize = 40;
     const STRING: usize = std::mem::size_of::<String>();
+    const BYTES: usize = std::mem::size_of::<Vec<u8>>();
+    fn btree_nodes(n: usize) -> usize {
+        n.div_ceil(6)
+    }
+    const NODE_HEADER: usize = 16;
+    let map_bytes = |n: usize, entry: usize| btree_nodes(n) * (NODE_HEADER + 11 * entry);
+    let heap = |m: &BTreeMap<String, Vec<u8>>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     (STRING + std::mem::size_of::<Onode>()) * 8 / 7
         + name.len()
         + STRING
         + name.len()
         + ENTRY
-        + o.blocks.len() * (8 + std::mem::size_of::<BlockRef>() + ENTRY)
-        + o.xattrs.iter().map(|(k, v)| k.len() + v.len() + 48 + ENTRY).sum::<usize>()
-        + o.omap.iter().map(|(k, v)| k.len() + v.len() + 48 + ENTRY).sum::<usize>()
+        + map_bytes(o.blocks.len(), 8 + std::mem::size_of::<BlockRef>())
+        + map_bytes(o.xattrs.len(), STRING + BYTES)
+        + heap(&o.xattrs)
+        + map_bytes(o.omap.len(), STRING + BYTES)
+        + heap(&o.omap)
         + o.omap_header.len()
 }
 

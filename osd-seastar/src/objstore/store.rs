@@ -26,11 +26,15 @@
 //! never reached the medium is never applied.
 //!
 //! Memory: metadata lives in RAM. An object costs about 220 bytes plus
-//! twice its name and 64 per 4 KiB block (343 bytes for a one-block
-//! object with a 29-byte name, measured by a test); an omap key or xattr
-//! about 90 bytes plus its key and value (113 measured for a 9-byte key
-//! and a 16-byte value). `meta::onode_bytes` is the formula,
-//! `memory_usage` reports the total.
+//! twice its name, plus its block map: a whole B-tree node (280 bytes)
+//! for its first 4 KiB blocks, ~47 per block beyond (559 bytes for a
+//! one-block object with a 29-byte name, by the formula a test checks).
+//! An omap key or xattr costs about 91 bytes plus its key and value (116
+//! for a 9-byte key and a 16-byte value), except that an object's first
+//! xattr or omap key allocates a whole node: 544 bytes plus its key and
+//! value (an OSD's version attr makes an object cost ~1100 bytes).
+//! `meta::onode_bytes` is the formula (its node sizes were checked with a
+//! counting allocator), `memory_usage` reports the total.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};

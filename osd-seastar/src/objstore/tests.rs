@@ -221,6 +221,14 @@ fn memory_per_object_and_per_omap_key_is_bounded_and_reported() {
             s.submit(txn(vec![w(C1, &format!("rbd_data.1234.{i:016x}"), 0, &[1; 4096])])).await.unwrap();
         }
         let per_object = (s.memory_usage() - base) / 1000;
+        // The same again with one small xattr each (an OSD's version
+        // record): the attr map's first node.
+        let before = s.memory_usage();
+        for i in 0..1000 {
+            let obj = format!("rbd_data.5678.{i:016x}");
+            s.submit(txn(vec![w(C1, &obj, 0, &[1; 4096]), Op::SetAttr { coll: C1, obj, name: "\0ver".into(), value: vec![7; 12] }])).await.unwrap();
+        }
+        let per_object_with_attr = (s.memory_usage() - before) / 1000;
         let mut kv = BTreeMap::new();
         for i in 0..1000 {
             kv.insert(format!("key{i:06}"), vec![0u8; 16]);
@@ -228,8 +236,10 @@ fn memory_per_object_and_per_omap_key_is_bounded_and_reported() {
         let before = s.memory_usage();
         s.submit(txn(vec![Op::OmapSetKeys { coll: C1, obj: "omap".into(), entries: kv }])).await.unwrap();
         let per_key = (s.memory_usage() - before) / 1000;
-        eprintln!("metadata memory: {per_object} bytes per 4 KiB object, {per_key} bytes per omap key (9-byte key, 16-byte value)");
-        assert!(per_object < 512, "{per_object}");
+        eprintln!("metadata memory: {per_object} bytes per 4 KiB object, {per_object_with_attr} with one 12-byte xattr, {per_key} bytes per omap key (9-byte key, 16-byte value)");
+        assert!(per_object < 640, "{per_object}");
+        assert!(per_object_with_attr < 1200, "{per_object_with_attr}");
+        assert!(per_object_with_attr > per_object + 512, "an object's first xattr costs a whole B-tree node: {per_object_with_attr}");
         assert!(per_key < 256, "{per_key}");
     });
 }
