@@ -220,10 +220,10 @@ fn version_sorted_key(prefix: &str, v: EVersion, spare: usize) -> String {
 /// Length of a `tomb_key` before the object's key.
 const TOMB_PREFIX_LEN: usize = 5 + 10 + 1 + 20 + 1;
 
-/// The omap key of a removed object's version record (its tombstone) in
-/// the PG's meta object.
-fn version_key(object: &ObjectId) -> String {
-    format!("ver.{}", object_key(object))
+/// The omap key, in the PG's meta object, of the version record of the
+/// object stored under `key` when it is removed (its tombstone).
+fn version_key(key: &str) -> String {
+    format!("ver.{key}")
 }
 
 /// The xattr holding the version record of an object that exists. NUL
@@ -865,10 +865,7 @@ impl Shard {
                 ApplyItem::Apply { pg, entry, txn, info, les, trim } => {
                     let version = entry.version;
                     let write = matches!(txn, Txn::Write(_) | Txn::LogOnly);
-                    let planned = match self.apply_txn(pg, &entry, &txn, &info, les, trim.as_ref()) {
-                        Ok(t) => self.store.enqueue(t).await,
-                        Err(code) => Err(StoreError::Invalid(format!("op translates to errno {code}"))),
-                    };
+                    let planned = self.store.enqueue(self.apply_txn(pg, &entry, &txn, &info, les, trim.as_ref())).await;
                     if matches!(txn, Txn::Replace(_)) {
                         // Planned: the store's version record answers now.
                         let mut queued = self.queued_versions.borrow_mut();
@@ -1016,7 +1013,7 @@ impl Shard {
         let mut keys = Vec::new();
         for (k, _) in page.into_iter().take_while(|(k, _)| *k < end) {
             let Some(key) = k.get(TOMB_PREFIX_LEN..) else { continue };
-            let vkey = format!("ver.{key}");
+            let vkey = version_key(key);
             let version = k.get(5..TOMB_PREFIX_LEN - 1).and_then(|d| {
                 let (e, v) = d.split_once('.')?;
                 Some(EVersion { epoch: e.parse().ok()?, version: v.parse().ok()? })
@@ -1043,7 +1040,7 @@ impl Shard {
         }
     }
 
-    fn apply_txn(&self, pg: PgId, entry: &LogEntry, txn: &Txn<WriteRef>, info: &PgInfo, les: Epoch, trim: Option<&Trim>) -> Result<Transaction, i32> {
+    fn apply_txn(&self, pg: PgId, entry: &LogEntry, txn: &Txn<WriteRef>, info: &PgInfo, les: Epoch, trim: Option<&Trim>) -> Transaction {
         let coll = coll_of(pg);
         let key = object_key(&entry.object);
         let mut ops = Vec::new();
@@ -1056,13 +1053,13 @@ impl Shard {
                 let mut entries = BTreeMap::from([(log_key(entry.version), encode_log_entry(entry))]);
                 if entry.op == LogOp::Delete {
                     // A removal leaves its version as a tombstone record.
-                    entries.insert(version_key(&entry.object), encode_version(entry.version));
+                    entries.insert(version_key(&key), encode_version(entry.version));
                     entries.insert(tomb_key(entry.version, &key), Vec::new());
                 } else {
                     // A write that does not remove leaves the object in place.
                     ops.push(Op::SetAttr { coll, obj: key.clone(), name: VERSION_ATTR.into(), value: encode_version(entry.version) });
                     if !existed {
-                        ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] });
+                        ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&key)] });
                     }
                 }
                 ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
@@ -1080,9 +1077,9 @@ impl Shard {
                     None if entry.version != EVersion::default() => ops.push(Op::OmapSetKeys {
                         coll,
                         obj: PGMETA.into(),
-                        entries: BTreeMap::from([(version_key(&entry.object), encode_version(entry.version)), (tomb_key(entry.version, &key), Vec::new())]),
+                        entries: BTreeMap::from([(version_key(&key), encode_version(entry.version)), (tomb_key(entry.version, &key), Vec::new())]),
                     }),
-                    _ => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&entry.object)] }),
+                    _ => ops.push(Op::OmapRmKeys { coll, obj: PGMETA.into(), keys: vec![version_key(&key)] }),
                 }
                 if self.store.stat(&coll, &key).is_ok() {
                     ops.push(Op::Remove { coll, obj: key.clone() });
@@ -1111,7 +1108,7 @@ impl Shard {
                 }
             }
         }
-        Ok(Transaction { ops })
+        Transaction { ops }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1205,7 +1202,7 @@ impl Shard {
         match self.store.getattr(coll, key, VERSION_ATTR) {
             Ok(b) => decode_version(&b),
             Err(_) => {
-                let vkey = format!("ver.{key}");
+                let vkey = version_key(key);
                 let found = self.store.omap_get_keys(coll, PGMETA, std::slice::from_ref(&vkey));
                 found.ok().and_then(|m| m.get(&vkey).map(|b| decode_version(b))).unwrap_or_default()
             }
