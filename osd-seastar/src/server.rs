@@ -895,8 +895,9 @@ impl Shard {
         }
     }
 
-    /// Appends the store ops of an op's write sub-ops to `ops`. `size` is the object's size before them (0: absent); the caller
-    /// has made sure the collection exists.
+    /// Appends the store ops of an op's write sub-ops to `ops`. `size` is
+    /// the object's size before them (0: absent); the caller has made sure
+    /// the collection exists.
     pub(crate) fn write_ops(&self, coll: &CollId, key: &str, mut size: u64, subops: &[SubOp], data: &[u8], ops: &mut Vec<Op>) {
         let slice = |off: u32, len: u32| data[off as usize..(off + len) as usize].to_vec();
         let k = key.to_string();
