@@ -2,11 +2,12 @@
 //! device, on the same file, in the same run.
 //!
 //! The raw baseline (`raw.rs`: our own io_uring loop, O_DIRECT, O_DSYNC
-//! writes) runs first on the preallocated file; then the store formats the
+//! writes) writes the preallocated file first; then the store formats the
 //! same file, fills it with 4 KiB objects, and measures 4 KiB random
 //! overwrites of existing objects (each acknowledged only once durable) and
 //! 4 KiB random reads (crc checked), at 1 and 32 in flight, each case long
-//! enough to wrap its journal several times.
+//! enough to wrap its journal several times. Raw reads run right before the
+//! store reads at the same depth (they leave the file as it is).
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -26,8 +27,12 @@ pub struct StoreBenchConfig {
     pub seconds: u64,
     pub objects: u64,
     pub journal_bytes: u64,
-    /// Spin before parking the executor's thread (0: park at once).
+    /// Spin before parking the executor's thread (0: park at once). A
+    /// spinning executor is pinned to `core`.
     pub spin_us: u64,
+    /// The CPU a spinning executor is pinned to; `None`: the last CPU this
+    /// process may run on.
+    pub core: Option<usize>,
     /// Case name prefixes to run (empty: all).
     pub only: Vec<String>,
 }
@@ -54,30 +59,57 @@ pub struct StoreFacts {
     pub metadata_bytes: usize,
 }
 
-/// Runs the raw baseline then the store cases on `path`.
+/// The order rows are reported in.
+const ROW_ORDER: [&str; 8] = ["raw.write.qd1", "raw.write.qd32", "raw.read.qd1", "raw.read.qd32", "store.write.qd1", "store.write.qd32", "store.read.qd1", "store.read.qd32"];
+
+/// Runs the raw baseline and the store cases on `path`.
+///
+/// Raw writes run first: they overwrite the file, so they cannot follow
+/// the store's format. Each raw read runs right before the store read at
+/// the same depth, on the shard's thread while the store is idle: on a
+/// shared machine the two halves of a ratio then see the same neighbours.
 pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts), String> {
     raw::preallocate(path, cfg.file_bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows = Vec::new();
     let d = Duration::from_secs(cfg.seconds);
-    for (op, depth) in [(raw::Op::Write, 1), (raw::Op::Write, 32), (raw::Op::Read, 1), (raw::Op::Read, 32)] {
-        if !cfg.wants(&format!("raw.{}.qd{depth}", if op == raw::Op::Write { "write" } else { "read" })) {
-            continue;
+    for depth in [1, 32] {
+        if cfg.wants(&format!("raw.write.qd{depth}")) {
+            rows.push(raw::run(path, cfg.file_bytes, raw::Op::Write, depth, d).map_err(|e| format!("raw write qd{depth}: {e}"))?);
         }
-        rows.push(raw::run(path, cfg.file_bytes, op, depth, d).map_err(|e| format!("raw {op:?} qd{depth}: {e}"))?);
     }
     let p = path.to_path_buf();
     let cfg2 = cfg.clone();
-    let mut builder = glommio::LocalExecutorBuilder::default();
-    if cfg.spin_us > 0 {
-        builder = builder.spin_before_park(Duration::from_micros(cfg.spin_us));
-    }
+    // A shard owns its core (Seastar's model): glommio spins only on an
+    // executor pinned to a CPU, so spinning pins it.
+    let builder = if cfg.spin_us > 0 {
+        let core = match cfg.core {
+            Some(c) => c,
+            None => last_allowed_cpu().ok_or("no CPU in this process's affinity mask")?,
+        };
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core)).spin_before_park(Duration::from_micros(cfg.spin_us))
+    } else {
+        glommio::LocalExecutorBuilder::default()
+    };
     let result = builder
         .spawn(move || async move { store_cases(&p, &cfg2).await })
         .map_err(|e| format!("glommio executor: {e}"))?
         .join()
         .map_err(|e| format!("executor thread: {e:?}"))??;
     rows.extend(result.0);
+    rows.sort_by_key(|r| ROW_ORDER.iter().position(|n| *n == r.name).unwrap_or(ROW_ORDER.len()));
     Ok((rows, result.1))
+}
+
+/// The highest-numbered CPU in this thread's affinity mask.
+fn last_allowed_cpu() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data that sched_getaffinity fills.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        (0..libc::CPU_SETSIZE as usize).rev().find(|&c| libc::CPU_ISSET(c, &set))
+    }
 }
 
 async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts), String> {
@@ -96,6 +128,10 @@ async fn store_cases(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, S
     }
     let mut rows = Vec::new();
     for (write, depth) in [(true, 1usize), (true, 32), (false, 1), (false, 32)] {
+        if !write && cfg.wants(&format!("raw.read.qd{depth}")) {
+            // Blocks this thread: the store has nothing in flight now.
+            rows.push(raw::run(path, cfg.file_bytes, raw::Op::Read, depth as u32, Duration::from_secs(cfg.seconds)).map_err(|e| format!("raw read qd{depth}: {e}"))?);
+        }
         if !cfg.wants(&format!("store.{}.qd{depth}", if write { "write" } else { "read" })) {
             continue;
         }
