@@ -67,6 +67,14 @@ pub mod limits {
     /// Small frames queued behind one another share a chunk up to this
     /// size (one write each).
     pub const write_chunk_bytes_max: usize = 256 << 10;
+    /// Replies that wait for each other to leave in one send, at most. The
+    /// device completes a depth's reads together; sending all their replies
+    /// at once made the client work through them while this shard and the
+    /// device sat idle, then send all its next requests at once (a convoy).
+    /// Groups let the client start on the first while we build the rest.
+    /// Measured at size-1 depth-32 reads on a 2-vCPU VM: 0.48-0.54x raw
+    /// ungrouped, 0.63-0.73x with groups of 2 to 16.
+    pub const reply_group_frames_max: usize = 8;
     /// How long a shard polls for work before it sleeps (Seastar's idle
     /// poll, 200 us there). Waking a sleeping core costs an interrupt and,
     /// in a VM, a halt exit (here ~150 us per wakeup, measured with a TCP
@@ -154,27 +162,38 @@ pub struct Shard {
 /// leave in one write (one syscall, one TCP segment, one wakeup of the
 /// peer) instead of one each.
 ///
-/// Invariant: the stream is out of its cell exactly while a flusher runs;
+/// Invariant: the stream is out of its cell exactly while `writing`;
 /// frames leave in the order they were queued.
 pub(crate) struct FrameWriter {
     stream: RefCell<Option<futures_lite::io::WriteHalf<TcpStream>>>,
     /// Byte chunks in send order; small frames share the last chunk.
     queue: RefCell<std::collections::VecDeque<Vec<u8>>>,
+    /// A task waits (yielded) to write out what others queue meanwhile.
     flushing: Cell<bool>,
+    /// The stream is out of `stream`: a task is writing.
+    writing: Cell<bool>,
+    /// Frames queued since the last write began (a group leaves at
+    /// `reply_group_frames_max`).
+    queued: Cell<usize>,
     /// A write failed: the connection is dead and nothing more is queued.
     failed: Cell<bool>,
 }
 
 impl FrameWriter {
     pub(crate) fn new(stream: futures_lite::io::WriteHalf<TcpStream>) -> FrameWriter {
-        FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), failed: Cell::new(false) }
+        FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), writing: Cell::new(false), queued: Cell::new(0), failed: Cell::new(false) }
     }
 
     /// Queues one frame and, unless another task is already writing (it
-    /// will take this frame too), writes out the queue. `Ok` means queued
-    /// on a connection that has not failed.
+    /// will take this frame too), writes out the queue: at once when it
+    /// holds a group's worth of frames, else after the tasks made ready
+    /// with this one queued theirs. `Ok` means queued on a connection that
+    /// has not failed.
     pub(crate) async fn send(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
         self.enqueue(body, txid, data, mac)?;
+        if self.queued.get() >= limits::reply_group_frames_max && !self.writing.get() {
+            return self.write_out().await;
+        }
         self.flush_queue().await
     }
 
@@ -184,6 +203,7 @@ impl FrameWriter {
             return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
         }
         let f = msg::encode(body, txid, &data, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
+        self.queued.set(self.queued.get() + 1);
         {
             let mut q = self.queue.borrow_mut();
             if data.len() <= limits::coalesced_data_bytes_max {
@@ -225,21 +245,38 @@ impl FrameWriter {
         // one send then carries them all. A send to loopback completes
         // inline, so without this each reply was its own syscall.
         futures_lite::future::yield_now().await;
-        let mut stream = self.stream.borrow_mut().take().expect("the stream is home when no flusher runs");
+        self.flushing.set(false);
+        if self.writing.get() {
+            return Ok(());
+        }
+        self.write_out().await
+    }
+
+    async fn write_out(&self) -> std::io::Result<()> {
+        self.writing.set(true);
+        self.queued.set(0);
+        let mut stream = self.stream.borrow_mut().take().expect("the stream is home when no task writes");
         let result = async {
             loop {
-                let chunk = self.queue.borrow_mut().pop_front();
-                match chunk {
-                    Some(c) if c.is_empty() => {}
-                    Some(c) => stream.write_all(&c).await?,
-                    None => break,
+                loop {
+                    let chunk = self.queue.borrow_mut().pop_front();
+                    match chunk {
+                        Some(c) if c.is_empty() => {}
+                        Some(c) => stream.write_all(&c).await?,
+                        None => break,
+                    }
+                }
+                stream.flush().await?;
+                // Frames queued while the flush waited would otherwise wait
+                // for the next send.
+                if self.queue.borrow().is_empty() {
+                    return Ok(());
                 }
             }
-            stream.flush().await
         }
         .await;
         *self.stream.borrow_mut() = Some(stream);
-        self.flushing.set(false);
+        self.writing.set(false);
         if result.is_err() {
             self.failed.set(true);
             self.queue.borrow_mut().clear();
