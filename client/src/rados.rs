@@ -135,9 +135,9 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
                 None => return,
             },
             frame = conn.recv() => match frame {
-                Ok(f) => {
+                Ok(mut f) => {
                     let txid = f.header.txid;
-                    let data = f.data().to_vec();
+                    let data = f.take_data();
                     match sepia_proto::msg::decode(&f) {
                         // A reply goes to whoever waits on its txid; anything
                         // else (pings, notifies) is not ours here.

@@ -486,10 +486,10 @@ impl Shard {
             }
             let mut frames = Vec::new();
             decoder.feed(&buf[..n], &mut frames).map_err(|e| std::io::Error::other(format!("bad frame: {e}")))?;
-            for f in frames {
+            for mut f in frames {
                 let txid = f.header.txid;
                 let body = msg::decode(&f).map_err(|e| std::io::Error::other(format!("bad body: {e}")))?;
-                let data = f.data().to_vec();
+                let data = f.take_data();
                 match body {
                     Body::Hello(theirs) => {
                         let ours = hello::local_hello_in(&format!("osd.{}", self.osd), fsid, self.frame_mode);

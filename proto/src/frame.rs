@@ -244,6 +244,16 @@ impl<B: AsRef<[u8]>> Frame<B> {
     }
 }
 
+impl Frame<Vec<u8>> {
+    /// The data segment, moved out instead of copied (the frame keeps an
+    /// empty one).
+    pub fn take_data(&mut self) -> Vec<u8> {
+        let mut data = self.data.take().unwrap_or_default();
+        data.truncate(self.header.data_len as usize);
+        data
+    }
+}
+
 /// Allocates the buffer a data segment is read into. The OSD passes one that
 /// returns aligned DMA memory; it may return more than asked (rounded up).
 pub trait DataAlloc {

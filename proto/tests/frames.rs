@@ -165,6 +165,22 @@ fn data_segment_lands_in_the_callers_buffer_without_a_copy() {
     }
 }
 
+#[test]
+fn take_data_moves_the_data_segment_out() {
+    let data = payload(5000, 9);
+    let wire = msg::encode(&write_op(2, 5000), 6, &data, None).unwrap().to_vec();
+    let mut frames = Vec::new();
+    FrameDecoder::new(known_type).feed(&wire, &mut frames).unwrap();
+    let mut frame = frames.pop().unwrap();
+    let buf_addr = frame.data().as_ptr() as usize;
+    let taken = frame.take_data();
+    assert_eq!(taken, data);
+    assert_eq!(taken.as_ptr() as usize, buf_addr, "the frame's own buffer, not a copy");
+    assert!(frame.data().is_empty() && frame.take_data().is_empty(), "the frame keeps nothing");
+    // The body is still there to decode.
+    assert!(matches!(msg::decode(&frame).unwrap(), Body::OsdOp(op) if op.reqid.tid == 2));
+}
+
 fn frame_bytes(body: &Body, data: &[u8]) -> Vec<u8> {
     msg::encode(body, 1, data, None).unwrap().to_vec()
 }
