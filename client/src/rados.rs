@@ -610,11 +610,16 @@ impl IoCtx {
 
     /// Reads `len` bytes at `offset` (`len == 0`: to the end).
     pub async fn read(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, RadosError> {
-        let (outs, data) = self.operate(name, vec![SubOp::Read { offset, len }], Vec::new()).await?;
+        let (outs, mut data) = self.operate(name, vec![SubOp::Read { offset, len }], Vec::new()).await?;
         match outs.first().map(|o| &o.value) {
             Some(SubOpValue::Data { data_offset, len }) => {
                 let start = *data_offset as usize;
                 let end = start.checked_add(*len as usize).filter(|&e| e <= data.len()).ok_or_else(|| RadosError::BadReply("read reply outside its data".into()))?;
+                // The reply's data is the read: hand it over, not a copy.
+                if start == 0 {
+                    data.truncate(end);
+                    return Ok(data);
+                }
                 Ok(data[start..end].to_vec())
             }
             _ => Err(RadosError::BadReply("read reply without data".into())),

@@ -886,9 +886,14 @@ impl Shard {
         match s {
             SubOp::Read { offset, len } => {
                 let bytes = st.read(coll, key, *offset, *len).await.map_err(err)?;
-                let at = rdata.len() as u32;
-                rdata.extend_from_slice(&bytes);
-                ok(SubOpValue::Data { data_offset: at, len: bytes.len() as u32 })
+                let (at, n) = (rdata.len() as u32, bytes.len() as u32);
+                // The usual op reads once: its data is the read's buffer.
+                if rdata.is_empty() {
+                    *rdata = bytes;
+                } else {
+                    rdata.extend_from_slice(&bytes);
+                }
+                ok(SubOpValue::Data { data_offset: at, len: n })
             }
             SubOp::Stat => {
                 let (size, mtime_ms) = st.stat(coll, key).map_err(err)?;

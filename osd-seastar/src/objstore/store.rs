@@ -1449,24 +1449,25 @@ impl<D: Device> Store<D> {
     /// Reads `len` bytes at `offset` (`len == 0`: to the end); short at the
     /// end of the object. Every block's crc is checked.
     pub async fn read(&self, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let (size, blocks) = self.with_onode(coll, obj, |o| {
+        let (size, whole_block) = self.with_onode(coll, obj, |o| {
             let end = if len == 0 { o.size } else { offset.saturating_add(len).min(o.size) };
-            let first = offset / BLOCK as u64;
-            let last = if end == 0 { 0 } else { (end - 1) / BLOCK as u64 };
-            (end, o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<Vec<(u64, BlockRef)>>())
+            // The common small read: exactly one whole block that holds
+            // data, returned as read (no list of blocks to build).
+            let whole = offset.is_multiple_of(BLOCK as u64) && end.checked_sub(offset) == Some(BLOCK as u64);
+            (end, if whole { o.blocks.get(&(offset / BLOCK as u64)).copied() } else { None })
         })?;
         if offset >= size {
             return Ok(Vec::new());
         }
+        // Before the blocks are listed: the list is as long as the read.
         if size - offset > limits::read_bytes_max as u64 {
             return Err(StoreError::Invalid(format!("read of {} bytes exceeds {}", size - offset, limits::read_bytes_max)));
         }
-        // The common small read: exactly one whole block, returned as read.
-        if let [(idx, b)] = blocks[..] {
-            if offset == idx * BLOCK as u64 && size == offset + BLOCK as u64 {
-                return self.read_block(coll, obj, idx, b).await;
-            }
+        if let Some(b) = whole_block {
+            return self.read_block(coll, obj, offset / BLOCK as u64, b).await;
         }
+        let (first, last) = (offset / BLOCK as u64, (size - 1) / BLOCK as u64);
+        let blocks = self.with_onode(coll, obj, |o| o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<Vec<(u64, BlockRef)>>())?;
         let mut out = vec![0u8; (size - offset) as usize];
         for (idx, b) in blocks {
             let content = self.read_block(coll, obj, idx, b).await?;
