@@ -162,16 +162,14 @@ pub struct Shard {
 /// leave in one write (one syscall, one TCP segment, one wakeup of the
 /// peer) instead of one each.
 ///
-/// Invariant: the stream is out of its cell exactly while `writing`;
-/// frames leave in the order they were queued.
+/// Invariant: the stream is out of its cell exactly while a task writes
+/// (`writing`); frames leave in the order they were queued.
 pub(crate) struct FrameWriter {
     stream: RefCell<Option<futures_lite::io::WriteHalf<TcpStream>>>,
     /// Byte chunks in send order; small frames share the last chunk.
     queue: RefCell<std::collections::VecDeque<Vec<u8>>>,
     /// A task waits (yielded) to write out what others queue meanwhile.
     flushing: Cell<bool>,
-    /// The stream is out of `stream`: a task is writing.
-    writing: Cell<bool>,
     /// Frames queued since the last write began (a group leaves at
     /// `reply_group_frames_max`).
     queued: Cell<usize>,
@@ -181,7 +179,7 @@ pub(crate) struct FrameWriter {
 
 impl FrameWriter {
     pub(crate) fn new(stream: futures_lite::io::WriteHalf<TcpStream>) -> FrameWriter {
-        FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), writing: Cell::new(false), queued: Cell::new(0), failed: Cell::new(false) }
+        FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), queued: Cell::new(0), failed: Cell::new(false) }
     }
 
     /// Queues one frame and, unless another task is already writing (it
@@ -191,7 +189,7 @@ impl FrameWriter {
     /// has not failed.
     pub(crate) async fn send(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
         self.enqueue(body, txid, data, mac)?;
-        if self.queued.get() >= limits::reply_group_frames_max && !self.writing.get() {
+        if self.queued.get() >= limits::reply_group_frames_max && !self.writing() {
             return self.write_out().await;
         }
         self.flush_queue().await
@@ -246,37 +244,39 @@ impl FrameWriter {
         // inline, so without this each reply was its own syscall.
         futures_lite::future::yield_now().await;
         self.flushing.set(false);
-        if self.writing.get() {
+        if self.writing() {
             return Ok(());
         }
         self.write_out().await
     }
 
+    /// A task has the stream out of its cell and is writing.
+    fn writing(&self) -> bool {
+        self.stream.borrow().is_none()
+    }
+
     async fn write_out(&self) -> std::io::Result<()> {
-        self.writing.set(true);
         self.queued.set(0);
         let mut stream = self.stream.borrow_mut().take().expect("the stream is home when no task writes");
         let result = async {
             loop {
-                loop {
-                    let chunk = self.queue.borrow_mut().pop_front();
-                    match chunk {
-                        Some(c) if c.is_empty() => {}
-                        Some(c) => stream.write_all(&c).await?,
-                        None => break,
+                let chunk = self.queue.borrow_mut().pop_front();
+                match chunk {
+                    Some(c) if c.is_empty() => {}
+                    Some(c) => stream.write_all(&c).await?,
+                    None => {
+                        stream.flush().await?;
+                        // Frames queued while the flush waited would
+                        // otherwise wait for the next send.
+                        if self.queue.borrow().is_empty() {
+                            return Ok(());
+                        }
                     }
-                }
-                stream.flush().await?;
-                // Frames queued while the flush waited would otherwise wait
-                // for the next send.
-                if self.queue.borrow().is_empty() {
-                    return Ok(());
                 }
             }
         }
         .await;
         *self.stream.borrow_mut() = Some(stream);
-        self.writing.set(false);
         if result.is_err() {
             self.failed.set(true);
             self.queue.borrow_mut().clear();
