@@ -183,6 +183,9 @@ struct SimState {
     ops_left: Option<u64>,
     dead: bool,
     eio_ranges: Vec<(u64, u64)>,
+    /// Polls a plain (not durable) write stays in flight: tests keep a
+    /// data-area write pending while journal records come and go.
+    write_polls: u32,
 }
 
 /// An in-memory device for tests. Clones share the same medium.
@@ -196,7 +199,7 @@ impl SimDevice {
     pub fn new(len: u64) -> SimDevice {
         let len = len / BLOCK as u64 * BLOCK as u64;
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
             len,
         }
     }
@@ -204,6 +207,11 @@ impl SimDevice {
     /// The medium's size in bytes.
     pub fn len_bytes(&self) -> u64 {
         self.len
+    }
+
+    /// Plain writes stay in flight for `n` polls (at least one).
+    pub fn set_write_polls(&self, n: u32) {
+        self.state.borrow_mut().write_polls = n.max(1);
     }
 
     /// After `n` more writes or syncs the power goes out.
@@ -246,7 +254,7 @@ impl SimDevice {
             medium[off as usize..off as usize + keep].copy_from_slice(&data[..keep]);
         }
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
             len: self.len,
         }
     }
@@ -263,7 +271,7 @@ impl SimDevice {
             }
         }
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new() })),
+            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
             len: self.len,
         }
     }
@@ -311,7 +319,10 @@ pub(crate) async fn yield_once() {
 impl Device for SimDevice {
     async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         check_aligned(offset, data.len(), self.len)?;
-        yield_once().await;
+        let polls = self.state.borrow().write_polls;
+        for _ in 0..polls {
+            yield_once().await;
+        }
         let mut s = self.state.borrow_mut();
         if Self::eio(&s, offset, data.len()) {
             return Err(io::Error::other("injected EIO"));

@@ -86,6 +86,9 @@ pub struct Counters {
     pub deltas: u64,
     /// Journal records started while an earlier one was still in flight.
     pub pipelined: u64,
+    /// Deferred blocks written to the data area beside the records
+    /// (flushes, not counting those of wraps).
+    pub deferred_flushes: u64,
     pub checksum_errors: u64,
     pub replayed_records: u64,
     /// Transactions refused because the metadata would outgrow a checkpoint.
@@ -228,6 +231,9 @@ pub struct Store<D: Device> {
     /// `limits::deltas_per_base_max`, lowered by tests to reach full
     /// checkpoints often.
     deltas_per_base_max: Cell<u64>,
+    /// `limits::deferred_blocks_max`, lowered by tests so that flushes
+    /// meet records in flight, frees and reuse of the flushed blocks.
+    deferred_blocks_max: Cell<usize>,
     /// The last delta's buffer, kept for the next: a delta is megabytes,
     /// and growing a fresh one by doubling faulted in new pages and copied
     /// it over and over (2-3% of a shard's CPU at depth-32 writes). Never
@@ -494,6 +500,7 @@ impl<D: Device> Store<D> {
             committer: Cell::new(None),
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
+            deferred_blocks_max: Cell::new(limits::deferred_blocks_max),
             delta_buf: Cell::new(Vec::new()),
         };
         // Records written in flight with the first missing one may have
@@ -971,8 +978,15 @@ impl<D: Device> Store<D> {
     /// as soon as there is room, not when the oldest completes. Anything
     /// else (a group with data to write in place, a wrap) waits until no
     /// record is in flight and runs alone.
+    ///
+    /// Deferred blocks are written to the data area beside the records
+    /// (one flush at a time), not between them: a flush takes milliseconds,
+    /// and records stalled behind it stall every writer. What runs alone
+    /// waits for the flush too, so no other data-area write to a block can
+    /// race a flush's write of its old content.
     async fn commit_all_locked(&self, holding_plan_lock: bool) {
         let mut flights: VecDeque<Flight<'_>> = VecDeque::new();
+        let mut flush: Option<std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + '_>>> = None;
         loop {
             // A group that must run alone waits at the queue's head until
             // the records in flight are retired.
@@ -988,7 +1002,7 @@ impl<D: Device> Store<D> {
                 let mut record = match encode_record(&mut group, inline) {
                     Ok(record) => record,
                     Err(e) => {
-                        self.finish(group, false, false, Err(e)).await;
+                        self.finish(group, false, false, Err(e));
                         continue;
                     }
                 };
@@ -1015,9 +1029,12 @@ impl<D: Device> Store<D> {
                     drain = true;
                     break;
                 }
+                if let Some(f) = flush.take() {
+                    self.flushed(f.await);
+                }
                 self.commit_alone(group, inline, record, len, journals, holding_plan_lock).await;
             }
-            if flights.is_empty() {
+            if flights.is_empty() && flush.is_none() {
                 let failed = self.inner.borrow().failed.clone();
                 let rest = std::mem::take(&mut self.inner.borrow_mut().queue);
                 match failed {
@@ -1037,7 +1054,9 @@ impl<D: Device> Store<D> {
                 }
             }
             // Wait for the oldest record (the others progress meanwhile),
-            // or for transactions to start another record with.
+            // for the flush, or for transactions to start another record
+            // with.
+            let mut flush_result = None;
             std::future::poll_fn(|cx| {
                 for f in flights.iter_mut() {
                     if f.done.is_none() {
@@ -1046,11 +1065,17 @@ impl<D: Device> Store<D> {
                         }
                     }
                 }
+                if let Some(f) = flush.as_mut() {
+                    if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
+                        flush = None;
+                        flush_result = Some(r);
+                    }
+                }
                 let room = !drain && flights.len() < limits::commits_in_flight_max && {
                     let inner = self.inner.borrow();
                     inner.failed.is_none() && !inner.queue.is_empty()
                 };
-                if room || flights.front().is_some_and(|f| f.done.is_some()) {
+                if room || flush_result.is_some() || flights.front().is_some_and(|f| f.done.is_some()) {
                     self.committer.set(None);
                     std::task::Poll::Ready(())
                 } else {
@@ -1059,10 +1084,32 @@ impl<D: Device> Store<D> {
                 }
             })
             .await;
+            if let Some(r) = flush_result {
+                self.flushed(r);
+            }
             while flights.front().is_some_and(|f| f.done.is_some()) {
                 let f = flights.pop_front().expect("front exists");
                 let result = f.done.expect("done").map_err(StoreError::from);
-                self.finish(f.group, true, false, result).await;
+                self.finish(f.group, true, false, result);
+            }
+            let wants_flush = {
+                let inner = self.inner.borrow();
+                inner.failed.is_none() && inner.deferred.len() > self.deferred_blocks_max.get()
+            };
+            if flush.is_none() && wants_flush {
+                self.inner.borrow_mut().counters.deferred_flushes += 1;
+                flush = Some(Box::pin(self.flush_deferred()));
+            }
+        }
+    }
+
+    /// A deferred flush ended: a failed one fails the store (its blocks'
+    /// records may be overwritten by the next wrap otherwise).
+    fn flushed(&self, result: Result<(), StoreError>) {
+        if let Err(e) = result {
+            let mut inner = self.inner.borrow_mut();
+            if inner.failed.is_none() {
+                inner.failed = Some(e.to_string());
             }
         }
     }
@@ -1094,7 +1141,7 @@ impl<D: Device> Store<D> {
     async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, record: Vec<u8>, len: u64, journals: bool, holding_plan_lock: bool) {
         if journals {
             let result = self.commit_group(&group, record, len, inline).await;
-            self.finish(group, inline, false, result).await;
+            self.finish(group, inline, false, result);
             return;
         }
         // Wrap instead of journaling: with the plan lock held, the metadata
@@ -1118,14 +1165,14 @@ impl<D: Device> Store<D> {
         }
         .await;
         drop(guard);
-        self.finish(group, inline, true, result).await;
+        self.finish(group, inline, true, result);
     }
 
     /// After a group's record (or wrap) completed: frees what it freed,
     /// remembers its ops for the next delta, and answers its transactions.
     /// Once the store has failed, nothing more is acknowledged.
-    async fn finish(&self, mut group: Vec<QueuedTxn>, inline: bool, checkpointed: bool, result: Result<(), StoreError>) {
-        let (result, flush) = {
+    fn finish(&self, mut group: Vec<QueuedTxn>, inline: bool, checkpointed: bool, result: Result<(), StoreError>) {
+        let result = {
             let mut inner = self.inner.borrow_mut();
             let result = match (&inner.failed, result) {
                 (Some(f), _) => Err(StoreError::Failed(f.clone())),
@@ -1165,16 +1212,10 @@ impl<D: Device> Store<D> {
                     }
                 }
             }
-            let flush = result.is_ok() && inner.deferred.len() > limits::deferred_blocks_max;
-            (result, flush)
+            result
         };
         for q in group {
             let _ = q.done.send(result.clone());
-        }
-        if flush {
-            if let Err(e) = self.flush_deferred().await {
-                self.inner.borrow_mut().failed = Some(e.to_string());
-            }
         }
     }
 
@@ -1191,9 +1232,12 @@ impl<D: Device> Store<D> {
         self.write_data(&blocks).await?;
         let mut inner = self.inner.borrow_mut();
         for (b, d) in blocks {
-            // Only if nothing replaced it meanwhile.
-            if inner.deferred.remove(&b) && inner.unwritten.get(&b).is_some_and(|x| Rc::ptr_eq(x, &d)) {
+            // Only if nothing replaced it meanwhile: a block freed during
+            // the flush and planned again holds new content, deferred (or
+            // about to be) in its own right.
+            if inner.unwritten.get(&b).is_some_and(|x| Rc::ptr_eq(x, &d)) {
                 inner.unwritten.remove(&b);
+                inner.deferred.remove(&b);
             }
         }
         Ok(())
@@ -1391,6 +1435,11 @@ impl<D: Device> Store<D> {
     #[cfg(test)]
     pub(crate) fn set_deltas_per_base_max(&self, n: u64) {
         self.deltas_per_base_max.set(n);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_deferred_blocks_max(&self, n: usize) {
+        self.deferred_blocks_max.set(n);
     }
 
     // ---- reads ----
