@@ -28,8 +28,10 @@ pub const DELTA_MAGIC: u32 = 0x544c_4453; // "SDLT"
 /// their base (a version-2 reader would ignore them and lose writes).
 /// 4: a checkpoint archives each collection's objects as a hash table.
 /// 5: a checkpoint archives objects and their maps as plain vectors of
-/// entries (cheaper to write; mount rebuilds the tables).
-pub const FORMAT_VERSION: u32 = 5;
+/// entries (cheaper to write; mount rebuilds the tables). 6: a record's
+/// body is an ops chunk then its inline blocks, and a delta is a run of
+/// ops chunks (a chunk: the archive's length, u32 LE, then the archive).
+pub const FORMAT_VERSION: u32 = 6;
 pub const RECORD_HEADER_BYTES: usize = 40;
 pub const DELTA_HEADER_BYTES: usize = 56;
 /// Shards (regions) per device: one per core of a big node.

@@ -168,13 +168,21 @@ pub fn apply_to_onode(o: &mut Onode, op: &PhysOp, freed: &mut Vec<u64>) {
         }
 }
 
-/// A journal record's body: the physical ops of a group of transactions,
-/// and — for a small group — the content of its new data blocks, which then
-/// reach the data area later (deferred) or by replay (redo).
+/// The physical ops of a group of transactions: the first part of a
+/// journal record's body, and, byte for byte, one chunk of a checkpoint
+/// delta (a wrap copies the archived ops instead of serializing them again
+/// while every writer waits).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct RecordBody {
+pub struct RecordOps {
     pub txns: Vec<Vec<PhysOp>>,
-    pub inline: Vec<InlineBlock>,
+}
+
+/// The second part of a journal record's body: for a small group, the
+/// content of its new data blocks, which then reach the data area later
+/// (deferred) or by replay (redo); empty for a group written in place.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RecordInline {
+    pub blocks: Vec<InlineBlock>,
 }
 
 /// A data block carried inside a journal record. The content is shared

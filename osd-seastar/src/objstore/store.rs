@@ -9,14 +9,17 @@
 //! committer: it takes every queued transaction, writes their data blocks
 //! (coalesced into runs) and one journal record, issues one fdatasync, and
 //! only then releases the blocks those transactions freed and answers
-//! them. When the journal is half full the committer, holding the plan
-//! lock so the metadata matches what is durable, wraps it: it appends a
-//! delta (the metadata ops of every transaction since the last wrap, no
-//! data) after the current checkpoint in its slot and starts the journal
-//! over. When the slot has no room for the delta (or `deltas_per_base_max`
-//! is reached) it writes a full checkpoint of the whole metadata into the
-//! other slot instead, which the next deltas then follow. A wrap thus
-//! costs what changed, not the size of the metadata.
+//! them. When the journal is half full the committer wraps it: it appends
+//! a delta (the metadata ops of every transaction made durable since the
+//! last wrap, no data: the ops chunks of their records, copied as they
+//! were archived) after the current checkpoint in its slot and starts the
+//! journal over. A delta holds only what is durable, so planning goes on
+//! while it is written. When the slot has no room for the delta (or
+//! `deltas_per_base_max` is reached) the committer, holding the plan lock
+//! so the metadata matches what is durable, writes a full checkpoint of
+//! the whole metadata into the other slot instead, which the next deltas
+//! then follow. A wrap thus costs what changed, not the size of the
+//! metadata.
 //!
 //! Mount: the newest valid checkpoint, its deltas in order up to the first
 //! that is torn or stale, then every journal record with the
@@ -44,7 +47,7 @@ use std::rc::Rc;
 use super::device::{Device, BLOCK};
 use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
-use super::meta::{onode_bytes, BlockRef, Hasher, InlineBlock, Meta, Onode, PhysOp, RecordBody};
+use super::meta::{onode_bytes, BlockRef, Hasher, InlineBlock, Meta, Onode, PhysOp, RecordInline, RecordOps};
 use super::txn::{CollId, Op, StoreError, Transaction};
 
 /// What mkfs needs to know.
@@ -162,10 +165,15 @@ impl Inner {
     }
 }
 
+/// A deferred flush running beside the records in flight.
+type Background<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + 'a>>;
+
 /// An inline group's journal record being written (see
 /// [`Store::commit_all_locked`]).
 struct Flight<'a> {
     group: Vec<QueuedTxn>,
+    /// The record's ops chunk, kept for the next delta.
+    ops_chunk: Vec<u8>,
     write: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>,
     done: Option<std::io::Result<()>>,
 }
@@ -206,7 +214,10 @@ struct Inner {
     /// The ops of every transaction committed since the last checkpoint or
     /// delta, in commit order (which is planning order): the next delta.
     /// Bounded by the journal: a wrap empties it.
-    ops_since: Vec<Vec<PhysOp>>,
+    /// The next delta as it will be written: room for its header, then
+    /// the ops chunk of every group made durable since the last wrap, in
+    /// commit order (copied from their records).
+    ops_since: Vec<u8>,
     /// Where the next delta goes inside the current checkpoint's slot, and
     /// its index.
     delta_offset: u64,
@@ -359,16 +370,19 @@ impl<D: Device> Store<D> {
             if crc32fast::hash(body) != h.body_crc {
                 break;
             }
-            let mut aligned = rkyv::util::AlignedVec::<16>::new();
-            aligned.extend_from_slice(body);
             // A delta whose crc holds was written by us: one that does not
             // decode is corruption, not a torn write.
-            let rec = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned).map_err(|e| StoreError::Invalid(format!("checkpoint delta {}: {e}", h.index)))?;
-            for txn in &rec.txns {
-                delta_growth += txn_growth_bytes(&meta, txn, true);
-                for op in txn {
-                    scratch.clear();
-                    meta.apply(op, &mut scratch);
+            let corrupt = |e: String| StoreError::Invalid(format!("checkpoint delta {}: {e}", h.index));
+            let mut rest = body;
+            while !rest.is_empty() {
+                let (archive, after) = split_ops_chunk(rest).ok_or_else(|| corrupt("ops chunk overruns the delta".into()))?;
+                rest = after;
+                for txn in &decode_ops(archive).map_err(|e| corrupt(e.to_string()))? {
+                    delta_growth += txn_growth_bytes(&meta, txn, true);
+                    for op in txn {
+                        scratch.clear();
+                        meta.apply(op, &mut scratch);
+                    }
                 }
             }
             journal_seq = h.journal_seq;
@@ -379,7 +393,7 @@ impl<D: Device> Store<D> {
         let mut seq = journal_seq;
         let mut pos = 0u64;
         let mut last_blocks: Vec<(u64, u32)> = Vec::new();
-        let mut records: Vec<(u64, RecordBody)> = Vec::new();
+        let mut records: Vec<Replayed> = Vec::new();
         loop {
             if pos + BLOCK as u64 > header.journal_bytes {
                 break;
@@ -395,15 +409,13 @@ impl<D: Device> Store<D> {
             if crc32fast::hash(body) != h.body_crc {
                 break;
             }
-            let mut aligned = rkyv::util::AlignedVec::<16>::new();
-            aligned.extend_from_slice(body);
-            let Ok(rec) = rkyv::from_bytes::<RecordBody, rkyv::rancor::Error>(&aligned) else { break };
-            records.push((seq, rec));
+            let Some(rec) = decode_record(body) else { break };
+            records.push(Replayed { len: len as u64, ..rec });
             seq += 1;
             pos += len as u64;
         }
         // Only the last record's data may be missing: verify it.
-        if let Some((_, rec)) = records.last() {
+        if let Some(rec) = records.last() {
             let inline: BTreeSet<u64> = rec.inline.iter().map(|b| b.dev).collect();
             for op in rec.txns.iter().flatten() {
                 if let PhysOp::SetBlocks { blocks, .. } = op {
@@ -423,21 +435,16 @@ impl<D: Device> Store<D> {
                 }
             }
             if !intact {
-                records.pop();
+                let dropped = records.pop().expect("a last record");
                 seq -= 1;
-                pos = 0;
-                // Recompute where the journal head is (records are contiguous).
-                for (_, rec) in &records {
-                    let body = rkyv::to_bytes::<rkyv::rancor::Error>(rec).map_err(|e| StoreError::Invalid(e.to_string()))?;
-                    pos += RecordHeader::padded_len(body.len()) as u64;
-                }
+                pos -= dropped.len;
             }
         }
         let replayed = records.len() as u64;
         // Redo: inline blocks go to the data area, unless a later record
         // wrote that block in place (its content is newer).
         let mut redo: BTreeMap<u64, Rc<Vec<u8>>> = BTreeMap::new();
-        for (_, rec) in &records {
+        for rec in &records {
             let mut freed = Vec::new();
             for op in rec.txns.iter().flatten() {
                 meta.apply(op, &mut freed);
@@ -490,7 +497,7 @@ impl<D: Device> Store<D> {
                 // Deltas may have grown the metadata past the base.
                 meta_bytes_bound: ckpt_body_bytes.saturating_add_signed(delta_growth),
                 ckpt_body_bytes,
-                ops_since: Vec::new(),
+                ops_since: vec![0; DELTA_HEADER_BYTES],
                 delta_offset,
                 delta_index,
             }),
@@ -514,7 +521,7 @@ impl<D: Device> Store<D> {
             if replayed > 0 || pos > 0 {
                 store.checkpoint().await?;
             } else {
-                store.wrap().await?;
+                store.wrap(true).await?;
             }
         }
         Ok(store)
@@ -986,7 +993,7 @@ impl<D: Device> Store<D> {
     /// race a flush's write of its old content.
     async fn commit_all_locked(&self, holding_plan_lock: bool) {
         let mut flights: VecDeque<Flight<'_>> = VecDeque::new();
-        let mut flush: Option<std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + '_>>> = None;
+        let mut flush: Option<Background<'_>> = None;
         loop {
             // A group that must run alone waits at the queue's head until
             // the records in flight are retired.
@@ -999,10 +1006,10 @@ impl<D: Device> Store<D> {
                 let mut group = group;
                 let blocks: usize = group.iter().map(|q| q.data.len()).sum();
                 let inline = blocks <= limits::inline_blocks_max;
-                let mut record = match encode_record(&mut group, inline) {
-                    Ok(record) => record,
+                let (mut record, ops_chunk) = match encode_record(&mut group, inline) {
+                    Ok(encoded) => encoded,
                     Err(e) => {
-                        self.finish(group, false, false, Err(e));
+                        self.finish(group, &[], false, false, Err(e));
                         continue;
                     }
                 };
@@ -1011,12 +1018,13 @@ impl<D: Device> Store<D> {
                 let head = self.inner.borrow().journal_head;
                 let journals = head + len <= self.header.journal_bytes / 2 && body_len <= limits::record_body_bytes_max;
                 if inline && journals {
+                    let ops_chunk = record[ops_chunk].to_vec();
                     let offset = self.reserve_record(&mut record, len);
                     let write = Box::pin(async move { self.dev.write_durable(offset, &record).await });
                     if !flights.is_empty() {
                         self.inner.borrow_mut().counters.pipelined += 1;
                     }
-                    flights.push_back(Flight { group, write, done: None });
+                    flights.push_back(Flight { group, ops_chunk, write, done: None });
                     continue;
                 }
                 if !flights.is_empty() {
@@ -1032,7 +1040,7 @@ impl<D: Device> Store<D> {
                 if let Some(f) = flush.take() {
                     self.flushed(f.await);
                 }
-                self.commit_alone(group, inline, record, len, journals, holding_plan_lock).await;
+                self.commit_alone(group, inline, record, ops_chunk, len, journals, holding_plan_lock).await;
             }
             if flights.is_empty() && flush.is_none() {
                 let failed = self.inner.borrow().failed.clone();
@@ -1090,11 +1098,14 @@ impl<D: Device> Store<D> {
             while flights.front().is_some_and(|f| f.done.is_some()) {
                 let f = flights.pop_front().expect("front exists");
                 let result = f.done.expect("done").map_err(StoreError::from);
-                self.finish(f.group, true, false, result);
+                self.finish(f.group, &f.ops_chunk, true, false, result);
             }
+            // Also when the journal nears its wrap, so that the wrap (which
+            // stalls the committer) finds few deferred blocks left to write.
             let wants_flush = {
                 let inner = self.inner.borrow();
-                inner.failed.is_none() && inner.deferred.len() > self.deferred_blocks_max.get()
+                let wrap_near = inner.journal_head > self.header.journal_bytes / 2 / 8 * 7;
+                inner.failed.is_none() && (inner.deferred.len() > self.deferred_blocks_max.get() || (wrap_near && !inner.deferred.is_empty()))
             };
             if flush.is_none() && wants_flush {
                 self.inner.borrow_mut().counters.deferred_flushes += 1;
@@ -1138,40 +1149,66 @@ impl<D: Device> Store<D> {
     /// Commits a group with nothing else in flight: a group whose data is
     /// written in place first, or a wrap (when its record would not fit the
     /// journal's half).
-    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, record: Vec<u8>, len: u64, journals: bool, holding_plan_lock: bool) {
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, record: Vec<u8>, ops_chunk: std::ops::Range<usize>, len: u64, journals: bool, holding_plan_lock: bool) {
         if journals {
+            let chunk = record[ops_chunk].to_vec();
             let result = self.commit_group(&group, record, len, inline).await;
-            self.finish(group, inline, false, result);
+            self.finish(group, &chunk, inline, false, result);
             return;
         }
-        // Wrap instead of journaling: with the plan lock held, the metadata
-        // is exactly what the queued groups make it, so write all their
-        // data, sync, and save their ops with the others since the last wrap
-        // (a delta), or the whole metadata.
-        let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
-        group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
-        {
-            let mut inner = self.inner.borrow_mut();
-            for q in &mut group {
-                inner.ops_since.push(std::mem::take(&mut q.ops));
+        // The journal's half is full. When the ops of the groups made
+        // durable since the last wrap fit a delta, save them and start the
+        // journal over; the group then goes to the fresh journal like any
+        // other. A delta holds durable groups only, so this needs no plan
+        // lock: planning goes on meanwhile, and no queued group's data has
+        // to be written in place first.
+        let fits_empty_half = len <= self.header.journal_bytes / 2 && record.len() - RECORD_HEADER_BYTES <= limits::record_body_bytes_max;
+        if fits_empty_half && self.inner.borrow().journal_head > 0 {
+            match self.wrap(false).await {
+                Ok(true) => {
+                    let mut inner = self.inner.borrow_mut();
+                    let later = std::mem::take(&mut inner.queue);
+                    inner.queue = group;
+                    inner.queue.extend(later);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.finish(group, &[], inline, false, Err(e));
+                    return;
+                }
             }
         }
+        // A full checkpoint (or a group too big for any journal record):
+        // with the plan lock held, the metadata is exactly what the queued
+        // groups make it, so write all their data, sync, and save their ops
+        // with the others since the last wrap (a delta), or the whole
+        // metadata.
+        let guard = if holding_plan_lock { None } else { Some(self.plan_lock.lock().await) };
+        group.extend(std::mem::take(&mut self.inner.borrow_mut().queue));
+        let archived = {
+            let ops = RecordOps { txns: group.iter_mut().map(|q| std::mem::take(&mut q.ops)).collect() };
+            archive_ops_chunk(&ops, &mut self.inner.borrow_mut().ops_since)
+        };
         let result = async {
+            archived?;
             for q in &group {
                 self.write_data(&q.data).await?;
             }
             self.dev.sync().await?;
-            self.wrap().await
+            self.wrap(true).await.map(|_| ())
         }
         .await;
         drop(guard);
-        self.finish(group, inline, true, result);
+        self.finish(group, &[], inline, true, result);
     }
 
     /// After a group's record (or wrap) completed: frees what it freed,
-    /// remembers its ops for the next delta, and answers its transactions.
-    /// Once the store has failed, nothing more is acknowledged.
-    fn finish(&self, mut group: Vec<QueuedTxn>, inline: bool, checkpointed: bool, result: Result<(), StoreError>) {
+    /// remembers its ops (`ops_chunk`, from its record) for the next delta,
+    /// and answers its transactions. Once the store has failed, nothing
+    /// more is acknowledged.
+    fn finish(&self, group: Vec<QueuedTxn>, ops_chunk: &[u8], inline: bool, checkpointed: bool, result: Result<(), StoreError>) {
         let result = {
             let mut inner = self.inner.borrow_mut();
             let result = match (&inner.failed, result) {
@@ -1183,9 +1220,7 @@ impl<D: Device> Store<D> {
                     inner.counters.commits += 1;
                     inner.counters.txns += group.len() as u64;
                     if !checkpointed {
-                        for q in &mut group {
-                            inner.ops_since.push(std::mem::take(&mut q.ops));
-                        }
+                        inner.ops_since.extend_from_slice(ops_chunk);
                     }
                     for q in &group {
                         for (b, _) in &q.data {
@@ -1339,15 +1374,37 @@ impl<D: Device> Store<D> {
     /// would not be smaller than the whole metadata. The caller holds the
     /// plan lock, has made every queued group's data durable, and has moved
     /// their ops into `ops_since`.
-    async fn wrap(&self) -> Result<(), StoreError> {
+    ///
+    /// Without `may_checkpoint` (the caller does not hold the plan lock, so
+    /// the metadata may hold queued groups that are not durable yet) it
+    /// writes a delta or nothing: `false` when a full checkpoint is due.
+    async fn wrap(&self, may_checkpoint: bool) -> Result<bool, StoreError> {
+        let full_checkpoint_due = {
+            let inner = self.inner.borrow();
+            let body_len = inner.ops_since.len() - DELTA_HEADER_BYTES;
+            let len = DeltaHeader::padded_len(body_len) as u64;
+            inner.delta_offset + len > self.header.ckpt_bytes || inner.delta_index > self.deltas_per_base_max.get() || body_len as u64 >= inner.meta_bytes_bound || body_len >= u32::MAX as usize
+        };
+        if full_checkpoint_due {
+            if !may_checkpoint {
+                return Ok(false);
+            }
+            self.checkpoint().await?;
+            return Ok(true);
+        }
+        // Blocks that live only in journal records must reach the data area
+        // (durably) before the journal restarts (`checkpoint` does the same).
+        self.flush_deferred().await?;
+        self.dev.sync().await?;
+        // Nothing was added to `ops_since` meanwhile: no record is in
+        // flight while the committer wraps.
         let (mut buf, slot, offset, header) = {
             let mut inner = self.inner.borrow_mut();
-            let txns = std::mem::take(&mut inner.ops_since);
-            // The delta is archived right after room for its header.
-            let mut buf = self.delta_buf.take();
-            buf.clear();
-            buf.resize(DELTA_HEADER_BYTES, 0);
-            archive_after(&RecordBody { txns, inline: Vec::new() }, &mut buf)?;
+            // `ops_since` is the delta, after room for its header; the
+            // spare buffer collects the next one.
+            let mut next = self.delta_buf.take();
+            empty_delta(&mut next);
+            let buf = std::mem::replace(&mut inner.ops_since, next);
             let body = &buf[DELTA_HEADER_BYTES..];
             let header = DeltaHeader {
                 instance: self.header.instance,
@@ -1359,19 +1416,7 @@ impl<D: Device> Store<D> {
             };
             (buf, (inner.ckpt_seq % 2) as usize, inner.delta_offset, header)
         };
-        let body_len = buf.len() - DELTA_HEADER_BYTES;
-        let len = DeltaHeader::padded_len(body_len) as u64;
-        let bound = self.inner.borrow().meta_bytes_bound;
-        if offset + len > self.header.ckpt_bytes || header.index > self.deltas_per_base_max.get() || body_len as u64 >= bound || body_len >= u32::MAX as usize {
-            if len <= self.header.ckpt_bytes {
-                self.delta_buf.set(buf);
-            }
-            return self.checkpoint().await;
-        }
-        // Blocks that live only in journal records must reach the data area
-        // (durably) before the journal restarts (`checkpoint` does the same).
-        self.flush_deferred().await?;
-        self.dev.sync().await?;
+        let len = DeltaHeader::padded_len(buf.len() - DELTA_HEADER_BYTES) as u64;
         let mut framed = Vec::with_capacity(DELTA_HEADER_BYTES);
         header.encode_into(&mut framed);
         buf[..DELTA_HEADER_BYTES].copy_from_slice(&framed);
@@ -1384,7 +1429,7 @@ impl<D: Device> Store<D> {
         inner.delta_index += 1;
         inner.journal_head = 0;
         inner.counters.deltas += 1;
-        Ok(())
+        Ok(true)
     }
 
     /// Writes the whole metadata into the older slot and restarts the
@@ -1409,7 +1454,7 @@ impl<D: Device> Store<D> {
         let mut inner = self.inner.borrow_mut();
         inner.ckpt_seq = seq;
         inner.journal_head = 0;
-        inner.ops_since.clear();
+        empty_delta(&mut inner.ops_since);
         inner.delta_offset = BLOCK as u64 + (body.len() as u64).div_ceil(BLOCK as u64) * BLOCK as u64;
         inner.delta_index = 1;
         // The body is the measured base; ops planned while it was written
@@ -1632,26 +1677,95 @@ impl<D: Device> Store<D> {
 /// [`Store::reserve_record`] fills in. The ops are lent to the body and
 /// given back, the blocks shared: a block's bytes are copied once, into
 /// the record.
-fn encode_record(group: &mut [QueuedTxn], inline: bool) -> Result<Vec<u8>, StoreError> {
+/// A group's journal record (header room, then the body: its ops chunk,
+/// then its inline blocks) and where in it the ops chunk lies.
+fn encode_record(group: &mut [QueuedTxn], inline: bool) -> Result<(Vec<u8>, std::ops::Range<usize>), StoreError> {
     let blocks: Vec<InlineBlock> = if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| InlineBlock { dev: *b, data: d.clone() })).collect() } else { Vec::new() };
     // Sized for the blocks and a generous share per op: rarely regrown.
     let ops: usize = group.iter().map(|q| q.ops.len()).sum();
     let mut record = Vec::with_capacity(RecordHeader::padded_len(blocks.len() * (BLOCK + 16) + ops * 256 + 64));
     record.resize(RECORD_HEADER_BYTES, 0);
-    let body = RecordBody { txns: group.iter_mut().map(|q| std::mem::take(&mut q.ops)).collect(), inline: blocks };
-    let result = archive_after(&body, &mut record);
+    let body = RecordOps { txns: group.iter_mut().map(|q| std::mem::take(&mut q.ops)).collect() };
+    let result = archive_ops_chunk(&body, &mut record);
+    // A group that runs alone may wrap instead: its ops are archived again then.
     for (q, ops) in group.iter_mut().zip(body.txns) {
         q.ops = ops;
     }
-    result.map(|()| record)
+    result?;
+    let ops_chunk = RECORD_HEADER_BYTES..record.len();
+    archive_after(&RecordInline { blocks }, &mut record)?;
+    Ok((record, ops_chunk))
 }
 
-/// Archives `body` at the end of `buf` (after a frame header already
-/// there), laid out exactly as in a buffer of its own: readers copy the
-/// body alone into an aligned buffer.
-fn archive_after(body: &RecordBody, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+/// Appends `ops` to `buf` as one ops chunk: the archive's length (u32 LE),
+/// then the archive.
+fn archive_ops_chunk(ops: &RecordOps, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    let archived = archive_after(ops, buf).and_then(|()| u32::try_from(buf.len() - at - 4).map_err(|_| StoreError::Invalid("ops chunk exceeds 4 GiB".into())));
+    match archived {
+        Ok(n) => {
+            buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(at);
+            Err(e)
+        }
+    }
+}
+
+/// The first ops chunk's archive in `bytes` and what follows it; `None`
+/// if its length overruns `bytes`.
+fn split_ops_chunk(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let end = 4usize.checked_add(n)?;
+    Some((bytes.get(4..end)?, &bytes[end..]))
+}
+
+/// Deserializes an ops chunk's archive (copied to an aligned buffer first:
+/// chunks sit at any offset).
+fn decode_ops(archive: &[u8]) -> Result<Vec<Vec<PhysOp>>, rkyv::rancor::Error> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(archive);
+    Ok(rkyv::from_bytes::<RecordOps, rkyv::rancor::Error>(&aligned)?.txns)
+}
+
+/// A journal record read back at mount.
+struct Replayed {
+    txns: Vec<Vec<PhysOp>>,
+    inline: Vec<InlineBlock>,
+    /// Bytes it takes in the journal (header and padding included).
+    len: u64,
+}
+
+/// Decodes a record's body (its crc already checked); `None` if it does
+/// not decode, which ends the replay like a torn record.
+fn decode_record(body: &[u8]) -> Option<Replayed> {
+    let (ops, rest) = split_ops_chunk(body)?;
+    let txns = decode_ops(ops).ok()?;
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(rest);
+    let inline = rkyv::from_bytes::<RecordInline, rkyv::rancor::Error>(&aligned).ok()?.blocks;
+    Some(Replayed { txns, inline, len: 0 })
+}
+
+/// Clears a delta buffer back to room for its header, keeping its
+/// capacity (a delta is megabytes).
+fn empty_delta(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.resize(DELTA_HEADER_BYTES, 0);
+}
+
+/// Archives `value` at the end of `buf` (after a frame header or chunk
+/// length already there), laid out exactly as in a buffer of its own:
+/// readers copy it alone into an aligned buffer.
+fn archive_after<T>(value: &T, buf: &mut Vec<u8>) -> Result<(), StoreError>
+where
+    T: for<'a, 'b> rkyv::Serialize<rkyv::api::high::HighSerializer<BodyWriter<'b>, rkyv::ser::allocator::ArenaHandle<'a>, rkyv::rancor::Error>>,
+{
     let start = buf.len();
-    rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(body, BodyWriter { buf, start }).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(value, BodyWriter { buf, start }).map_err(|e| StoreError::Invalid(e.to_string()))?;
     Ok(())
 }
 

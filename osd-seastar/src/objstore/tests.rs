@@ -415,6 +415,62 @@ fn a_block_reused_while_its_flush_is_in_flight_keeps_its_new_content() {
     assert_eq!(s.counters().checksum_errors, 0);
 }
 
+/// A delta wrap saves only what is already durable, so it holds no plan
+/// lock: transactions are planned and queued while its delta is written
+/// (they go to the fresh journal after it), and all of them survive a
+/// remount.
+#[test]
+fn planning_goes_on_while_a_delta_wrap_is_written() {
+    use futures_lite::future::poll_once;
+    let dev = SimDevice::new(32 << 20);
+    block_on(Store::mkfs(&dev, &opts(1 << 20))).unwrap();
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    block_on(s.submit(txn(vec![Op::CreateCollection(C1)]))).unwrap();
+    // Metadata much bigger than a journal's worth of ops: wraps write
+    // deltas, not full checkpoints.
+    let entries: BTreeMap<String, Vec<u8>> = (0..256).map(|i| (format!("k{i}"), vec![1; 4096])).collect();
+    block_on(s.submit(txn(vec![Op::OmapSetKeys { coll: C1, obj: "bulk".into(), entries }]))).unwrap();
+    block_on(s.sync_checkpoint()).unwrap();
+    // Every device write takes a few polls: the test polls in between.
+    dev.set_write_polls(4);
+    let (deltas_at_start, checkpoints_at_start) = (s.counters().deltas, s.counters().checkpoints);
+    let content = |i: usize| vec![(i % 251) as u8; BLOCK];
+    let (mut committed, mut queued) = (0usize, Vec::new());
+    while s.counters().deltas < deltas_at_start + 2 {
+        assert!(committed < 2000, "no delta wrap");
+        let mut commit = Box::pin(s.submit(txn(vec![w(C1, &format!("c{committed}"), 0, &content(committed))])));
+        loop {
+            if let Some(r) = block_on(poll_once(&mut commit)) {
+                r.unwrap();
+                break;
+            }
+            // Whatever the committer is doing (a record, a flush, a delta),
+            // another transaction is planned and queued in one poll. (The
+            // committer goes on while anything is queued.)
+            if s.counters().deltas >= deltas_at_start + 2 {
+                continue;
+            }
+            let name = format!("q{}", queued.len());
+            let q = block_on(poll_once(Box::pin(s.enqueue(txn(vec![w(C1, &name, 0, &content(queued.len()))])))));
+            queued.push(q.expect("enqueue waited for the committer").unwrap());
+        }
+        committed += 1;
+    }
+    assert_eq!(s.counters().checkpoints, checkpoints_at_start, "the wraps were deltas");
+    let n = queued.len();
+    assert!(n > 0);
+    for q in queued {
+        block_on(s.durable(q)).unwrap();
+    }
+    block_on(s.umount()).unwrap();
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    for (prefix, count) in [("c", committed), ("q", n)] {
+        for i in 0..count {
+            assert_eq!(block_on(s.read(&C1, &format!("{prefix}{i}"), 0, 0)), Ok(content(i)), "{prefix}{i}");
+        }
+    }
+}
+
 /// One seeded run of up to three crashes, each followed by a remount that
 /// must hold every acknowledged transaction and no half-applied one; the
 /// next phase goes on from what was recovered (so records left behind by
