@@ -340,6 +340,10 @@ fn main() -> ExitCode {
             };
             let index = shard;
             let shard = std::rc::Rc::new(Shard::new(osd, index, store, maps, history, Some(reports), auth, auth_required, frame_mode));
+            // The store's group commit runs as a task of its own: each op
+            // is answered once its record is durable.
+            let committer = shard.clone();
+            glommio::spawn_local(async move { committer.store.run_committer().await }).detach();
             if index == 0 {
                 // Shard 0 watches the peers for the whole OSD.
                 glommio::spawn_local(shard.clone().heartbeats(sepia_osd::heartbeat::HeartbeatConfig::default())).detach();

@@ -5,8 +5,9 @@
 //! written 4 KiB block goes to a newly allocated device block (a partial
 //! block is merged with its old content first), so nothing durable is ever
 //! overwritten in place — applies it to the in-memory metadata and queues
-//! it. The first waiter that finds no commit running becomes the
-//! committer: it takes every queued transaction, writes their data blocks
+//! it. The committer — a task of its own (`run_committer`, as the OSD
+//! runs it), or else the first waiter that finds no commit running —
+//! takes every queued transaction, writes their data blocks
 //! (coalesced into runs) and one journal record, issues one fdatasync, and
 //! only then releases the blocks those transactions freed and answers
 //! them. When the journal is half full the committer wraps it: it appends
@@ -165,6 +166,28 @@ impl Inner {
     }
 }
 
+/// Counts a `checkpoint_exclusive` caller for as long as it lives (also
+/// when its future is dropped), and wakes the dedicated committer, which
+/// steps aside for it, when it is gone.
+struct ExclusiveWaiting<'a> {
+    count: &'a Cell<u32>,
+    ended: &'a tokio::sync::Notify,
+}
+
+impl<'a> ExclusiveWaiting<'a> {
+    fn new(count: &'a Cell<u32>, ended: &'a tokio::sync::Notify) -> Self {
+        count.set(count.get() + 1);
+        ExclusiveWaiting { count, ended }
+    }
+}
+
+impl Drop for ExclusiveWaiting<'_> {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() - 1);
+        self.ended.notify_waiters();
+    }
+}
+
 /// A deferred flush running beside the records in flight.
 type Background<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + 'a>>;
 
@@ -238,6 +261,17 @@ pub struct Store<D: Device> {
     /// The committer waiting on records in flight: woken by `enqueue`, so
     /// that a new group starts while older records are still in flight.
     committer: Cell<Option<std::task::Waker>>,
+    /// Set by [`Store::run_committer`]: a task of its own commits, so no
+    /// waiter drives the group commit (and is held by it until the queue
+    /// runs dry, its own transaction long durable).
+    dedicated: Cell<bool>,
+    /// Wakes the dedicated committer when a transaction is queued (a
+    /// permit is kept if it is busy, so no wake-up is lost).
+    work: tokio::sync::Notify,
+    /// `checkpoint_exclusive` callers waiting for the committer to end:
+    /// the dedicated committer lets them go first (else it would take the
+    /// commit again at once under load, and they would wait forever).
+    exclusive_waiting: Cell<u32>,
     plan_lock: async_lock::Mutex<()>,
     /// `limits::deltas_per_base_max`, lowered by tests to reach full
     /// checkpoints often.
@@ -505,6 +539,9 @@ impl<D: Device> Store<D> {
             commit_ended: tokio::sync::Notify::new(),
             precise_growth_from: Cell::new(None),
             committer: Cell::new(None),
+            dedicated: Cell::new(false),
+            work: tokio::sync::Notify::new(),
+            exclusive_waiting: Cell::new(0),
             plan_lock: async_lock::Mutex::new(()),
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
             deferred_blocks_max: Cell::new(limits::deferred_blocks_max),
@@ -622,6 +659,9 @@ impl<D: Device> Store<D> {
                 inner.unwritten.insert(*b, d.clone());
             }
             inner.queue.push(QueuedTxn { ops: phys, data, freed: txn_freed, done: tx });
+            if self.dedicated.get() {
+                self.work.notify_one();
+            }
             if let Some(committer) = self.committer.take() {
                 committer.wake();
             }
@@ -637,6 +677,11 @@ impl<D: Device> Store<D> {
     /// checkpoint finished since has measured for it, so concurrent askers
     /// share one instead of writing all metadata once each.
     async fn checkpoint_exclusive(&self, asked_at: u64) -> Result<(), StoreError> {
+        let _waiting = ExclusiveWaiting::new(&self.exclusive_waiting, &self.commit_ended);
+        self.checkpoint_exclusive_waiting(asked_at).await
+    }
+
+    async fn checkpoint_exclusive_waiting(&self, asked_at: u64) -> Result<(), StoreError> {
         loop {
             // Registered before the check: a commit that ends between the
             // check and the wait still wakes us.
@@ -662,6 +707,36 @@ impl<D: Device> Store<D> {
         }
     }
 
+    /// Commits whatever is queued, as a task of its own, for as long as it
+    /// is polled: each transaction is then answered as soon as its record
+    /// is durable. (Without it, the first waiter that finds no commit
+    /// running drives the commit, and its own answer waits until the queue
+    /// runs dry: under steady load, long after its record was durable.)
+    pub async fn run_committer(&self) {
+        self.dedicated.set(true);
+        loop {
+            if self.committing.get() || self.exclusive_waiting.get() > 0 {
+                // A full checkpoint runs or waits to: let it.
+                let ended = self.commit_ended.notified();
+                let mut ended = std::pin::pin!(ended);
+                ended.as_mut().enable();
+                if self.committing.get() || self.exclusive_waiting.get() > 0 {
+                    ended.await;
+                    // Its task was woken first: let it take the commit.
+                    super::device::yield_once().await;
+                }
+                continue;
+            }
+            if self.inner.borrow().queue.is_empty() {
+                self.work.notified().await;
+                continue;
+            }
+            self.committing.set(true);
+            self.commit_all().await;
+            self.end_commit();
+        }
+    }
+
     /// The committer is done: let a waiting [`Store::checkpoint_exclusive`]
     /// take its turn.
     fn end_commit(&self) {
@@ -670,10 +745,10 @@ impl<D: Device> Store<D> {
     }
 
     /// Waits until a queued transaction is durable (driving the group
-    /// commit if nobody else is).
+    /// commit if nobody else is and no [`Store::run_committer`] task runs).
     pub async fn durable(&self, queued: Queued) -> Result<(), StoreError> {
         let rx = queued.0;
-        if !self.committing.get() {
+        if !self.dedicated.get() && !self.committing.get() {
             self.committing.set(true);
             self.commit_all().await;
             self.end_commit();
