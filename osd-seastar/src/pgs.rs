@@ -1001,7 +1001,13 @@ impl Shard {
                 }
             }
         }
-        ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries });
+        // Right after the txn's own pgmeta keys (its log entry), one op
+        // sets both: every op names its object in the store's record and
+        // delta, and is planned and applied on its own.
+        match ops.last_mut() {
+            Some(Op::OmapSetKeys { coll: c, obj, entries: earlier }) if *c == coll && obj == PGMETA => earlier.extend(entries),
+            _ => ops.push(Op::OmapSetKeys { coll, obj: PGMETA.into(), entries }),
+        }
     }
 
     /// A clean PG trimmed its log to `to`: no member lacks anything, so the
