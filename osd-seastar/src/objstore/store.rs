@@ -1557,6 +1557,12 @@ impl<D: Device> Store<D> {
         self.deltas_per_base_max.set(n);
     }
 
+    /// Whether a commit runs (a test waits for a committer to go idle).
+    #[cfg(test)]
+    pub(crate) fn committing_now(&self) -> bool {
+        self.committing.get()
+    }
+
     #[cfg(test)]
     pub(crate) fn set_deferred_blocks_max(&self, n: usize) {
         self.deferred_blocks_max.set(n);

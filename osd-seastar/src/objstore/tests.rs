@@ -345,10 +345,18 @@ fn oracle_with(state: &Logical) -> Store<SimDevice> {
 
 /// Submits a batch of transactions concurrently (they meet in group
 /// commits and pipelined records).
-fn submit_all(s: &Store<SimDevice>, batch: &[(Transaction, Vec<String>)]) -> Vec<Result<(), StoreError>> {
+/// Submits a batch concurrently. With `dedicated`, a committer task of
+/// its own (`run_committer`, as the OSD runs it) commits, polled beside
+/// the submits until every one is answered and the committer is idle
+/// again (a committer dropped mid-commit would leave the store committing).
+fn submit_all(s: &Store<SimDevice>, batch: &[(Transaction, Vec<String>)], dedicated: bool) -> Vec<Result<(), StoreError>> {
     let mut futs: Vec<_> = batch.iter().map(|(t, _)| Box::pin(s.submit(t.clone()))).collect();
     let mut done: Vec<Option<Result<(), StoreError>>> = vec![None; futs.len()];
+    let mut committer = dedicated.then(|| Box::pin(s.run_committer()));
     block_on(std::future::poll_fn(|cx| {
+        if let Some(c) = committer.as_mut() {
+            assert!(c.as_mut().poll(cx).is_pending(), "the committer runs for as long as it is polled");
+        }
         for (i, f) in futs.iter_mut().enumerate() {
             if done[i].is_none() {
                 if let std::task::Poll::Ready(r) = f.as_mut().poll(cx) {
@@ -356,7 +364,7 @@ fn submit_all(s: &Store<SimDevice>, batch: &[(Transaction, Vec<String>)]) -> Vec
                 }
             }
         }
-        if done.iter().all(Option::is_some) {
+        if done.iter().all(Option::is_some) && !s.committing_now() {
             std::task::Poll::Ready(())
         } else {
             std::task::Poll::Pending
@@ -574,7 +582,8 @@ fn crash_run(seed: u64) -> Counters {
             if b == crash_batch {
                 dev.fail_after(rng.gen_range(0..12));
             }
-            let results = submit_all(&s, &batch);
+            // Odd seeds commit as the OSD does, with a committer task.
+            let results = submit_all(&s, &batch, seed % 2 == 1);
             let oracle_results: Vec<Result<(), StoreError>> = batch.iter().map(|(t, _)| block_on(oracle.submit(t.clone()))).collect();
             // A transaction may be refused, but nothing in a store that
             // did not rot may ever fail a checksum.
