@@ -188,6 +188,13 @@ struct SimState {
     write_polls: u32,
 }
 
+impl SimState {
+    /// A medium with nothing in flight and no faults armed.
+    fn fresh(durable: Vec<u8>) -> SimState {
+        SimState { durable, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 }
+    }
+}
+
 /// An in-memory device for tests. Clones share the same medium.
 #[derive(Clone)]
 pub struct SimDevice {
@@ -199,7 +206,7 @@ impl SimDevice {
     pub fn new(len: u64) -> SimDevice {
         let len = len / BLOCK as u64 * BLOCK as u64;
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: vec![0; len as usize], pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
+            state: Rc::new(RefCell::new(SimState::fresh(vec![0; len as usize]))),
             len,
         }
     }
@@ -254,7 +261,7 @@ impl SimDevice {
             medium[off as usize..off as usize + keep].copy_from_slice(&data[..keep]);
         }
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
+            state: Rc::new(RefCell::new(SimState::fresh(medium))),
             len: self.len,
         }
     }
@@ -271,7 +278,7 @@ impl SimDevice {
             }
         }
         SimDevice {
-            state: Rc::new(RefCell::new(SimState { durable: medium, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 })),
+            state: Rc::new(RefCell::new(SimState::fresh(medium))),
             len: self.len,
         }
     }

@@ -195,8 +195,10 @@ type Background<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreErro
 /// [`Store::commit_all_locked`]).
 struct Flight<'a> {
     group: Vec<QueuedTxn>,
-    /// The record's ops chunk, kept for the next delta.
-    ops_chunk: Vec<u8>,
+    /// The record (shared with its write) and where its ops chunk lies,
+    /// which goes into the next delta once the record is durable.
+    record: Rc<Vec<u8>>,
+    ops_chunk: std::ops::Range<usize>,
     write: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + 'a>>,
     done: Option<std::io::Result<()>>,
 }
@@ -234,12 +236,10 @@ struct Inner {
     /// The body size of the last full checkpoint (the bound's measured
     /// part).
     ckpt_body_bytes: u64,
-    /// The ops of every transaction committed since the last checkpoint or
-    /// delta, in commit order (which is planning order): the next delta.
-    /// Bounded by the journal: a wrap empties it.
     /// The next delta as it will be written: room for its header, then
-    /// the ops chunk of every group made durable since the last wrap, in
-    /// commit order (copied from their records).
+    /// the ops chunk of every group made durable since the last checkpoint
+    /// or delta, in commit order (which is planning order), copied from
+    /// their records. Bounded by the journal: a wrap empties it.
     ops_since: Vec<u8>,
     /// Where the next delta goes inside the current checkpoint's slot, and
     /// its index.
@@ -443,8 +443,8 @@ impl<D: Device> Store<D> {
             if crc32fast::hash(body) != h.body_crc {
                 break;
             }
-            let Some(rec) = decode_record(body) else { break };
-            records.push(Replayed { len: len as u64, ..rec });
+            let Some(rec) = decode_record(body, len as u64) else { break };
+            records.push(rec);
             seq += 1;
             pos += len as u64;
         }
@@ -1091,15 +1091,16 @@ impl<D: Device> Store<D> {
                 let body_len = record.len() - RECORD_HEADER_BYTES;
                 let len = RecordHeader::padded_len(body_len) as u64;
                 let head = self.inner.borrow().journal_head;
-                let journals = head + len <= self.header.journal_bytes / 2 && body_len <= limits::record_body_bytes_max;
+                let journals = self.record_fits(head, len, body_len);
                 if inline && journals {
-                    let ops_chunk = record[ops_chunk].to_vec();
                     let offset = self.reserve_record(&mut record, len);
-                    let write = Box::pin(async move { self.dev.write_durable(offset, &record).await });
+                    let record = Rc::new(record);
+                    let written = record.clone();
+                    let write = Box::pin(async move { self.dev.write_durable(offset, &written).await });
                     if !flights.is_empty() {
                         self.inner.borrow_mut().counters.pipelined += 1;
                     }
-                    flights.push_back(Flight { group, ops_chunk, write, done: None });
+                    flights.push_back(Flight { group, record, ops_chunk, write, done: None });
                     continue;
                 }
                 if !flights.is_empty() {
@@ -1173,7 +1174,7 @@ impl<D: Device> Store<D> {
             while flights.front().is_some_and(|f| f.done.is_some()) {
                 let f = flights.pop_front().expect("front exists");
                 let result = f.done.expect("done").map_err(StoreError::from);
-                self.finish(f.group, &f.ops_chunk, true, false, result);
+                self.finish(f.group, &f.record[f.ops_chunk], true, false, result);
             }
             // Also when the journal nears its wrap, so that the wrap (which
             // stalls the committer) finds few deferred blocks left to write.
@@ -1187,6 +1188,12 @@ impl<D: Device> Store<D> {
                 flush = Some(Box::pin(self.flush_deferred()));
             }
         }
+    }
+
+    /// Whether a record of `len` bytes (`body_len` of body) fits the
+    /// journal's half from `head` on.
+    fn record_fits(&self, head: u64, len: u64, body_len: usize) -> bool {
+        head + len <= self.header.journal_bytes / 2 && body_len <= limits::record_body_bytes_max
     }
 
     /// A deferred flush ended: a failed one fails the store (its blocks'
@@ -1225,11 +1232,10 @@ impl<D: Device> Store<D> {
     /// written in place first, or a wrap (when its record would not fit the
     /// journal's half).
     #[allow(clippy::too_many_arguments)]
-    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, record: Vec<u8>, ops_chunk: std::ops::Range<usize>, len: u64, journals: bool, holding_plan_lock: bool) {
+    async fn commit_alone(&self, mut group: Vec<QueuedTxn>, inline: bool, mut record: Vec<u8>, ops_chunk: std::ops::Range<usize>, len: u64, journals: bool, holding_plan_lock: bool) {
         if journals {
-            let chunk = record[ops_chunk].to_vec();
-            let result = self.commit_group(&group, record, len, inline).await;
-            self.finish(group, &chunk, inline, false, result);
+            let result = self.commit_group(&group, &mut record, len, inline).await;
+            self.finish(group, &record[ops_chunk], inline, false, result);
             return;
         }
         // The journal's half is full. When the ops of the groups made
@@ -1238,7 +1244,7 @@ impl<D: Device> Store<D> {
         // other. A delta holds durable groups only, so this needs no plan
         // lock: planning goes on meanwhile, and no queued group's data has
         // to be written in place first.
-        let fits_empty_half = len <= self.header.journal_bytes / 2 && record.len() - RECORD_HEADER_BYTES <= limits::record_body_bytes_max;
+        let fits_empty_half = self.record_fits(0, len, record.len() - RECORD_HEADER_BYTES);
         if fits_empty_half && self.inner.borrow().journal_head > 0 {
             match self.wrap(false).await {
                 Ok(true) => {
@@ -1411,16 +1417,16 @@ impl<D: Device> Store<D> {
     /// One group: its data, then one journal record, then one sync. (If
     /// the record reaches the medium and the data does not, replay sees the
     /// last record's data crcs fail and drops it.)
-    async fn commit_group(&self, group: &[QueuedTxn], mut record: Vec<u8>, len: u64, inline: bool) -> Result<(), StoreError> {
+    async fn commit_group(&self, group: &[QueuedTxn], record: &mut Vec<u8>, len: u64, inline: bool) -> Result<(), StoreError> {
         let all: Vec<(u64, Rc<Vec<u8>>)> = if inline { Vec::new() } else { group.iter().flat_map(|q| q.data.iter().cloned()).collect() };
         let writes = self.data_writes(&all);
-        let offset = self.reserve_record(&mut record, len);
+        let offset = self.reserve_record(record, len);
         if inline {
             // One device write, durable on completion: the whole commit.
-            self.dev.write_durable(offset, &record).await?;
+            self.dev.write_durable(offset, record).await?;
         } else {
             self.write_all(writes).await?;
-            self.dev.write(offset, &record).await?;
+            self.dev.write(offset, record).await?;
             self.dev.sync().await?;
         }
         Ok(())
@@ -1753,13 +1759,11 @@ impl<D: Device> Store<D> {
     }
 }
 
-/// A journal record for `group` — its ops and, for an inline group, the
-/// content of its new blocks — after room for its header, which
-/// [`Store::reserve_record`] fills in. The ops are lent to the body and
-/// given back, the blocks shared: a block's bytes are copied once, into
-/// the record.
-/// A group's journal record (header room, then the body: its ops chunk,
-/// then its inline blocks) and where in it the ops chunk lies.
+/// A journal record for `group` — its ops chunk and, for an inline group,
+/// the content of its new blocks — after room for its header, which
+/// [`Store::reserve_record`] fills in; and where in it the ops chunk lies.
+/// The ops are lent to the body and given back, the blocks shared: a
+/// block's bytes are copied once, into the record.
 fn encode_record(group: &mut [QueuedTxn], inline: bool) -> Result<(Vec<u8>, std::ops::Range<usize>), StoreError> {
     let blocks: Vec<InlineBlock> = if inline { group.iter().flat_map(|q| q.data.iter().map(|(b, d)| InlineBlock { dev: *b, data: d.clone() })).collect() } else { Vec::new() };
     // Sized for the blocks and a generous share per op: rarely regrown.
@@ -1820,15 +1824,16 @@ struct Replayed {
     len: u64,
 }
 
-/// Decodes a record's body (its crc already checked); `None` if it does
-/// not decode, which ends the replay like a torn record.
-fn decode_record(body: &[u8]) -> Option<Replayed> {
+/// Decodes the body of a record of `len` journal bytes (its crc already
+/// checked); `None` if it does not decode, which ends the replay like a
+/// torn record.
+fn decode_record(body: &[u8], len: u64) -> Option<Replayed> {
     let (ops, rest) = split_ops_chunk(body)?;
     let txns = decode_ops(ops).ok()?;
     let mut aligned = rkyv::util::AlignedVec::<16>::new();
     aligned.extend_from_slice(rest);
     let inline = rkyv::from_bytes::<RecordInline, rkyv::rancor::Error>(&aligned).ok()?.blocks;
-    Some(Replayed { txns, inline, len: 0 })
+    Some(Replayed { txns, inline, len })
 }
 
 /// Clears a delta buffer back to room for its header, keeping its
