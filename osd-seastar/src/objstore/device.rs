@@ -106,14 +106,58 @@ impl DmaDevice {
     }
 }
 
-impl Device for DmaDevice {
-    async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        check_aligned(offset, data.len(), self.len)?;
+impl DmaDevice {
+    /// One DMA write of `data`, copied into a glommio buffer.
+    async fn write_piece(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut buf = self.file.alloc_dma_buffer(data.len());
         buf.as_bytes_mut().copy_from_slice(data);
         let n = self.file.write_at(buf, offset).await.map_err(gerr)?;
         if n != data.len() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short write {n} of {}", data.len())));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `writes` together and waits for all of them; the first error wins.
+async fn join_writes<F: std::future::Future<Output = io::Result<()>>>(writes: Vec<F>) -> io::Result<()> {
+    let mut writes: Vec<Option<std::pin::Pin<Box<F>>>> = writes.into_iter().map(|w| Some(Box::pin(w))).collect();
+    let mut first_error = None;
+    std::future::poll_fn(|cx| {
+        for slot in writes.iter_mut() {
+            if let Some(w) = slot {
+                if let std::task::Poll::Ready(r) = w.as_mut().poll(cx) {
+                    *slot = None;
+                    if let Err(e) = r {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if writes.iter().all(Option::is_none) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    first_error.map_or(Ok(()), Err)
+}
+
+impl Device for DmaDevice {
+    async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        use super::limits::{dma_write_piece_bytes, dma_write_pieces_in_flight_max};
+        check_aligned(offset, data.len(), self.len)?;
+        if data.len() <= dma_write_piece_bytes {
+            return self.write_piece(offset, data).await;
+        }
+        // A torn big write is already possible (the kernel splits it too):
+        // whoever writes one checks it with a crc before trusting it.
+        let wave_bytes = dma_write_piece_bytes * dma_write_pieces_in_flight_max;
+        for (w, wave) in data.chunks(wave_bytes).enumerate() {
+            let wave_offset = offset + (w * wave_bytes) as u64;
+            let pieces = wave.chunks(dma_write_piece_bytes).enumerate().map(|(i, piece)| self.write_piece(wave_offset + (i * dma_write_piece_bytes) as u64, piece)).collect();
+            join_writes(pieces).await?;
         }
         Ok(())
     }

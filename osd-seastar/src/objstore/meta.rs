@@ -117,55 +117,120 @@ impl PhysOp {
     }
 }
 
-/// Applies an op that changes one existing object (see
-/// [`PhysOp::object_target`]) to that object.
-pub fn apply_to_onode(o: &mut Onode, op: &PhysOp, freed: &mut Vec<u64>) {
-        match op {
-            PhysOp::SetBlocks { blocks, .. } => {
-                for (idx, b) in blocks {
-                    if let Some(old) = o.blocks.insert(*idx, *b) {
-                        freed.push(old.dev);
-                    }
-                }
-            }
-            PhysOp::DropBlocks { from, to, .. } => {
-                let doomed: Vec<u64> = o.blocks.range(*from..*to).map(|(i, _)| *i).collect();
-                for i in doomed {
-                    if let Some(old) = o.blocks.remove(&i) {
-                        freed.push(old.dev);
-                    }
-                }
-            }
-            PhysOp::SetSize { size, .. } => o.size = *size,
-            PhysOp::SetAttr { name, value, .. } => {
-                o.xattrs.insert(name.clone(), value.clone());
-            }
-            PhysOp::RmAttr { name, .. } => {
-                o.xattrs.remove(name);
-            }
-            PhysOp::OmapSet { entries, .. } => {
-                for (k, v) in entries {
-                    o.omap.insert(k.clone(), v.clone());
-                }
-            }
-            PhysOp::OmapRm { keys, .. } => {
-                for k in keys {
-                    o.omap.remove(k);
-                }
-            }
-            PhysOp::OmapRmRange { start, end, .. } => {
-                let doomed: Vec<String> = o.omap.range(start.clone()..).take_while(|(k, _)| *k < end).map(|(k, _)| k.clone()).collect();
-                for k in doomed {
-                    o.omap.remove(&k);
-                }
-            }
-            PhysOp::OmapHeader { value, .. } => o.omap_header = value.clone(),
-            PhysOp::OmapClear { .. } => {
-                o.omap.clear();
-                o.omap_header.clear();
-            }
-            _ => {}
+/// Bounds of how many bytes a change adds to the archived metadata (a
+/// checkpoint's body), in the units the store keeps its metadata bound in.
+/// Growth is never under-counted; a free is counted only where it is sure.
+pub mod growth {
+    /// An object's fixed part in an archived collection (an empty object
+    /// measures less).
+    pub const OBJECT_BYTES: i64 = 160;
+    /// An archived block map entry: index and block reference.
+    pub const BLOCK_ENTRY_BYTES: i64 = 40;
+    /// An archived map entry: the key's string and the value's vector
+    /// (their bytes out of line are counted apart).
+    pub const MAP_ENTRY_BYTES: usize = 16;
+    /// Strings up to this long are stored inline in an archived entry.
+    pub const INLINE_STRING_BYTES: usize = 8;
+    /// Out-of-line bytes are unaligned, what follows them may not be: a
+    /// change of their length moves its padding by up to this.
+    pub const ALIGN_PAD_BYTES: usize = 7;
+
+    /// Bytes a key takes out of line (short keys live inline).
+    pub fn out_of_line(k: &str) -> usize {
+        if k.len() > INLINE_STRING_BYTES {
+            k.len()
+        } else {
+            0
         }
+    }
+
+    /// What setting `k` to a value of `v` bytes adds, where it held a value
+    /// of `old` bytes (None: a new key).
+    pub fn set_growth(k: &str, old: Option<usize>, v: usize) -> i64 {
+        match old {
+            // The same length lands in the same place; another may move
+            // the node's alignment padding.
+            Some(old) if old == v => 0,
+            Some(old) => (v + ALIGN_PAD_BYTES).saturating_sub(old) as i64,
+            None => (MAP_ENTRY_BYTES + out_of_line(k) + v + ALIGN_PAD_BYTES) as i64,
+        }
+    }
+
+    /// What removing an entry surely frees: the entry and its out-of-line
+    /// bytes, less what alignment padding may take back.
+    pub fn surely_freed(k: &str, value_len: usize) -> i64 {
+        -((MAP_ENTRY_BYTES + out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
+    }
+}
+
+/// Applies an op that changes one existing object (see
+/// [`PhysOp::object_target`]) to that object; returns its
+/// [`growth`] bound, measured on the way (the map updates find the old
+/// values anyway, so knowing them costs no lookup of its own).
+pub fn apply_to_onode(o: &mut Onode, op: &PhysOp, freed: &mut Vec<u64>) -> i64 {
+    use growth::{set_growth, surely_freed, BLOCK_ENTRY_BYTES};
+    match op {
+        PhysOp::SetBlocks { blocks, .. } => {
+            let mut new_entries = 0;
+            for (idx, b) in blocks {
+                match o.blocks.insert(*idx, *b) {
+                    Some(old) => freed.push(old.dev),
+                    None => new_entries += 1,
+                }
+            }
+            new_entries * BLOCK_ENTRY_BYTES
+        }
+        PhysOp::DropBlocks { from, to, .. } => {
+            let doomed: Vec<u64> = o.blocks.range(*from..*to).map(|(i, _)| *i).collect();
+            for i in doomed {
+                if let Some(old) = o.blocks.remove(&i) {
+                    freed.push(old.dev);
+                }
+            }
+            0
+        }
+        PhysOp::SetSize { size, .. } => {
+            o.size = *size;
+            0
+        }
+        PhysOp::SetAttr { name, value, .. } => {
+            let old = o.xattrs.insert(name.clone(), value.clone());
+            set_growth(name, old.map(|v| v.len()), value.len())
+        }
+        PhysOp::RmAttr { name, .. } => o.xattrs.remove(name).map_or(0, |old| surely_freed(name, old.len())),
+        PhysOp::OmapSet { entries, .. } => {
+            let mut grown = 0;
+            for (k, v) in entries {
+                let old = o.omap.insert(k.clone(), v.clone());
+                grown += set_growth(k, old.map(|v| v.len()), v.len());
+            }
+            grown
+        }
+        PhysOp::OmapRm { keys, .. } => keys.iter().map(|k| o.omap.remove(k).map_or(0, |old| surely_freed(k, old.len()))).sum(),
+        PhysOp::OmapRmRange { start, end, .. } => {
+            let doomed: Vec<String> = o.omap.range(start.clone()..).take_while(|(k, _)| *k < end).map(|(k, _)| k.clone()).collect();
+            let mut grown = 0;
+            for k in doomed {
+                if let Some(old) = o.omap.remove(&k) {
+                    grown += surely_freed(&k, old.len());
+                }
+            }
+            grown
+        }
+        // The old header's bytes may stay as padding: count the new ones.
+        PhysOp::OmapHeader { value, .. } => {
+            o.omap_header = value.clone();
+            value.len() as i64
+        }
+        // Freed for sure, but not counted: the next full checkpoint
+        // measures it.
+        PhysOp::OmapClear { .. } => {
+            o.omap.clear();
+            o.omap_header.clear();
+            0
+        }
+        _ => 0,
+    }
 }
 
 /// The physical ops of a group of transactions: the first part of a
@@ -301,12 +366,15 @@ impl Meta {
     }
 
     /// Applies one physical op; device blocks it releases go to `freed`.
+    /// Returns the op's [`growth`] bound of the archived metadata.
     /// Ops come from our own validated transactions or from checked
     /// records, so a missing collection here is skipped, not a panic.
-    pub fn apply(&mut self, op: &PhysOp, freed: &mut Vec<u64>) {
+    pub fn apply(&mut self, op: &PhysOp, freed: &mut Vec<u64>) -> i64 {
         match op {
             PhysOp::CreateColl(c) => {
                 self.colls.entry(*c).or_default();
+                // An empty collection measures 160 bytes.
+                256
             }
             PhysOp::RemoveColl(c) => {
                 if let Some(objs) = self.colls.remove(c) {
@@ -314,21 +382,28 @@ impl Meta {
                         freed.extend(o.blocks.values().map(|b| b.dev));
                     }
                 }
+                0
             }
             PhysOp::Touch { coll, obj, mtime_ms } => {
-                if let Some(objs) = self.colls.get_mut(coll) {
-                    objs.get_or_create(obj).mtime_ms = *mtime_ms;
+                let Some(objs) = self.colls.get_mut(coll) else { return 0 };
+                let new = objs.get(obj).is_none();
+                objs.get_or_create(obj).mtime_ms = *mtime_ms;
+                if new {
+                    growth::OBJECT_BYTES + obj.len() as i64
+                } else {
+                    0
                 }
             }
             PhysOp::Remove { coll, obj } => {
-                if let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.remove(obj)) {
-                    freed.extend(o.blocks.values().map(|b| b.dev));
-                }
+                let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.remove(obj)) else { return 0 };
+                freed.extend(o.blocks.values().map(|b| b.dev));
+                // Only the name and the blocks: surely freed.
+                -(obj.len() as i64 + o.blocks.len() as i64 * 24)
             }
             _ => {
-                let Some((coll, obj)) = op.object_target() else { return };
-                let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.get_mut(obj)) else { return };
-                apply_to_onode(o, op, freed);
+                let Some((coll, obj)) = op.object_target() else { return 0 };
+                let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.get_mut(obj)) else { return 0 };
+                apply_to_onode(o, op, freed)
             }
         }
     }

@@ -75,6 +75,16 @@ pub mod limits {
     /// slot (1/32): a checkpoint rewrites all metadata, and near a full
     /// slot every write would otherwise ask for one.
     pub const remeasure_fraction: u64 = 32;
+    /// The largest buffer one DMA write copies into; bigger writes (full
+    /// checkpoints, deltas: megabytes) go out as pieces of this size.
+    /// glommio hands out buffers up to its registered pool (10 MiB) from
+    /// reused memory; a bigger one is a fresh allocation whose pages the
+    /// kernel faults in and zeroes on every write.
+    pub const dma_write_piece_bytes: usize = 1 << 20;
+    /// Pieces of one big write in flight at once: enough to keep the
+    /// device busy, few enough to stay well inside glommio's pool beside
+    /// the shard's other I/O.
+    pub const dma_write_pieces_in_flight_max: usize = 4;
 }
 
 #[cfg(test)]

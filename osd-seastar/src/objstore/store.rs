@@ -45,6 +45,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 
+use super::meta::growth::{set_growth, surely_freed, BLOCK_ENTRY_BYTES, OBJECT_BYTES};
+
 use super::device::{Device, BLOCK};
 use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
@@ -231,7 +233,8 @@ struct Inner {
     failed: Option<String>,
     counters: Counters,
     /// An upper bound of the next checkpoint's size: the last checkpoint's
-    /// body plus what ops since may have added (`txn_growth_bytes`).
+    /// body plus what ops since may have added, as `Meta::apply` measured
+    /// it (`meta::growth`).
     meta_bytes_bound: u64,
     /// The body size of the last full checkpoint (the bound's measured
     /// part).
@@ -255,9 +258,6 @@ pub struct Store<D: Device> {
     committing: Cell<bool>,
     /// Woken whenever a committer finishes (`committing` turns false).
     commit_ended: tokio::sync::Notify,
-    /// The metadata bound from which growth is estimated precisely (None:
-    /// half the slot's limit); tests lower it.
-    precise_growth_from: Cell<Option<u64>>,
     /// The committer waiting on records in flight: woken by `enqueue`, so
     /// that a new group starts while older records are still in flight.
     committer: Cell<Option<std::task::Waker>>,
@@ -284,6 +284,11 @@ pub struct Store<D: Device> {
     /// it over and over (2-3% of a shard's CPU at depth-32 writes). Never
     /// larger than a checkpoint slot (a bigger delta is a full checkpoint).
     delta_buf: Cell<Vec<u8>>,
+    /// The last full checkpoint's buffer (header block and body), kept for
+    /// the next for the same reason: a fresh one of megabytes had the
+    /// kernel fault in and zero its pages each time (~8% of a size-3
+    /// replica's CPU). Never larger than a checkpoint slot.
+    ckpt_buf: Cell<Vec<u8>>,
 }
 
 fn now_ms() -> u64 {
@@ -306,10 +311,11 @@ impl<D: Device> Store<D> {
             let instance = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
             let h = RegionHeader::plan(shard, instance, len, opts.journal_bytes, opts.checkpoint_bytes).map_err(StoreError::Invalid)?;
             dev.write(start, &h.encode(&opts.fsid, opts.osd)).await?;
-            let body = rkyv::to_bytes::<rkyv::rancor::Error>(&Meta::default()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let mut framed = vec![0; BLOCK];
+            archive_after(&Meta::default(), &mut framed)?;
             // Checkpoint seq goes to slot seq % 2, so the next checkpoint
             // (seq 2) never overwrites this, the only valid one.
-            Self::write_ckpt(dev, start, &h, 1, 1, 1, &body).await?;
+            Self::write_ckpt(dev, start, &h, 1, 1, 1, &mut framed).await?;
             dev.write(start + h.ckpt_offset(0), &vec![0; BLOCK]).await?;
             dev.write(start + h.journal_offset(), &vec![0; BLOCK]).await?;
         }
@@ -318,17 +324,19 @@ impl<D: Device> Store<D> {
         Ok(())
     }
 
-    async fn write_ckpt(dev: &D, base: u64, h: &RegionHeader, slot: usize, seq: u64, journal_seq: u64, body: &[u8]) -> Result<(), StoreError> {
-        let total = BLOCK + body.len().div_ceil(BLOCK) * BLOCK;
+    /// Writes a checkpoint from `framed`: a block of room for its header,
+    /// then its body (padded here to whole blocks).
+    async fn write_ckpt(dev: &D, base: u64, h: &RegionHeader, slot: usize, seq: u64, journal_seq: u64, framed: &mut Vec<u8>) -> Result<(), StoreError> {
+        let body_len = framed.len() - BLOCK;
+        let total = BLOCK + body_len.div_ceil(BLOCK) * BLOCK;
         if total as u64 > h.ckpt_bytes {
             return Err(StoreError::MetadataFull(format!("checkpoint of {} bytes exceeds its {}-byte slot", total, h.ckpt_bytes)));
         }
-        let header = CkptHeader { instance: h.instance, seq, journal_seq, body_len: body.len() as u64, body_crc: crc32fast::hash(body) };
-        let mut buf = Vec::with_capacity(total);
-        buf.extend_from_slice(&header.encode());
-        buf.extend_from_slice(body);
-        buf.resize(total, 0);
-        dev.write(base + h.ckpt_offset(slot), &buf).await?;
+        let header = CkptHeader { instance: h.instance, seq, journal_seq, body_len: body_len as u64, body_crc: crc32fast::hash(&framed[BLOCK..]) };
+        let encoded = header.encode();
+        framed[..encoded.len()].copy_from_slice(&encoded);
+        framed.resize(total, 0);
+        dev.write(base + h.ckpt_offset(slot), framed).await?;
         Ok(())
     }
 
@@ -412,10 +420,9 @@ impl<D: Device> Store<D> {
                 let (archive, after) = split_ops_chunk(rest).ok_or_else(|| corrupt("ops chunk overruns the delta".into()))?;
                 rest = after;
                 for txn in &decode_ops(archive).map_err(|e| corrupt(e.to_string()))? {
-                    delta_growth += txn_growth_bytes(&meta, txn, true);
                     for op in txn {
                         scratch.clear();
-                        meta.apply(op, &mut scratch);
+                        delta_growth += meta.apply(op, &mut scratch);
                     }
                 }
             }
@@ -481,7 +488,7 @@ impl<D: Device> Store<D> {
         for rec in &records {
             let mut freed = Vec::new();
             for op in rec.txns.iter().flatten() {
-                meta.apply(op, &mut freed);
+                delta_growth += meta.apply(op, &mut freed);
             }
             let inline: BTreeSet<u64> = rec.inline.iter().map(|b| b.dev).collect();
             for op in rec.txns.iter().flatten() {
@@ -537,7 +544,6 @@ impl<D: Device> Store<D> {
             }),
             committing: Cell::new(false),
             commit_ended: tokio::sync::Notify::new(),
-            precise_growth_from: Cell::new(None),
             committer: Cell::new(None),
             dedicated: Cell::new(false),
             work: tokio::sync::Notify::new(),
@@ -546,6 +552,7 @@ impl<D: Device> Store<D> {
             deltas_per_base_max: Cell::new(limits::deltas_per_base_max),
             deferred_blocks_max: Cell::new(limits::deferred_blocks_max),
             delta_buf: Cell::new(Vec::new()),
+            ckpt_buf: Cell::new(Vec::new()),
         };
         // Records written in flight with the first missing one may have
         // reached the disk without it; the journal goes on past their seqs,
@@ -627,11 +634,14 @@ impl<D: Device> Store<D> {
             // could grow it past the slot (less a reserve) is refused with
             // ENOSPC, while ones that shrink it (removes) go on.
             let limit = self.header.ckpt_bytes.saturating_sub(BLOCK as u64 + self.header.ckpt_bytes / limits::ckpt_reserve_fraction);
-            // Far from the limit a cheap over-estimate will do (it looks
-            // no omap key up); the precise one only once it matters.
-            let precise = inner.meta_bytes_bound >= self.precise_growth_from.get().unwrap_or(limit / 2);
-            let growth = txn_growth_bytes(&inner.meta, &phys, precise);
-            if growth > 0 && inner.meta_bytes_bound + growth as u64 > limit {
+            // A cheap over-estimate (it looks no omap key up) admits
+            // almost every transaction; the precise one only near the limit.
+            let fits = |growth: i64| growth <= 0 || inner.meta_bytes_bound + growth as u64 <= limit;
+            let mut growth = txn_growth_bytes(&inner.meta, &phys, false);
+            if !fits(growth) {
+                growth = txn_growth_bytes(&inner.meta, &phys, true);
+            }
+            if !fits(growth) {
                 for (b, _) in &data {
                     inner.alloc.release(*b);
                 }
@@ -649,12 +659,15 @@ impl<D: Device> Store<D> {
                 inner.counters.metadata_full += 1;
                 return Err(StoreError::MetadataFull(format!("metadata of ~{} bytes would outgrow the {}-byte checkpoint slot", inner.meta_bytes_bound + growth as u64, self.header.ckpt_bytes)));
             }
-            inner.meta_bytes_bound = inner.meta_bytes_bound.saturating_add_signed(growth);
             let (tx, rx) = tokio::sync::oneshot::channel();
             let mut txn_freed = Vec::new();
+            // The bound grows by what applying measures: the same rules as
+            // the precise estimate, with the old values found on the way.
+            let mut applied_growth = 0;
             for op in &phys {
-                inner.meta.apply(op, &mut txn_freed);
+                applied_growth += inner.meta.apply(op, &mut txn_freed);
             }
+            inner.meta_bytes_bound = inner.meta_bytes_bound.saturating_add_signed(applied_growth);
             for (b, d) in &data {
                 inner.unwritten.insert(*b, d.clone());
             }
@@ -1520,36 +1533,37 @@ impl<D: Device> Store<D> {
         // (durably) before the journal restarts.
         self.flush_deferred().await?;
         self.dev.sync().await?;
-        let (body, seq, journal_seq, bound_at_snapshot) = {
+        // The last checkpoint's buffer: its pages are already faulted in.
+        let mut framed = self.ckpt_buf.take();
+        framed.clear();
+        framed.resize(BLOCK, 0);
+        let (seq, journal_seq, bound_at_snapshot) = {
             let inner = self.inner.borrow();
-            // Sized like the last checkpoint (plus growth since): the
-            // buffer is not regrown and copied over and over.
-            let capacity = (inner.meta_bytes_bound as usize).min(self.header.ckpt_bytes as usize);
-            let body = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&inner.meta, rkyv::util::AlignedVec::<16>::with_capacity(capacity))
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            (body, inner.ckpt_seq + 1, inner.journal_seq, inner.meta_bytes_bound)
+            if let Err(e) = archive_after(&inner.meta, &mut framed) {
+                self.ckpt_buf.set(framed);
+                return Err(e);
+            }
+            (inner.ckpt_seq + 1, inner.journal_seq, inner.meta_bytes_bound)
         };
+        let body_len = framed.len() - BLOCK;
         let slot = (seq % 2) as usize;
-        Self::write_ckpt(&self.dev, self.base, &self.header, slot, seq, journal_seq, &body).await?;
+        let written = Self::write_ckpt(&self.dev, self.base, &self.header, slot, seq, journal_seq, &mut framed).await;
+        self.ckpt_buf.set(framed);
+        written?;
         self.dev.sync().await?;
         let mut inner = self.inner.borrow_mut();
         inner.ckpt_seq = seq;
         inner.journal_head = 0;
         empty_delta(&mut inner.ops_since);
-        inner.delta_offset = BLOCK as u64 + (body.len() as u64).div_ceil(BLOCK as u64) * BLOCK as u64;
+        inner.delta_offset = BLOCK as u64 + (body_len as u64).div_ceil(BLOCK as u64) * BLOCK as u64;
         inner.delta_index = 1;
         // The body is the measured base; ops planned while it was written
         // count on top of it.
         let growth_since = inner.meta_bytes_bound.saturating_sub(bound_at_snapshot);
-        inner.meta_bytes_bound = body.len() as u64 + growth_since;
-        inner.ckpt_body_bytes = body.len() as u64;
+        inner.meta_bytes_bound = body_len as u64 + growth_since;
+        inner.ckpt_body_bytes = body_len as u64;
         inner.counters.checkpoints += 1;
         Ok(())
-    }
-
-    #[cfg(test)]
-    pub(crate) fn set_precise_growth_from(&self, bytes: u64) {
-        self.precise_growth_from.set(Some(bytes));
     }
 
     /// The upper bound of the next checkpoint's size the store keeps.
@@ -1882,30 +1896,25 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An upper bound of how many bytes a transaction's ops add to the
-/// serialized metadata (negative: what they surely free). Conservative:
-/// growth is counted in full, frees only where certain, until the next
-/// full checkpoint measures the truth. The ops are walked in order over an
-/// overlay of what earlier ops of the same transaction did, so a key set
-/// and removed (or removed and set) again is counted right.
-///
-/// Omap keys are where a PG's log lives: every write adds a log entry,
-/// rewrites the PG info and an object's version key, and trims an old
-/// entry. Counting only growth made the bound drift up by hundreds of
-/// bytes per write, and near a full slot every few hundred writes forced
-/// a full checkpoint to re-measure it.
+/// An upper bound of how many bytes a transaction's ops would add to the
+/// serialized metadata (negative: what they surely free), asked before
+/// the transaction is admitted; once admitted, the bound grows by what
+/// `Meta::apply` measures with the same rules (`meta::growth`). The ops
+/// are walked in order over an overlay of what earlier ops of the same
+/// transaction did, so a key set and removed (or removed and set) again
+/// is counted right.
 ///
 /// An archived omap or xattr map is a vector of entries (see `Onode`):
 /// each costs `MAP_ENTRY_BYTES` plus the bytes of its key and value that do
 /// not fit inline.
 ///
 /// Not `precise`: every omap or xattr key set counts as new and removes
-/// free nothing, so no key is looked up (a PG's omap holds thousands; the
-/// lookups were ~7% of a replica write's CPU). The store asks for this
-/// while the bound is far from the slot's limit.
+/// free nothing, so no key is looked up (a PG's omap holds thousands of
+/// log keys; the lookups were ~5% of a replica write's CPU). The store
+/// asks for the precise one only when this does not fit.
 fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64 {
-    const OBJECT: i64 = 160;
-    const ENTRY: i64 = 40;
+    const OBJECT: i64 = OBJECT_BYTES;
+    const ENTRY: i64 = BLOCK_ENTRY_BYTES;
     let len = |n: usize| n as i64;
     let mut objects: HashMap<(CollId, &'a str), bool, Hasher> = HashMap::default();
     // Objects removed earlier in the transaction (maybe created again).
@@ -1960,15 +1969,6 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
     total
 }
 
-/// An archived map entry: the key's string and the value's vector (their
-/// bytes out of line are counted apart).
-const MAP_ENTRY_BYTES: usize = 16;
-/// Strings up to this long are stored inline in an archived entry.
-const INLINE_STRING_BYTES: usize = 8;
-/// Out-of-line bytes are unaligned, what follows them may not be: a change
-/// of their length moves its padding by up to this.
-const ALIGN_PAD_BYTES: usize = 7;
-
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum MapKind {
     Omap,
@@ -2010,15 +2010,9 @@ impl<'a> MapOverlay<'a> {
 
     fn set(&mut self, meta: &'a Meta, c: CollId, o: &'a str, kind: MapKind, k: &'a str, v: usize) -> i64 {
         if !self.precise {
-            return (MAP_ENTRY_BYTES + out_of_line(k) + v + ALIGN_PAD_BYTES) as i64;
+            return set_growth(k, None, v);
         }
-        let grow = match self.value_len(meta, c, o, kind, k) {
-            // The same length lands in the same place; another may move
-            // the node's alignment padding.
-            Some(old) if old == v => 0,
-            Some(old) => (v + ALIGN_PAD_BYTES).saturating_sub(old) as i64,
-            None => (MAP_ENTRY_BYTES + out_of_line(k) + v + ALIGN_PAD_BYTES) as i64,
-        };
+        let grow = set_growth(k, self.value_len(meta, c, o, kind, k), v);
         self.keys.insert((c, o, kind, k), Some(v));
         grow
     }
@@ -2055,21 +2049,6 @@ impl<'a> MapOverlay<'a> {
         self.cleared.insert((c, o, kind));
         self.keys.retain(|(kc, ko, kk, _), _| !(*kc == c && *ko == o && *kk == kind));
     }
-}
-
-/// Bytes a key takes out of line (short keys live inline).
-fn out_of_line(k: &str) -> usize {
-    if k.len() > INLINE_STRING_BYTES {
-        k.len()
-    } else {
-        0
-    }
-}
-
-/// What removing an entry surely frees: the entry and its out-of-line
-/// bytes, less what alignment padding may take back.
-fn surely_freed(k: &str, value_len: usize) -> i64 {
-    -((MAP_ENTRY_BYTES + out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
 }
 
 /// What planning needs of an onode: everything but its omap.

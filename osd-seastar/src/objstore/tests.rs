@@ -757,11 +757,6 @@ fn metadata_bound_never_falls_below_the_truth_under_omap_churn() {
     // bound the store refuses writes by must stay an upper bound.
     for seed in 0..100u64 {
         let (_dev, s) = fresh(32 << 20, 1 << 20);
-        // Half the seeds estimate precisely from the start, half begin with
-        // the quick over-estimate.
-        if seed % 2 == 0 {
-            s.set_precise_growth_from(0);
-        }
         let mut rng = StdRng::seed_from_u64(seed);
         block_on(async {
             s.submit(txn(vec![Op::CreateCollection(C1)])).await.unwrap();
@@ -811,8 +806,6 @@ fn a_pg_log_churn_does_not_drift_the_metadata_bound() {
     // the oldest entry trimmed. The metadata stays the same size, so the
     // bound must not climb by the bytes each write sets.
     let (_dev, s) = fresh(64 << 20, 1 << 20);
-    // As near a full slot (far from it, a quick over-estimate is used).
-    s.set_precise_growth_from(0);
     block_on(async {
         s.submit(txn(vec![Op::CreateCollection(C1), Op::Touch { coll: C1, obj: "pgmeta".into() }])).await.unwrap();
         // Metadata much bigger than a journal's worth of ops, so wraps
