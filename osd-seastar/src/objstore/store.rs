@@ -783,7 +783,9 @@ impl<D: Device> Store<D> {
             }
             return Err(e);
         }
-        Ok((view.ops, data))
+        let mut ops = view.ops;
+        compact_ops(&mut ops);
+        Ok((ops, data))
     }
 
     async fn plan_ops(&self, txn: &Transaction, view: &mut View, data: &mut Vec<(u64, Rc<Vec<u8>>)>) -> Result<(), StoreError> {
@@ -1894,6 +1896,63 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
         return Err(StoreError::Invalid(format!("object name of {} bytes", obj.len())));
     }
     Ok(())
+}
+
+/// Drops the ops a later op of the same transaction makes moot, so that
+/// records and deltas carry fewer (a client's write_full plans a touch, a
+/// truncate to 0 and a write: two touches and two sizes, of which one each
+/// is left): a `SetSize` that a later `SetSize` of the object overrides
+/// (applying an op never reads the size), and a `Touch` of an object an
+/// earlier `Touch` already made exist (that one takes the later mtime).
+/// Neither reaches across a remove or creation of the object's collection
+/// or a remove of the object: a touch after one creates the object anew.
+pub(super) fn compact_ops(ops: &mut Vec<PhysOp>) {
+    let mut keep = vec![true; ops.len()];
+    let mut later_mtimes: Vec<(usize, u64)> = Vec::new();
+    {
+        let mut first_touch: HashMap<(CollId, &str), usize, Hasher> = HashMap::default();
+        let mut last_size: HashMap<(CollId, &str), usize, Hasher> = HashMap::default();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                PhysOp::Touch { coll, obj, mtime_ms } => match first_touch.get(&(*coll, obj.as_str())) {
+                    Some(&first) => {
+                        keep[i] = false;
+                        later_mtimes.push((first, *mtime_ms));
+                    }
+                    None => {
+                        first_touch.insert((*coll, obj.as_str()), i);
+                    }
+                },
+                PhysOp::SetSize { coll, obj, .. } => {
+                    if let Some(overridden) = last_size.insert((*coll, obj.as_str()), i) {
+                        keep[overridden] = false;
+                    }
+                }
+                PhysOp::Remove { coll, obj } => {
+                    first_touch.remove(&(*coll, obj.as_str()));
+                    last_size.remove(&(*coll, obj.as_str()));
+                }
+                PhysOp::CreateColl(c) | PhysOp::RemoveColl(c) => {
+                    first_touch.retain(|(kc, _), _| kc != c);
+                    last_size.retain(|(kc, _), _| kc != c);
+                }
+                _ => {}
+            }
+        }
+    }
+    if keep.iter().all(|k| *k) {
+        return;
+    }
+    for (first, mtime) in later_mtimes {
+        if let PhysOp::Touch { mtime_ms, .. } = &mut ops[first] {
+            *mtime_ms = mtime;
+        }
+    }
+    let mut at = 0;
+    ops.retain(|_| {
+        at += 1;
+        keep[at - 1]
+    });
 }
 
 /// An upper bound of how many bytes a transaction's ops would add to the

@@ -838,3 +838,61 @@ fn a_pg_log_churn_does_not_drift_the_metadata_bound() {
         assert!(bound - actual < 96 << 10, "bound {bound} drifted from the metadata's {actual} bytes");
     });
 }
+
+#[test]
+fn compacted_ops_leave_the_same_metadata() {
+    // Random runs of touches, sizes, blocks, removes and collection
+    // changes over two objects in two collections: applying the compacted
+    // ops must leave exactly what applying them all leaves, and the
+    // write_full shape must lose its moot touch and size.
+    use super::meta::{BlockRef, Meta, PhysOp};
+    let mut dropped = 0;
+    for seed in 0..2000u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut ops = Vec::new();
+        for _ in 0..rng.gen_range(1..24) {
+            let coll = if rng.gen_bool(0.7) { C1 } else { C2 };
+            let obj = format!("o{}", rng.gen_range(0..2));
+            ops.push(match rng.gen_range(0..10) {
+                0..=2 => PhysOp::Touch { coll, obj, mtime_ms: rng.gen_range(0..1000) },
+                3..=5 => PhysOp::SetSize { coll, obj, size: rng.gen_range(0..5) * BLOCK as u64 },
+                6 => PhysOp::SetBlocks { coll, obj, blocks: vec![(rng.gen_range(0..4), BlockRef { dev: rng.gen_range(0..1 << 20), crc: 1 })] },
+                7 => PhysOp::Remove { coll, obj },
+                8 => PhysOp::CreateColl(coll),
+                _ => PhysOp::RemoveColl(coll),
+            });
+        }
+        let apply = |ops: &[PhysOp]| {
+            let mut meta = Meta::default();
+            meta.apply(&PhysOp::CreateColl(C1), &mut Vec::new());
+            for op in ops {
+                meta.apply(op, &mut Vec::new());
+            }
+            meta
+        };
+        let mut compacted = ops.clone();
+        super::store::compact_ops(&mut compacted);
+        dropped += ops.len() - compacted.len();
+        assert_eq!(apply(&compacted), apply(&ops), "seed {seed}: {ops:?}\ncompacted: {compacted:?}");
+    }
+    assert!(dropped > 1000, "only {dropped} ops dropped over all seeds");
+    let (coll, obj) = (C1, "o".to_string());
+    let mut write_full = vec![
+        PhysOp::Touch { coll, obj: obj.clone(), mtime_ms: 1 },
+        PhysOp::DropBlocks { coll, obj: obj.clone(), from: 0, to: u64::MAX },
+        PhysOp::SetSize { coll, obj: obj.clone(), size: 0 },
+        PhysOp::SetBlocks { coll, obj: obj.clone(), blocks: vec![(0, BlockRef { dev: 7, crc: 1 })] },
+        PhysOp::SetSize { coll, obj: obj.clone(), size: BLOCK as u64 },
+        PhysOp::Touch { coll, obj: obj.clone(), mtime_ms: 2 },
+    ];
+    super::store::compact_ops(&mut write_full);
+    assert_eq!(
+        write_full,
+        vec![
+            PhysOp::Touch { coll, obj: obj.clone(), mtime_ms: 2 },
+            PhysOp::DropBlocks { coll, obj: obj.clone(), from: 0, to: u64::MAX },
+            PhysOp::SetBlocks { coll, obj: obj.clone(), blocks: vec![(0, BlockRef { dev: 7, crc: 1 })] },
+            PhysOp::SetSize { coll, obj, size: BLOCK as u64 },
+        ]
+    );
+}
