@@ -2,7 +2,7 @@
 //! write, unmount, remount, read; bit rot in the file is caught and deep
 //! scrub names the object; a different OSD's file is refused; the same on
 //! a loop block device (O_DIRECT through the block layer, size from the
-//! device itself).
+//! device itself); writes of megabytes, which go out as several DMA pieces.
 
 use std::os::unix::fs::FileExt;
 
@@ -66,6 +66,60 @@ fn real_file_round_trip_and_bit_rot() {
         assert_eq!(err, StoreError::Checksum { coll: C, obj: "big".into(), block: 20 });
         assert_eq!(s.read(&C, "small", 10, 5).await.unwrap(), b"hello");
         assert_eq!(s.deep_scrub().await, vec![(C, "big".to_string(), 20)]);
+    });
+}
+
+#[test]
+fn writes_bigger_than_a_dma_piece_land_whole() {
+    // Full checkpoints and deltas of megabytes go out as several DMA
+    // writes in flight together: every byte must land where it belongs,
+    // and a store whose checkpoint spans several pieces must remount whole.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("osd.0");
+    DmaDevice::preallocate(&path, 64 << 20).unwrap();
+    let p = path.clone();
+    let pattern: Vec<u8> = (0..(5 << 20) + 3 * BLOCK as u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let expected = pattern.clone();
+    run(move || async move {
+        let dev = DmaDevice::open(&p).await.unwrap();
+        dev.write(2 * BLOCK as u64, &pattern).await.unwrap();
+        assert_eq!(dev.read(2 * BLOCK as u64, pattern.len()).await.unwrap(), pattern);
+        // Past the end: refused before any piece is written.
+        assert!(dev.write(dev.len() - (1 << 20), &pattern).await.is_err());
+    });
+    let mut on_disk = vec![0u8; expected.len()];
+    std::fs::File::open(&path).unwrap().read_exact_at(&mut on_disk, 2 * BLOCK as u64).unwrap();
+    assert!(on_disk == expected, "the file differs from what was written");
+
+    // ~3 MB of omap: its full checkpoint is several pieces.
+    let value = |i: u32| -> Vec<u8> { (0..1024u32).map(|j| (i * 7 + j) as u8).collect() };
+    let p = path.clone();
+    let opts = MkfsOptions { fsid: [4; 16], osd: 0, shards: 1, osd_uuid: [6; 16], journal_bytes: Some(1 << 20), checkpoint_bytes: Some(16 << 20) };
+    run(move || async move {
+        let dev = DmaDevice::open(&p).await.unwrap();
+        Store::mkfs(&dev, &opts).await.unwrap();
+        let s = Store::mount(dev, 0, Expect { fsid: Some([4; 16]), osd: 0, shards: 1 }).await.unwrap();
+        s.submit(Transaction { ops: vec![Op::CreateCollection(C)] }).await.unwrap();
+        for batch in 0..30u32 {
+            let ops = (0..100u32)
+                .map(|i| {
+                    let n = batch * 100 + i;
+                    Op::OmapSetKeys { coll: C, obj: format!("object-{n}"), entries: std::collections::BTreeMap::from([(format!("key-{n}"), value(n))]) }
+                })
+                .collect();
+            s.submit(Transaction { ops }).await.unwrap();
+        }
+        s.umount().await.unwrap();
+    });
+    let p = path.clone();
+    run(move || async move {
+        let s = Store::mount(DmaDevice::open(&p).await.unwrap(), 0, Expect { fsid: Some([4; 16]), osd: 0, shards: 1 }).await.unwrap();
+        let checkpoint_bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&s.meta_snapshot()).unwrap().len();
+        assert!(checkpoint_bytes > 3 << 20, "a checkpoint of {checkpoint_bytes} bytes fits one piece");
+        for n in 0..3000u32 {
+            let (_, omap) = s.omap_get(&C, &format!("object-{n}")).unwrap();
+            assert_eq!(omap.get(&format!("key-{n}")), Some(&value(n)), "object-{n}");
+        }
     });
 }
 
