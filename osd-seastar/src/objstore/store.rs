@@ -45,11 +45,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 
-use super::meta::growth::{set_growth, surely_freed, BLOCK_ENTRY_BYTES, OBJECT_BYTES};
-
 use super::device::{Device, BLOCK};
 use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
+use super::meta::growth::{set_growth, surely_freed, BLOCK_ENTRY_BYTES, OBJECT_BYTES};
 use super::meta::{onode_bytes, BlockRef, Hasher, InlineBlock, Meta, Onode, PhysOp, RecordInline, RecordOps};
 use super::txn::{CollId, Op, StoreError, Transaction};
 
@@ -286,7 +285,7 @@ pub struct Store<D: Device> {
     delta_buf: Cell<Vec<u8>>,
     /// The last full checkpoint's buffer (header block and body), kept for
     /// the next for the same reason: a fresh one of megabytes had the
-    /// kernel fault in and zero its pages each time (~8% of a size-3
+    /// kernel fault in and zero its pages each time (5-8% of a size-3
     /// replica's CPU). Never larger than a checkpoint slot.
     ckpt_buf: Cell<Vec<u8>>,
 }
