@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use sepia_client::cluster::{self, UpOptions};
 use sepia_client::config::Config;
-use sepia_client::rados::{IoCtx, Rados};
+use sepia_client::rados::{IoCtx, Rados, RadosError};
 
 /// One measurement of the main job's table.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -115,9 +115,9 @@ async fn case(io: &IoCtx, pool: &str, run_dir: Option<&Path>, cfg: &ClusterBench
                 let obj = name(x % objects);
                 let start = Instant::now();
                 if write {
-                    io.write(&obj, 0, &payload).await.map_err(|e| e.to_string())?;
+                    io.write(&obj, 0, &payload).await.map_err(|e| io_error("write", &obj, e))?;
                 } else {
-                    io.read(&obj, 0, 4096).await.map_err(|e| e.to_string())?;
+                    io.read(&obj, 0, 4096).await.map_err(|e| io_error("read", &obj, e))?;
                 }
                 hist.lock().expect("histogram").record(start.elapsed().as_nanos().max(1) as u64).ok();
                 done.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +240,20 @@ async fn pin_rule_to_osd0(rados: &Arc<Rados>) -> Result<(), String> {
     Ok(())
 }
 
+/// An I/O error with what it was doing, and for a full cluster what to do
+/// about it.
+fn io_error(what: &str, obj: &str, e: RadosError) -> String {
+    let hint = match &e {
+        RadosError::Errno(sepia_proto::errno::Errno::NoSpc) => {
+            "; the OSDs are full: their data area, or the metadata a checkpoint slot (1/32 of an OSD) holds. \
+             A `sepia cluster up` OSD has 256 MiB: start the cluster with bigger ones (SEPIA_DEV_OSD_MIB=1024, as the \
+             embedded cluster does), or pass fewer --objects"
+        }
+        _ => "",
+    };
+    format!("{what} {obj}: {e}{hint}")
+}
+
 /// Creates the pool (if needed, with `rule` if given) and fills it with
 /// `cfg.objects` 4 KiB objects, 32 at a time.
 async fn prepare_pool(rados: &Arc<Rados>, pool: &str, size: u32, rule: Option<&str>, cfg: &ClusterBenchConfig) -> Result<IoCtx, String> {
@@ -270,7 +284,7 @@ async fn prepare_pool(rados: &Arc<Rados>, pool: &str, size: u32, rule: Option<&s
         let mut fill = Vec::new();
         for j in i..(i + 32).min(cfg.objects) {
             let (io, block) = (io.clone(), block.clone());
-            fill.push(tokio::spawn(async move { io.write_full(&name(j), &block).await.map_err(|e| e.to_string()) }));
+            fill.push(tokio::spawn(async move { io.write_full(&name(j), &block).await.map_err(|e| io_error("fill", &name(j), e)) }));
         }
         for f in fill {
             f.await.map_err(|e| e.to_string())??;
