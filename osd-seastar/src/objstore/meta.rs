@@ -121,9 +121,14 @@ impl PhysOp {
 /// checkpoint's body), in the units the store keeps its metadata bound in.
 /// Growth is never under-counted; a free is counted only where it is sure.
 pub mod growth {
+    /// A new collection (an empty one measures 160 bytes).
+    pub const COLLECTION_BYTES: i64 = 256;
     /// An object's fixed part in an archived collection (an empty object
     /// measures less).
     pub const OBJECT_BYTES: i64 = 160;
+    /// What a removed object surely frees of its archived part: its name
+    /// and its block map entries (not its fixed part or maps).
+    const REMOVED_BLOCK_ENTRY_BYTES: i64 = 24;
     /// An archived block map entry: index and block reference.
     pub const BLOCK_ENTRY_BYTES: i64 = 40;
     /// An archived map entry: the key's string and the value's vector
@@ -160,6 +165,17 @@ pub mod growth {
     /// bytes, less what alignment padding may take back.
     pub fn surely_freed(k: &str, value_len: usize) -> i64 {
         -((MAP_ENTRY_BYTES + out_of_line(k) + value_len).saturating_sub(ALIGN_PAD_BYTES) as i64)
+    }
+
+    /// What creating the object `name` adds.
+    pub fn new_object(name: &str) -> i64 {
+        OBJECT_BYTES + name.len() as i64
+    }
+
+    /// What removing the object `name` with `blocks` block entries surely
+    /// frees.
+    pub fn removed_object(name: &str, blocks: usize) -> i64 {
+        -(name.len() as i64 + blocks as i64 * REMOVED_BLOCK_ENTRY_BYTES)
     }
 }
 
@@ -373,8 +389,7 @@ impl Meta {
         match op {
             PhysOp::CreateColl(c) => {
                 self.colls.entry(*c).or_default();
-                // An empty collection measures 160 bytes.
-                256
+                growth::COLLECTION_BYTES
             }
             PhysOp::RemoveColl(c) => {
                 if let Some(objs) = self.colls.remove(c) {
@@ -389,7 +404,7 @@ impl Meta {
                 let new = objs.get(obj).is_none();
                 objs.get_or_create(obj).mtime_ms = *mtime_ms;
                 if new {
-                    growth::OBJECT_BYTES + obj.len() as i64
+                    growth::new_object(obj)
                 } else {
                     0
                 }
@@ -397,8 +412,7 @@ impl Meta {
             PhysOp::Remove { coll, obj } => {
                 let Some(o) = self.colls.get_mut(coll).and_then(|objs| objs.remove(obj)) else { return 0 };
                 freed.extend(o.blocks.values().map(|b| b.dev));
-                // Only the name and the blocks: surely freed.
-                -(obj.len() as i64 + o.blocks.len() as i64 * 24)
+                growth::removed_object(obj, o.blocks.len())
             }
             _ => {
                 let Some((coll, obj)) = op.object_target() else { return 0 };

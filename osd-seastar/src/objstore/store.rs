@@ -48,7 +48,7 @@ use std::rc::Rc;
 use super::device::{Device, BLOCK};
 use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
-use super::meta::growth::{set_growth, surely_freed, BLOCK_ENTRY_BYTES, OBJECT_BYTES};
+use super::meta::growth::{new_object, removed_object, set_growth, surely_freed, BLOCK_ENTRY_BYTES, COLLECTION_BYTES};
 use super::meta::{onode_bytes, BlockRef, Hasher, InlineBlock, Meta, Onode, PhysOp, RecordInline, RecordOps};
 use super::txn::{CollId, Op, StoreError, Transaction};
 
@@ -1906,35 +1906,37 @@ fn check_name(obj: &str) -> Result<(), StoreError> {
 /// Neither reaches across a remove or creation of the object's collection
 /// or a remove of the object: a touch after one creates the object anew.
 pub(super) fn compact_ops(ops: &mut Vec<PhysOp>) {
+    /// Per object since its last remove: its first touch, its last size.
+    #[derive(Default)]
+    struct Seen {
+        touch: Option<usize>,
+        size: Option<usize>,
+    }
     let mut keep = vec![true; ops.len()];
     let mut later_mtimes: Vec<(usize, u64)> = Vec::new();
     {
-        let mut first_touch: HashMap<(CollId, &str), usize, Hasher> = HashMap::default();
-        let mut last_size: HashMap<(CollId, &str), usize, Hasher> = HashMap::default();
+        let mut seen: HashMap<(CollId, &str), Seen, Hasher> = HashMap::default();
         for (i, op) in ops.iter().enumerate() {
             match op {
-                PhysOp::Touch { coll, obj, mtime_ms } => match first_touch.get(&(*coll, obj.as_str())) {
-                    Some(&first) => {
-                        keep[i] = false;
-                        later_mtimes.push((first, *mtime_ms));
+                PhysOp::Touch { coll, obj, mtime_ms } => {
+                    let s = seen.entry((*coll, obj.as_str())).or_default();
+                    match s.touch {
+                        Some(first) => {
+                            keep[i] = false;
+                            later_mtimes.push((first, *mtime_ms));
+                        }
+                        None => s.touch = Some(i),
                     }
-                    None => {
-                        first_touch.insert((*coll, obj.as_str()), i);
-                    }
-                },
+                }
                 PhysOp::SetSize { coll, obj, .. } => {
-                    if let Some(overridden) = last_size.insert((*coll, obj.as_str()), i) {
+                    if let Some(overridden) = seen.entry((*coll, obj.as_str())).or_default().size.replace(i) {
                         keep[overridden] = false;
                     }
                 }
                 PhysOp::Remove { coll, obj } => {
-                    first_touch.remove(&(*coll, obj.as_str()));
-                    last_size.remove(&(*coll, obj.as_str()));
+                    seen.remove(&(*coll, obj.as_str()));
                 }
-                PhysOp::CreateColl(c) | PhysOp::RemoveColl(c) => {
-                    first_touch.retain(|(kc, _), _| kc != c);
-                    last_size.retain(|(kc, _), _| kc != c);
-                }
+                PhysOp::CreateColl(c) | PhysOp::RemoveColl(c) => seen.retain(|(kc, _), _| kc != c),
                 _ => {}
             }
         }
@@ -1971,9 +1973,6 @@ pub(super) fn compact_ops(ops: &mut Vec<PhysOp>) {
 /// log keys; the lookups were ~5% of a replica write's CPU). The store
 /// asks for the precise one only when this does not fit.
 fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64 {
-    const OBJECT: i64 = OBJECT_BYTES;
-    const ENTRY: i64 = BLOCK_ENTRY_BYTES;
-    let len = |n: usize| n as i64;
     let mut objects: HashMap<(CollId, &'a str), bool, Hasher> = HashMap::default();
     // Objects removed earlier in the transaction (maybe created again).
     let mut removed: HashSet<(CollId, &'a str), Hasher> = HashSet::default();
@@ -1981,8 +1980,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
     let mut total = 0i64;
     for op in ops {
         total += match op {
-            // An empty collection measures 160 bytes.
-            PhysOp::CreateColl(_) => 256,
+            PhysOp::CreateColl(_) => COLLECTION_BYTES,
             PhysOp::RemoveColl(_) | PhysOp::DropBlocks { .. } | PhysOp::SetSize { .. } => 0,
             PhysOp::Touch { coll, obj, .. } => {
                 let exists = objects.get(&(*coll, obj.as_str())).copied().unwrap_or_else(|| meta.onode(coll, obj).is_some());
@@ -1990,7 +1988,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
                 if exists {
                     0
                 } else {
-                    OBJECT + len(obj.len())
+                    new_object(obj)
                 }
             }
             PhysOp::Remove { coll, obj } => {
@@ -2002,7 +2000,7 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
                 match (was_there, meta.onode(coll, obj)) {
                     // Only the object's fixed part and blocks of the
                     // committed object: surely freed.
-                    (None, Some(o)) => -(len(obj.len()) + len(o.blocks.len()) * 24),
+                    (None, Some(o)) => removed_object(obj, o.blocks.len()),
                     _ => 0,
                 }
             }
@@ -2014,14 +2012,14 @@ fn txn_growth_bytes<'a>(meta: &'a Meta, ops: &'a [PhysOp], precise: bool) -> i64
                 // A block index of an object removed earlier in the
                 // transaction is new again.
                 let o = if removed.contains(&(*coll, obj.as_str())) { None } else { meta.onode(coll, obj) };
-                blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * ENTRY
+                blocks.iter().filter(|(i, _)| o.is_none_or(|o| !o.blocks.contains_key(i))).count() as i64 * BLOCK_ENTRY_BYTES
             }
             PhysOp::SetAttr { coll, obj, name, value } => maps.set(meta, *coll, obj, MapKind::Xattr, name, value.len()),
             PhysOp::RmAttr { coll, obj, name } => maps.remove(meta, *coll, obj, MapKind::Xattr, name),
             PhysOp::OmapSet { coll, obj, entries } => entries.iter().map(|(k, v)| maps.set(meta, *coll, obj, MapKind::Omap, k, v.len())).sum(),
             PhysOp::OmapRm { coll, obj, keys } => keys.iter().map(|k| maps.remove(meta, *coll, obj, MapKind::Omap, k)).sum(),
             PhysOp::OmapRmRange { coll, obj, start, end } => maps.remove_range(meta, *coll, obj, start, end),
-            PhysOp::OmapHeader { value, .. } => len(value.len()),
+            PhysOp::OmapHeader { value, .. } => value.len() as i64,
         };
     }
     total
