@@ -224,9 +224,11 @@ impl Source {
         })
     }
 
-    /// Whether the kernel completed this source (sepia patch).
-    pub(crate) fn has_result(&self) -> bool {
-        self.inner.borrow().wakers.result.is_some()
+    /// Whether this source was given to a ring and its completion is not
+    /// consumed yet: it is still armed (sepia patch). Unlike a result, this
+    /// also tells for sources whose completion stores none (`LinkRings`).
+    pub(crate) fn is_enqueued(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
     }
 
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {

@@ -1752,7 +1752,7 @@ impl Reactor {
     /// Error and will just not sleep.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
         // Sepia patch: the link poll stays armed until it fires.
-        if let Some(link) = self.link_rings_src.take().filter(|src| !src.has_result()) {
+        if let Some(link) = self.link_rings_src.take().filter(|src| src.is_enqueued()) {
             let ret = ring.sleep_linked().or_else(Self::busy_ok).map(|_| {});
             self.link_rings_src.set(Some(link));
             return ret;
@@ -1765,7 +1765,11 @@ impl Reactor {
             None,
         );
         let ret = ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {});
-        self.link_rings_src.set(Some(link_rings));
+        // Kept only if `sleep` gave it an SQE: one it never queued would
+        // never complete, and a later sleep would wait unlinked.
+        if link_rings.is_enqueued() {
+            self.link_rings_src.set(Some(link_rings));
+        }
         ret
     }
 
@@ -1774,7 +1778,7 @@ impl Reactor {
     fn keep_latency_timer_if_sooner_than(&self, want: Option<Duration>) {
         let armed = self.latency_preemption_timeout_src.take();
         let Some(src) = armed else { return };
-        if src.has_result() {
+        if !src.is_enqueued() {
             self.latency_preemption_deadline.set(None);
             return;
         }
@@ -1899,7 +1903,7 @@ impl Reactor {
         let throughput_armed = self
             .throughput_preemption_timeout_src
             .take()
-            .filter(|src| !src.has_result());
+            .filter(|src| src.is_enqueued());
         self.throughput_preemption_timeout_src.replace(Some(match throughput_armed {
             Some(src) => src,
             None => main_ring.prepare_throughput_preemption_timer(
