@@ -1,8 +1,9 @@
 //! The shard's reactor (our patched glommio, `vendor/README.md`) keeps its
-//! timers and its ring-link poll armed across loops. These tests check the
-//! two things a wrongly kept arming would break, each with a deadline so a
-//! lost wakeup fails instead of hanging: a parked shard wakes for a message
-//! from another thread, and for its own timers.
+//! timers and its ring-link poll armed across loops. These tests check what
+//! a wrongly kept arming would break, each with a deadline so a lost wakeup
+//! fails instead of hanging: a parked shard wakes for a message from another
+//! thread and for its own timers, and a shard never parks while a task is
+//! runnable.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -46,7 +47,9 @@ fn a_parked_shard_wakes_for_every_message_from_another_thread() {
         .unwrap();
     // Wait on the receiver first: a parked receiver also blocks the sender
     // once the bounded channel is full.
-    let received = done_rx.recv_timeout(DEADLINE).expect("the receiving shard missed a wakeup and stayed parked");
+    let received = done_rx
+        .recv_timeout(DEADLINE)
+        .expect("the receiving shard missed a wakeup and stayed parked");
     assert_eq!(received, MESSAGES);
     sending.join().unwrap();
     receiving.join().unwrap();
@@ -61,13 +64,119 @@ fn a_parked_shard_wakes_for_its_timers() {
             // Timers of different lengths, some of them concurrent, so a
             // sooner timer has to replace an armed later one.
             for round in 0..100u64 {
-                let long = glommio::spawn_local(glommio::timer::sleep(Duration::from_millis(2 + round % 3)));
+                let long = glommio::spawn_local(glommio::timer::sleep(Duration::from_millis(
+                    2 + round % 3,
+                )));
                 glommio::timer::sleep(Duration::from_micros(100 + (round % 5) * 200)).await;
                 long.await;
             }
             done_tx.send(()).unwrap();
         })
         .unwrap();
-    done_rx.recv_timeout(DEADLINE).expect("the shard missed a timer and stayed parked");
+    done_rx
+        .recv_timeout(DEADLINE)
+        .expect("the shard missed a timer and stayed parked");
+    shard.join().unwrap();
+}
+
+/// A shard doing depth-1 store writes parks between operations, and its
+/// throughput timer (a completion count on the main ring) flags preemption
+/// through the latency ring every ring-depth completions. A preemption flagged just
+/// before the task queues ran once made the executor park with a task still
+/// runnable, asleep until some unrelated event (none here): the store
+/// benchmark stalled in about one run of four. A watchdog fails the test
+/// when the shard makes no progress for a while.
+#[test]
+fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
+
+    const COLL: CollId = CollId { pool: 1, seed: 0 };
+    const OBJECTS: u64 = 512;
+    const RUN: Duration = Duration::from_secs(8);
+    const STALL: Duration = Duration::from_secs(10);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("osd.0");
+    DmaDevice::preallocate(&path, 64 << 20).unwrap();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = mpsc::channel();
+    let shard_progress = progress.clone();
+    // A shallow ring makes the throughput timer fire every few completions,
+    // so a run meets the race many times over.
+    let shard = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("depth-one-writes")
+        .ring_depth(4)
+        .spawn(move || async move {
+            let dev = DmaDevice::open(&path).await.unwrap();
+            let opts = MkfsOptions {
+                fsid: [7; 16],
+                osd: 0,
+                shards: 1,
+                osd_uuid: [8; 16],
+                journal_bytes: Some(1 << 20),
+                checkpoint_bytes: None,
+            };
+            Store::mkfs(&dev, &opts).await.unwrap();
+            let store = Store::mount(
+                dev,
+                0,
+                Expect {
+                    fsid: Some([7; 16]),
+                    osd: 0,
+                    shards: 1,
+                },
+            )
+            .await
+            .unwrap();
+            store
+                .submit(Transaction {
+                    ops: vec![Op::CreateCollection(COLL)],
+                })
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            let mut op = 0u64;
+            while started.elapsed() < RUN {
+                // A cheap deterministic scatter over the objects.
+                let obj = format!("obj.{}", op.wrapping_mul(0x9e37_79b9_7f4a_7c15) % OBJECTS);
+                let data = vec![(op % 251) as u8; 4096];
+                store
+                    .submit(Transaction {
+                        ops: vec![Op::Write {
+                            coll: COLL,
+                            obj,
+                            offset: 0,
+                            data,
+                        }],
+                    })
+                    .await
+                    .unwrap();
+                op += 1;
+                shard_progress.store(op, Ordering::Relaxed);
+            }
+            store.umount().await.unwrap();
+            done_tx.send(op).unwrap();
+        })
+        .unwrap();
+    let mut seen = 0;
+    loop {
+        match done_rx.recv_timeout(STALL) {
+            Ok(ops) => {
+                assert!(ops > 0);
+                break;
+            }
+            Err(_) => {
+                let now = progress.load(Ordering::Relaxed);
+                assert!(
+                    now > seen,
+                    "the shard parked with a runnable task: stuck after {now} writes"
+                );
+                seen = now;
+            }
+        }
+    }
     shard.join().unwrap();
 }

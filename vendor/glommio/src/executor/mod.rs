@@ -1325,7 +1325,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Sepia patch: preempted before a queue ran is not "no work".
+                // Reporting no run here made the executor park with runnable
+                // tasks, asleep until some unrelated event. Stock glommio
+                // rarely met it; with our preemption timers kept armed, a
+                // latency completion lands here often.
+                let runnable = !self.queues.borrow().active_executors.is_empty();
+                return ran || runnable;
             }
             if !self.run_one_task_queue() {
                 return false;
