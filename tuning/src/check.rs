@@ -515,11 +515,21 @@ pub fn cpuidle(root: &SysRoot) -> Check {
     let max_cstate = root
         .read("/sys/module/intel_idle/parameters/max_cstate")
         .ok();
-    judge_cpuidle(&driver, &states, max_cstate.as_deref())
+    let halt_poll_ns = root
+        .read_i64("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .ok()
+        .map(|ns| ns.max(0) as u64);
+    judge_cpuidle(&driver, &states, max_cstate.as_deref(), halt_poll_ns)
 }
 
-/// Judges the idle driver and cpu0's states.
-pub fn judge_cpuidle(driver: &str, states: &[IdleState], max_cstate: Option<&str>) -> Check {
+/// Judges the idle driver and cpu0's states; `halt_poll_ns` is the
+/// `haltpoll` driver's guest poll window, where that module is loaded.
+pub fn judge_cpuidle(
+    driver: &str,
+    states: &[IdleState],
+    max_cstate: Option<&str>,
+    halt_poll_ns: Option<u64>,
+) -> Check {
     let name = "cpuidle";
     let deepest = states
         .iter()
@@ -539,6 +549,29 @@ pub fn judge_cpuidle(driver: &str, states: &[IdleState], max_cstate: Option<&str
         }
         None if states.is_empty() => value.push_str(", idle states not visible"),
         None => value.push_str(", all idle states disabled"),
+    }
+    if driver == "haltpoll" {
+        if let Some(ns) = halt_poll_ns {
+            let _ = write!(value, ", guest_halt_poll_ns={ns}");
+            // The haltpoll state claims a tiny exit latency, but a guest that
+            // halts at once leaves the vCPU to the host: the next completion
+            // pays a VM entry and a host wakeup (tens of µs measured here).
+            if ns < limits::guest_halt_poll_ns_min {
+                return Check::new(
+                    name,
+                    Status::Warn,
+                    value,
+                    format!(
+                        "this guest halts its vCPU as soon as it idles, so every I/O completion that \
+                         finds a shard parked waits for the host to resume the vCPU: let it poll \
+                         first (`echo {} > /sys/module/haltpoll/parameters/guest_halt_poll_ns`, or \
+                         haltpoll.guest_halt_poll_ns={} on the kernel command line)",
+                        limits::guest_halt_poll_ns_min,
+                        limits::guest_halt_poll_ns_min
+                    ),
+                );
+            }
+        }
     }
     match deepest {
         Some(d) if d.latency_us > limits::idle_exit_latency_max_us => Check::new(
@@ -1056,7 +1089,7 @@ mod tests {
             st("C6", 133, false),
         ];
         assert_eq!(
-            judge_cpuidle("intel_idle", &deep, None).status,
+            judge_cpuidle("intel_idle", &deep, None, None).status,
             Status::Warn
         );
         let limited = [
@@ -1064,10 +1097,27 @@ mod tests {
             st("C1", 2, false),
             st("C6", 133, true),
         ];
-        let c = judge_cpuidle("intel_idle", &limited, Some("1"));
+        let c = judge_cpuidle("intel_idle", &limited, Some("1"), None);
         assert_eq!(c.status, Status::Ok);
         assert!(c.value.contains("C1"), "{}", c.value);
-        assert_eq!(judge_cpuidle("none", &[], None).status, Status::Ok);
+        assert_eq!(judge_cpuidle("none", &[], None, None).status, Status::Ok);
+        // A guest on the haltpoll driver: its halt state looks cheap, the
+        // poll window decides.
+        let guest = [st("POLL", 0, false), st("haltpoll idle", 1, false)];
+        let halts_at_once = judge_cpuidle("haltpoll", &guest, None, Some(0));
+        assert_eq!(halts_at_once.status, Status::Warn);
+        assert!(
+            halts_at_once.value.contains("guest_halt_poll_ns=0"),
+            "{}",
+            halts_at_once.value
+        );
+        assert!(
+            halts_at_once.advice.contains("guest_halt_poll_ns"),
+            "{}",
+            halts_at_once.advice
+        );
+        let polls = judge_cpuidle("haltpoll", &guest, None, Some(200_000));
+        assert_eq!(polls.status, Status::Ok, "{}", polls.value);
     }
 
     #[test]
