@@ -168,7 +168,12 @@ fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
                 assert!(ops > 0);
                 break;
             }
-            Err(_) => {
+            // The shard ended without answering: its own panic says why.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                shard.join().unwrap();
+                unreachable!("the shard ended without reporting its writes");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
                 let now = progress.load(Ordering::Relaxed);
                 assert!(
                     now > seen,

@@ -550,27 +550,24 @@ pub fn judge_cpuidle(
         None if states.is_empty() => value.push_str(", idle states not visible"),
         None => value.push_str(", all idle states disabled"),
     }
-    if driver == "haltpoll" {
-        if let Some(ns) = halt_poll_ns {
-            let _ = write!(value, ", guest_halt_poll_ns={ns}");
-            // The haltpoll state claims a tiny exit latency, but a guest that
-            // halts at once leaves the vCPU to the host: the next completion
-            // pays a VM entry and a host wakeup (tens of µs measured here).
-            if ns < limits::guest_halt_poll_ns_min {
-                return Check::new(
-                    name,
-                    Status::Warn,
-                    value,
-                    format!(
-                        "this guest halts its vCPU as soon as it idles, so every I/O completion that \
-                         finds a shard parked waits for the host to resume the vCPU: let it poll \
-                         first (`echo {} > /sys/module/haltpoll/parameters/guest_halt_poll_ns`, or \
-                         haltpoll.guest_halt_poll_ns={} on the kernel command line)",
-                        limits::guest_halt_poll_ns_min,
-                        limits::guest_halt_poll_ns_min
-                    ),
-                );
-            }
+    if let (Some(ns), "haltpoll") = (halt_poll_ns, driver) {
+        let _ = write!(value, ", guest_halt_poll_ns={ns}");
+        // The haltpoll state claims a tiny exit latency, but a guest that
+        // halts at once leaves the vCPU to the host: the next completion
+        // pays a VM entry and a host wakeup (tens of µs measured here).
+        let min = limits::guest_halt_poll_ns_min;
+        if ns < min {
+            return Check::new(
+                name,
+                Status::Warn,
+                value,
+                format!(
+                    "this guest halts its vCPU as soon as it idles, so every I/O completion that \
+                     finds a shard parked waits for the host to resume the vCPU: let it poll \
+                     first (`echo {min} > /sys/module/haltpoll/parameters/guest_halt_poll_ns`, or \
+                     haltpoll.guest_halt_poll_ns={min} on the kernel command line)"
+                ),
+            );
         }
     }
     match deepest {
