@@ -307,6 +307,12 @@ fn dev_osd_mib() -> Result<u64, String> {
 /// [`osd_paths`]); an OSD without a keyring gets its own key first
 /// (created with the OSD when the map does not have it yet).
 pub fn start_osd(dir: &Path, id: i32) -> Result<u32, String> {
+    start_osd_with_shards(dir, id, None)
+}
+
+/// [`start_osd`], and a new OSD gets `shards` shards (its store keeps the
+/// count it was formatted with; `None`: sepia-osd's default of one).
+pub fn start_osd_with_shards(dir: &Path, id: i32, shards: Option<u32>) -> Result<u32, String> {
     let bin = sibling_binary("sepia-osd")?;
     let paths = osd_paths(dir, id)?;
     if !paths.keyring.exists() {
@@ -324,6 +330,7 @@ pub fn start_osd(dir: &Path, id: i32) -> Result<u32, String> {
         .arg(dir.join("sepia.conf"))
         .arg("--size-mib")
         .arg(dev_osd_mib()?.to_string())
+        .args(shards.map(|n| ["--shards".to_string(), n.to_string()]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
