@@ -208,7 +208,11 @@ impl FrameWriter {
                 match q.back_mut() {
                     Some(last) if last.len() < limits::write_chunk_bytes_max => f.append_to(last),
                     _ => {
-                        let mut chunk = Vec::with_capacity(f.len());
+                        // Room for a group of frames like this one: the
+                        // replies of one reactor poll then fill the chunk
+                        // without reallocating (each growth copied what
+                        // was queued so far).
+                        let mut chunk = Vec::with_capacity(f.len().saturating_mul(limits::reply_group_frames_max).min(limits::write_chunk_bytes_max).max(f.len()));
                         f.append_to(&mut chunk);
                         q.push_back(chunk);
                     }
