@@ -138,6 +138,12 @@ struct StoreArgs {
     /// process may run on).
     #[arg(long)]
     core: Option<usize>,
+    /// Storage requests a task may leave queued before the shard submits
+    /// them at once instead of between task runs (the OSD's
+    /// `--submit-batch`; 0: off). Keeps the device busy while a burst of
+    /// completions is processed: depth-32 reads 0.89x -> 1.03x raw.
+    #[arg(long, default_value_t = 4)]
+    submit_batch: usize,
     /// Run only the cases whose names start with one of these (comma
     /// separated, e.g. `store.read` or `raw.read.qd1,store.read.qd1`).
     #[arg(long, value_delimiter = ',')]
@@ -246,7 +252,7 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
     }
     let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let path = dir.join("sepia-store.dat");
-    let cfg = store::StoreBenchConfig { file_bytes: args.file_mib << 20, seconds: args.seconds, objects: args.objects, journal_bytes: args.journal_mib << 20, spin_us: args.spin_us, core: args.core, only: args.only.clone() };
+    let cfg = store::StoreBenchConfig { file_bytes: args.file_mib << 20, seconds: args.seconds, objects: args.objects, journal_bytes: args.journal_mib << 20, spin_us: args.spin_us, core: args.core, submit_batch: args.submit_batch, only: args.only.clone() };
     let result = store::run(&path, &cfg);
     let _ = std::fs::remove_file(&path);
     let (rows, facts) = result?;
@@ -261,7 +267,7 @@ fn cmd_store(args: &StoreArgs) -> Result<(), String> {
     match args.format {
         Format::Json => println!("{}", serde_json::json!({ "file": path.display().to_string(), "file_bytes": cfg.file_bytes, "rows": rows, "ratios": ratios, "store": facts })),
         Format::Text => {
-            println!("sepia-bench store: 4 KiB random I/O, {} s per case, file {} ({} MiB), {} objects, {} MiB journal", args.seconds, path.display(), args.file_mib, args.objects, args.journal_mib);
+            println!("sepia-bench store: 4 KiB random I/O, {} s per case, file {} ({} MiB), {} objects, {} MiB journal, submit batch {}", args.seconds, path.display(), args.file_mib, args.objects, args.journal_mib, args.submit_batch);
             println!("{:<16} {:>10} {:>9} {:>9} {:>9} {:>12}", "case", "IOPS", "p50 us", "p99 us", "p99.9 us", "CPU us/IO");
             for r in &rows {
                 println!("{:<16} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>12.2}", r.name, r.iops, r.p50_us, r.p99_us, r.p999_us, r.cpu_us_per_io);

@@ -33,6 +33,9 @@ pub struct StoreBenchConfig {
     /// The CPU a spinning executor is pinned to; `None`: the last CPU this
     /// process may run on.
     pub core: Option<usize>,
+    /// Requests a task may leave queued before the shard submits them at
+    /// once (0: only between task runs, glommio's default).
+    pub submit_batch: usize,
     /// Case name prefixes to run (empty: all).
     pub only: Vec<String>,
 }
@@ -91,7 +94,12 @@ pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts)
         glommio::LocalExecutorBuilder::default()
     };
     let result = builder
-        .spawn(move || async move { store_cases(&p, &cfg2).await })
+        .spawn(move || async move {
+            if cfg2.submit_batch > 0 {
+                glommio::executor().set_submit_batch_min(Some(cfg2.submit_batch));
+            }
+            store_cases(&p, &cfg2).await
+        })
         .map_err(|e| format!("glommio executor: {e}"))?
         .join()
         .map_err(|e| format!("executor thread: {e:?}"))??;

@@ -2,8 +2,9 @@
 //! timers and its ring-link poll armed across loops. These tests check what
 //! a wrongly kept arming would break, each with a deadline so a lost wakeup
 //! fails instead of hanging: a parked shard wakes for a message from another
-//! thread and for its own timers, and a shard never parks while a task is
-//! runnable.
+//! thread and for its own timers, a shard never parks while a task is
+//! runnable, and a shard that submits storage requests early (the OSD's
+//! `--submit-batch`) completes every one of them with the right data.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -184,4 +185,114 @@ fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
         }
     }
     shard.join().unwrap();
+}
+
+/// With early submission on (the OSD's `--submit-batch`), a task that
+/// leaves requests queued hands them to the kernel as it returns, in the
+/// middle of a task queue run. Many concurrent writes and reads on a
+/// shallow ring (so the ring also fills up) must all complete, each read
+/// with the bytes its object was last given.
+#[test]
+fn a_shard_submitting_early_completes_every_request_with_its_data() {
+    use std::rc::Rc;
+
+    use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
+
+    const COLL: CollId = CollId { pool: 1, seed: 0 };
+    const OBJECTS: u64 = 256;
+    const TASKS: u64 = 48;
+
+    for batch in [1usize, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("osd.0");
+        DmaDevice::preallocate(&path, 64 << 20).unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let shard = LocalExecutorBuilder::new(Placement::Unbound)
+            .name("early-submit")
+            .ring_depth(8)
+            .spawn(move || async move {
+                glommio::executor().set_submit_batch_min(Some(batch));
+                let dev = DmaDevice::open(&path).await.unwrap();
+                let opts = MkfsOptions {
+                    fsid: [7; 16],
+                    osd: 0,
+                    shards: 1,
+                    osd_uuid: [8; 16],
+                    journal_bytes: Some(1 << 20),
+                    checkpoint_bytes: None,
+                };
+                Store::mkfs(&dev, &opts).await.unwrap();
+                let expect = Expect {
+                    fsid: Some([7; 16]),
+                    osd: 0,
+                    shards: 1,
+                };
+                let store = Rc::new(Store::mount(dev, 0, expect).await.unwrap());
+                store
+                    .submit(Transaction {
+                        ops: vec![Op::CreateCollection(COLL)],
+                    })
+                    .await
+                    .unwrap();
+                let content = |obj: u64, round: u64| vec![(obj * 7 + round) as u8; 4096 * (1 + (obj % 3) as usize)];
+                for round in 0..3u64 {
+                    // Each task owns the objects congruent to it, so every
+                    // object's last write is known.
+                    let writers: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let store = store.clone();
+                            glommio::spawn_local(async move {
+                                for obj in (t..OBJECTS).step_by(TASKS as usize) {
+                                    let op = Op::Write {
+                                        coll: COLL,
+                                        obj: format!("obj.{obj}"),
+                                        offset: 0,
+                                        data: content(obj, round),
+                                    };
+                                    store.submit(Transaction { ops: vec![op] }).await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for w in writers {
+                        w.await;
+                    }
+                    let readers: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let store = store.clone();
+                            glommio::spawn_local(async move {
+                                for obj in (t..OBJECTS).step_by(TASKS as usize) {
+                                    let got = store.read(&COLL, &format!("obj.{obj}"), 0, 0).await.unwrap();
+                                    assert!(got == content(obj, round), "obj.{obj} read back wrong data in round {round}");
+                                }
+                            })
+                        })
+                        .collect();
+                    for r in readers {
+                        r.await;
+                    }
+                }
+                // Reads after a remount come from the device, not a cache.
+                let store = Rc::try_unwrap(store).ok().expect("all tasks ended");
+                store.umount().await.unwrap();
+                let dev = DmaDevice::open(&path).await.unwrap();
+                let store = Store::mount(dev, 0, expect).await.unwrap();
+                for obj in 0..OBJECTS {
+                    let got = store.read(&COLL, &format!("obj.{obj}"), 0, 0).await.unwrap();
+                    assert!(got == content(obj, 2), "obj.{obj} read back wrong data after remount");
+                }
+                store.umount().await.unwrap();
+                done_tx.send(()).unwrap();
+            })
+            .unwrap();
+        match done_rx.recv_timeout(DEADLINE) {
+            Ok(()) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                shard.join().unwrap();
+                unreachable!("the shard ended without reporting");
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("batch {batch}: a request submitted early never completed"),
+        }
+        shard.join().unwrap();
+    }
 }
