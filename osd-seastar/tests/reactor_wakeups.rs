@@ -6,14 +6,39 @@
 //! runnable, and a shard that submits storage requests early (the OSD's
 //! `--submit-batch`) completes every one of them with the right data.
 
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
+use sepia_osd::objstore::{DmaDevice, Expect, MkfsOptions, Store};
 
 /// Long enough for a loaded 2-core CI machine; a lost wakeup never ends.
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The owner the stores of these tests are formatted for.
+const STORE_OWNER: Expect = Expect {
+    fsid: Some([7; 16]),
+    osd: 0,
+    shards: 1,
+};
+
+/// A store formatted on the preallocated file at `path` (1 MiB journal)
+/// and mounted.
+async fn fresh_store(path: &Path) -> Store<DmaDevice> {
+    let dev = DmaDevice::open(path).await.unwrap();
+    let opts = MkfsOptions {
+        fsid: [7; 16],
+        osd: 0,
+        shards: 1,
+        osd_uuid: [8; 16],
+        journal_bytes: Some(1 << 20),
+        checkpoint_bytes: None,
+    };
+    Store::mkfs(&dev, &opts).await.unwrap();
+    Store::mount(dev, 0, STORE_OWNER).await.unwrap()
+}
 
 #[test]
 fn a_parked_shard_wakes_for_every_message_from_another_thread() {
@@ -92,7 +117,7 @@ fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
-    use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
+    use sepia_osd::objstore::{CollId, Op, Transaction};
 
     const COLL: CollId = CollId { pool: 1, seed: 0 };
     const OBJECTS: u64 = 512;
@@ -111,27 +136,7 @@ fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
         .name("depth-one-writes")
         .ring_depth(4)
         .spawn(move || async move {
-            let dev = DmaDevice::open(&path).await.unwrap();
-            let opts = MkfsOptions {
-                fsid: [7; 16],
-                osd: 0,
-                shards: 1,
-                osd_uuid: [8; 16],
-                journal_bytes: Some(1 << 20),
-                checkpoint_bytes: None,
-            };
-            Store::mkfs(&dev, &opts).await.unwrap();
-            let store = Store::mount(
-                dev,
-                0,
-                Expect {
-                    fsid: Some([7; 16]),
-                    osd: 0,
-                    shards: 1,
-                },
-            )
-            .await
-            .unwrap();
+            let store = fresh_store(&path).await;
             store
                 .submit(Transaction {
                     ops: vec![Op::CreateCollection(COLL)],
@@ -196,7 +201,7 @@ fn a_shard_doing_depth_one_store_writes_never_parks_with_a_runnable_task() {
 fn a_shard_submitting_early_completes_every_request_with_its_data() {
     use std::rc::Rc;
 
-    use sepia_osd::objstore::{CollId, DmaDevice, Expect, MkfsOptions, Op, Store, Transaction};
+    use sepia_osd::objstore::{CollId, Op, Transaction};
 
     const COLL: CollId = CollId { pool: 1, seed: 0 };
     const OBJECTS: u64 = 256;
@@ -212,29 +217,16 @@ fn a_shard_submitting_early_completes_every_request_with_its_data() {
             .ring_depth(8)
             .spawn(move || async move {
                 glommio::executor().set_submit_batch_min(Some(batch));
-                let dev = DmaDevice::open(&path).await.unwrap();
-                let opts = MkfsOptions {
-                    fsid: [7; 16],
-                    osd: 0,
-                    shards: 1,
-                    osd_uuid: [8; 16],
-                    journal_bytes: Some(1 << 20),
-                    checkpoint_bytes: None,
-                };
-                Store::mkfs(&dev, &opts).await.unwrap();
-                let expect = Expect {
-                    fsid: Some([7; 16]),
-                    osd: 0,
-                    shards: 1,
-                };
-                let store = Rc::new(Store::mount(dev, 0, expect).await.unwrap());
+                let store = Rc::new(fresh_store(&path).await);
                 store
                     .submit(Transaction {
                         ops: vec![Op::CreateCollection(COLL)],
                     })
                     .await
                     .unwrap();
-                let content = |obj: u64, round: u64| vec![(obj * 7 + round) as u8; 4096 * (1 + (obj % 3) as usize)];
+                let content = |obj: u64, round: u64| {
+                    vec![(obj * 7 + round) as u8; 4096 * (1 + (obj % 3) as usize)]
+                };
                 for round in 0..3u64 {
                     // Each task owns the objects congruent to it, so every
                     // object's last write is known.
@@ -262,8 +254,14 @@ fn a_shard_submitting_early_completes_every_request_with_its_data() {
                             let store = store.clone();
                             glommio::spawn_local(async move {
                                 for obj in (t..OBJECTS).step_by(TASKS as usize) {
-                                    let got = store.read(&COLL, &format!("obj.{obj}"), 0, 0).await.unwrap();
-                                    assert!(got == content(obj, round), "obj.{obj} read back wrong data in round {round}");
+                                    let got = store
+                                        .read(&COLL, &format!("obj.{obj}"), 0, 0)
+                                        .await
+                                        .unwrap();
+                                    assert!(
+                                        got == content(obj, round),
+                                        "obj.{obj} read back wrong data in round {round}"
+                                    );
                                 }
                             })
                         })
@@ -276,10 +274,16 @@ fn a_shard_submitting_early_completes_every_request_with_its_data() {
                 let store = Rc::try_unwrap(store).ok().expect("all tasks ended");
                 store.umount().await.unwrap();
                 let dev = DmaDevice::open(&path).await.unwrap();
-                let store = Store::mount(dev, 0, expect).await.unwrap();
+                let store = Store::mount(dev, 0, STORE_OWNER).await.unwrap();
                 for obj in 0..OBJECTS {
-                    let got = store.read(&COLL, &format!("obj.{obj}"), 0, 0).await.unwrap();
-                    assert!(got == content(obj, 2), "obj.{obj} read back wrong data after remount");
+                    let got = store
+                        .read(&COLL, &format!("obj.{obj}"), 0, 0)
+                        .await
+                        .unwrap();
+                    assert!(
+                        got == content(obj, 2),
+                        "obj.{obj} read back wrong data after remount"
+                    );
                 }
                 store.umount().await.unwrap();
                 done_tx.send(()).unwrap();
@@ -291,7 +295,9 @@ fn a_shard_submitting_early_completes_every_request_with_its_data() {
                 shard.join().unwrap();
                 unreachable!("the shard ended without reporting");
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("batch {batch}: a request submitted early never completed"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("batch {batch}: a request submitted early never completed")
+            }
         }
         shard.join().unwrap();
     }
