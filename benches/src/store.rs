@@ -95,9 +95,7 @@ pub fn run(path: &Path, cfg: &StoreBenchConfig) -> Result<(Vec<Row>, StoreFacts)
     };
     let result = builder
         .spawn(move || async move {
-            if cfg2.submit_batch > 0 {
-                glommio::executor().set_submit_batch_min(Some(cfg2.submit_batch));
-            }
+            glommio::executor().set_submit_batch_min((cfg2.submit_batch > 0).then_some(cfg2.submit_batch));
             store_cases(&p, &cfg2).await
         })
         .map_err(|e| format!("glommio executor: {e}"))?

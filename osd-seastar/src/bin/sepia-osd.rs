@@ -130,6 +130,23 @@ fn shard_cores(cli: &Cli, shards: u32) -> Result<Vec<usize>, String> {
 /// data), or from the config's keyring; `client.admin` from the config's
 /// keyring when that has no key for `osd.ID`. No key at all (a config
 /// without a keyring): no authentication.
+/// A numeric setting: the command line's value, else the conf's `key` in
+/// `section`, else `default`; refused above `max`.
+fn numeric_setting<T>(cli: Option<T>, conf: &Config, section: &str, key: &str, default: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = match (cli, conf.get(section, key)) {
+        (Some(v), _) => v,
+        (None, Some(text)) => text.trim().parse::<T>().map_err(|_| format!("{key} = {text}: want a whole number"))?,
+        (None, None) => default,
+    };
+    if value > max {
+        return Err(format!("{key} of {value} is above {max}"));
+    }
+    Ok(value)
+}
+
 fn identity(cli: &Cli, conf: &Config) -> Result<(String, Option<Secret>), String> {
     let me = format!("osd.{}", cli.id);
     let own = cli.keyring.clone().or_else(|| Some(cli.data.with_file_name("keyring")).filter(|k| k.is_file()));
@@ -174,28 +191,14 @@ fn main() -> ExitCode {
     let Some(fsid) = conf.get(&section, "fsid").and_then(sepia_proto::uuid::parse) else {
         return fail("the config needs a valid fsid");
     };
-    let idle_poll_us = match (cli.idle_poll_us, conf.get(&section, "osd_idle_poll_us")) {
-        (Some(us), _) => us,
-        (None, Some(v)) => match v.trim().parse::<u64>() {
-            Ok(us) => us,
-            Err(_) => return fail(format!("osd_idle_poll_us = {v}: want microseconds")),
-        },
-        (None, None) => limits::idle_poll_us_default,
+    let idle_poll_us = match numeric_setting(cli.idle_poll_us, &conf, &section, "osd_idle_poll_us", limits::idle_poll_us_default, limits::idle_poll_us_max) {
+        Ok(us) => us,
+        Err(e) => return fail(e),
     };
-    if idle_poll_us > limits::idle_poll_us_max {
-        return fail(format!("idle poll of {idle_poll_us} us is above {} us", limits::idle_poll_us_max));
-    }
-    let submit_batch = match (cli.submit_batch, conf.get(&section, "osd_submit_batch")) {
-        (Some(n), _) => n,
-        (None, Some(v)) => match v.trim().parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => return fail(format!("osd_submit_batch = {v}: want a count of requests")),
-        },
-        (None, None) => limits::submit_batch_default,
+    let submit_batch = match numeric_setting(cli.submit_batch, &conf, &section, "osd_submit_batch", limits::submit_batch_default, limits::submit_batch_max) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
     };
-    if submit_batch > limits::submit_batch_max {
-        return fail(format!("submit batch of {submit_batch} is above {}", limits::submit_batch_max));
-    }
     let frame_mode = match conf.get(&section, "ms_mode").map(sepia_proto::hello::FrameMode::parse).transpose() {
         Ok(m) => m.unwrap_or_default(),
         Err(e) => return fail(e),
@@ -326,9 +329,7 @@ fn main() -> ExitCode {
             builder = builder.spin_before_park(std::time::Duration::from_micros(idle_poll_us));
         }
         let h = builder.spawn(move || async move {
-            if submit_batch > 0 {
-                glommio::executor().set_submit_batch_min(Some(submit_batch));
-            }
+            glommio::executor().set_submit_batch_min((submit_batch > 0).then_some(submit_batch));
             let store = async {
                 let dev = DmaDevice::open(&data).await.map_err(|e| e.to_string())?;
                 Store::mount(dev, shard, Expect { fsid: Some(fsid), osd, shards }).await.map_err(|e| e.to_string())
