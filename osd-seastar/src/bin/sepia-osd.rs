@@ -313,7 +313,9 @@ fn main() -> ExitCode {
         );
         let (map_tx, map_rx) = std::sync::mpsc::channel::<Links>();
         map_txs.push(map_tx);
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        // A oneshot future wakes the shard when the main thread sends (or
+        // drops the sender): no polling while it serves.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         stop_txs.push(stop_tx);
         let addr_tx = addr_tx.clone();
         let data = cli.data.clone();
@@ -372,12 +374,7 @@ fn main() -> ExitCode {
             glommio::spawn_local(shard.clone().serve(listener)).detach();
             // Until a clean shutdown: then everything queued is made durable
             // and checkpointed, so the next start replays nothing.
-            loop {
-                match stop_rx.try_recv() {
-                    Err(std::sync::mpsc::TryRecvError::Empty) => glommio::timer::sleep(std::time::Duration::from_millis(20)).await,
-                    _ => break,
-                }
-            }
+            let _ = stop_rx.await;
             if let Err(e) = shard.store.sync_checkpoint().await {
                 eprintln!("osd.{osd} shard {index}: final checkpoint: {e}");
             }
@@ -429,7 +426,7 @@ fn main() -> ExitCode {
     if signals.forever().next().is_some() {
         eprintln!("osd.{}: shutting down", cli.id);
         link.shutdown();
-        for tx in &stop_txs {
+        for tx in stop_txs {
             let _ = tx.send(());
         }
         for h in handles {
