@@ -76,7 +76,7 @@ use crate::pg::log::{LogEntry, LogOp, PgInfo};
 use crate::pg::log::Trim;
 use crate::pg::backfill::{object_of_key, BackfillPlan, BackfillPos, Listed};
 use crate::pg::machine::{ClientWrite, Effect, Interval, ListTag, Missing, ObjectContent, PeerMsg, Pg, PgDurable, PgHistory, PgParams, PgState, Txn};
-use crate::server::{coll_of, object_key, Shard};
+use crate::server::{coll_of, object_key, Payload, Shard};
 
 /// The omap object holding a PG's durable state.
 pub const PGMETA: &str = "\u{0}pgmeta";
@@ -1258,13 +1258,15 @@ impl Shard {
     /// Sends a PG message to the member's owning shard.
     fn send_pg_msg(self: &Rc<Self>, pg: PgId, to: OsdId, msg: PeerMsg<WriteRef>) {
         let map = self.map();
-        let Some(addr) = map.pg_shard(pg, to).and_then(|s| map.osd(to).and_then(|o| o.addrs.get(s as usize).cloned())) else { return };
+        let Some(addr) = map.pg_shard(pg, to).and_then(|s| map.osd(to).and_then(|o| o.addrs.get(s as usize))) else { return };
         let epoch = msg.epoch();
         let peer = |op| Body::PgPeer(PgPeer { pg, epoch, from: self.osd, op });
         let (body, data) = match msg {
             PeerMsg::RepOp { entry, txn: Txn::Write(w), trim_to, .. } => {
                 let rep = RepOp { reqid: entry.reqid, pg, epoch, version: entry.version, object: entry.object, subops: w.subops.clone(), trim_to, prior_version: entry.prior_version };
-                (Body::RepOp(rep), w.data.clone())
+                // The payload is shared with the PG's own apply, not copied.
+                self.post(addr, Body::RepOp(rep), Payload::Write(w));
+                return;
             }
             // Replacements travel as pushes, entries alone as `RepLog`,
             // never as replica writes.
@@ -1331,11 +1333,11 @@ impl Shard {
                 }
             },
         };
-        self.post(&addr, body, data);
+        self.post(addr, body, data.into());
     }
 
     /// Queues a one-way message to a peer shard (in order per address).
-    fn post(self: &Rc<Self>, addr: &str, body: Body, data: Vec<u8>) {
+    fn post(self: &Rc<Self>, addr: &str, body: Body, data: Payload) {
         let existing = self.outboxes.borrow().get(addr).filter(|tx| !tx.is_closed()).cloned();
         let tx = match existing {
             Some(tx) => tx,
@@ -1351,7 +1353,7 @@ impl Shard {
         }
     }
 
-    async fn outbox(self: Rc<Self>, addr: String, mut rx: tokio::sync::mpsc::Receiver<(Body, Vec<u8>)>) {
+    async fn outbox(self: Rc<Self>, addr: String, mut rx: tokio::sync::mpsc::Receiver<(Body, Payload)>) {
         // One connection for the whole queue, so messages keep their order.
         let mut conn = None;
         while let Some(first) = rx.recv().await {

@@ -150,7 +150,7 @@ pub struct Shard {
     /// queued apply).
     pub(crate) queued_versions: RefCell<HashMap<(PgId, ObjectId), EVersion>>,
     /// One ordered queue of one-way messages per peer shard address.
-    pub(crate) outboxes: RefCell<HashMap<String, tokio::sync::mpsc::Sender<(Body, Vec<u8>)>>>,
+    pub(crate) outboxes: RefCell<HashMap<String, tokio::sync::mpsc::Sender<(Body, Payload)>>>,
     /// Peers that answered a ping since the heartbeat loop last looked.
     pongs: RefCell<Vec<OsdId>>,
     /// One lock per object with an op in progress: ops on one object run
@@ -187,6 +187,37 @@ pub(crate) struct FrameWriter {
     failed: Cell<bool>,
 }
 
+/// A frame's data segment: owned, or a client write's payload shared with
+/// the PG, so that a replica message does not copy it once per replica.
+pub(crate) enum Payload {
+    Owned(Vec<u8>),
+    Write(crate::pgs::WriteRef),
+}
+
+impl Payload {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Write(w) => &w.data,
+        }
+    }
+
+    /// Owned bytes, copied only when shared (data above
+    /// `limits::coalesced_data_bytes_max`, which is queued whole).
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Write(w) => Rc::try_unwrap(w).map_or_else(|w| w.data.clone(), |w| w.data),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(v: Vec<u8>) -> Payload {
+        Payload::Owned(v)
+    }
+}
+
 impl FrameWriter {
     pub(crate) fn new(stream: futures_lite::io::WriteHalf<TcpStream>) -> FrameWriter {
         FrameWriter { stream: RefCell::new(Some(stream)), queue: RefCell::new(Default::default()), flushing: Cell::new(false), queued: Cell::new(0), failed: Cell::new(false) }
@@ -206,15 +237,16 @@ impl FrameWriter {
     }
 
     /// Queues one frame without writing (a batch ends with `flush_queue`).
-    pub(crate) fn enqueue(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
+    pub(crate) fn enqueue(&self, body: &Body, txid: u64, data: impl Into<Payload>, mac: Option<&SessionKey>) -> std::io::Result<()> {
         if self.failed.get() {
             return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
         }
-        let f = msg::encode(body, txid, &data, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let data: Payload = data.into();
+        let f = msg::encode(body, txid, data.as_slice(), mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.queued.set(self.queued.get() + 1);
         {
             let mut q = self.queue.borrow_mut();
-            if data.len() <= limits::coalesced_data_bytes_max {
+            if data.as_slice().len() <= limits::coalesced_data_bytes_max {
                 match q.back_mut() {
                     Some(last) if last.len() < limits::write_chunk_bytes_max => f.append_to(last),
                     _ => {
@@ -235,7 +267,7 @@ impl FrameWriter {
                 let tag = f.mac.map(|m| m.to_vec()).unwrap_or_default();
                 drop(f);
                 q.push_back(head);
-                q.push_back(data);
+                q.push_back(data.into_vec());
                 q.push_back(tag);
             }
         }
@@ -717,7 +749,7 @@ impl Shard {
 
     /// One-way messages on a connection we hold, written together (marked
     /// dead on failure).
-    pub(crate) async fn send_many_on(&self, conn: &Rc<PeerConn>, msgs: Vec<(Body, Vec<u8>)>) -> Result<(), String> {
+    pub(crate) async fn send_many_on(&self, conn: &Rc<PeerConn>, msgs: Vec<(Body, Payload)>) -> Result<(), String> {
         let key = conn.mac.borrow().clone();
         let mut queued = Ok(());
         for (body, data) in msgs {
