@@ -135,6 +135,15 @@ pub(crate) struct InnerSource {
 }
 
 impl InnerSource {
+    /// Sepia patch: whether anyone reads this source's queue, submit and
+    /// completion timestamps (latency statistics, off unless
+    /// `record_io_latencies`). Stock glommio took all three for every
+    /// request and one more per ring poll: a few clock reads per I/O that
+    /// nobody used.
+    pub(crate) fn wants_latency(&self) -> bool {
+        self.stats_collection.is_some_and(|s| s.latency.is_some())
+    }
+
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
         std::mem::replace(&mut self.source_type, source_type)
     }
