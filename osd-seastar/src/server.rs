@@ -22,11 +22,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-
-/// The shard's hash maps: foldhash, seeded at random per map (keys come
-/// from clients and peers; std's SipHash cost ~1% of a read's CPU in the
-/// object locks alone).
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +41,11 @@ use sepia_proto::auth::mac::SessionKey;
 use tokio::sync::{oneshot, watch};
 
 use crate::objstore::{CollId, DmaDevice, Op, Store, StoreError};
+
+/// The shard's hash maps: foldhash, seeded at random per map (keys come
+/// from clients and peers; std's SipHash cost ~1% of a read's CPU in the
+/// object locks alone).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Bounds of the shard server.
 pub mod limits {
