@@ -11,8 +11,13 @@
 //! Invariants: in-flight ops are bounded (`limits::ops_in_flight_max`);
 //! every wait has a timeout; a reply is matched to its request by
 //! transaction id on its own connection, never trusted beyond that.
+//!
+//! The op path reads no clock and runs no CRUSH in the common case: a
+//! PG's primary address is computed once per map (`Targets`), an
+//! attempt's timeout is enforced by its connection's task (one clock read
+//! per batch sent, a sweep once a second), and an op's own deadline only
+//! starts at its first failed attempt.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +32,10 @@ use crate::config::Config;
 use crate::conn::{Conn, ConnError};
 use crate::monc::{MonClient, MonError};
 
+/// std's map with foldhash: the keys here (txids, PG ids, addresses) are
+/// ours, not an attacker's, and SipHash showed in the op path's profile.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Client-side bounds (ops).
 pub mod limits {
     #![allow(non_upper_case_globals)]
@@ -38,6 +47,9 @@ pub mod limits {
     pub const op_timeout_ms: u64 = 30_000;
     /// How long one attempt waits for its reply.
     pub const attempt_timeout_ms: u64 = 10_000;
+    /// How often a connection looks for requests past
+    /// `attempt_timeout_ms` (so an attempt fails within their sum).
+    pub const attempt_sweep_ms: u64 = 1_000;
     /// Queued requests sent to an OSD with one write (one syscall and one
     /// TCP segment for the lot at high queue depth).
     pub const send_batch_frames_max: usize = 64;
@@ -72,7 +84,8 @@ type Pending = oneshot::Sender<Result<(Body, Vec<u8>), ConnError>>;
 
 struct ConnRequest {
     body: Body,
-    data: Vec<u8>,
+    /// Shared with the op's later attempts (resent without a copy).
+    data: Arc<Vec<u8>>,
     reply: Pending,
 }
 
@@ -97,15 +110,35 @@ impl OsdConn {
     }
 }
 
+/// Owns one OSD connection: sends queued requests in batches, hands each
+/// reply to its waiter, and fails a request unanswered after
+/// `limits::attempt_timeout_ms` (checked every `limits::attempt_sweep_ms`)
+/// with `ConnError::Timeout`, so every request it took is answered.
 async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
-    let mut waiting: HashMap<u64, Pending> = HashMap::new();
-    let fail_all = |waiting: &mut HashMap<u64, Pending>, e: &str| {
-        for (_, w) in waiting.drain() {
+    // txid -> (waiter, when its batch was sent).
+    let mut waiting: HashMap<u64, (Pending, Instant)> = HashMap::default();
+    let fail_all = |waiting: &mut HashMap<u64, (Pending, Instant)>, e: &str| {
+        for (_, (w, _)) in waiting.drain() {
             let _ = w.send(Err(ConnError::Unexpected(if e.is_empty() { "closed" } else { "connection failed" })));
         }
     };
+    let attempt_timeout = Duration::from_millis(limits::attempt_timeout_ms);
+    let mut sweep = tokio::time::interval(Duration::from_millis(limits::attempt_sweep_ms));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = sweep.tick() => {
+                if waiting.is_empty() {
+                    continue;
+                }
+                let now = Instant::now();
+                let late: Vec<u64> = waiting.iter().filter(|(_, (_, sent))| now.duration_since(*sent) >= attempt_timeout).map(|(&t, _)| t).collect();
+                for t in late {
+                    if let Some((w, _)) = waiting.remove(&t) {
+                        let _ = w.send(Err(ConnError::Timeout(limits::attempt_timeout_ms)));
+                    }
+                }
+            }
             req = rx.recv() => match req {
                 Some(first) => {
                     // Whatever else is already queued goes in the same write.
@@ -118,7 +151,12 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
                     }
                     let txids: Vec<u64> = batch.iter().map(|_| conn.next_txid()).collect();
                     let frames: Vec<(&Body, u64, &[u8])> = batch.iter().zip(&txids).map(|(r, &t)| (&r.body, t, r.data.as_slice())).collect();
-                    let sent = conn.send_batch(&frames).await;
+                    // A peer that stops reading must not hold the task
+                    // (and so every waiter's timeout) forever.
+                    let sent = match tokio::time::timeout(attempt_timeout, conn.send_batch(&frames)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ConnError::Timeout(limits::attempt_timeout_ms)),
+                    };
                     drop(frames);
                     if let Err(e) = sent {
                         let msg = e.to_string();
@@ -128,8 +166,9 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
                         fail_all(&mut waiting, "x");
                         return;
                     }
+                    let sent_at = Instant::now();
                     for (r, t) in batch.into_iter().zip(txids) {
-                        waiting.insert(t, r.reply);
+                        waiting.insert(t, (r.reply, sent_at));
                     }
                 }
                 None => return,
@@ -142,7 +181,7 @@ async fn conn_task(mut conn: Conn, mut rx: mpsc::Receiver<ConnRequest>) {
                         // A reply goes to whoever waits on its txid; anything
                         // else (pings, notifies) is not ours here.
                         Ok(body) => {
-                            if let Some(w) = waiting.remove(&txid) {
+                            if let Some((w, _)) = waiting.remove(&txid) {
                                 let _ = w.send(Ok((body, data)));
                             }
                         }
@@ -323,7 +362,10 @@ async fn map_watcher(
 pub struct Rados {
     monc: Mutex<MonClient>,
     map: watch::Receiver<Arc<OsdMap>>,
-    conns: Mutex<HashMap<String, OsdConn>>,
+    /// Open connections by shard address. A std lock: never held across
+    /// an await.
+    conns: std::sync::Mutex<HashMap<Arc<str>, OsdConn>>,
+    targets: std::sync::Mutex<Targets>,
     entity: String,
     client_id: u64,
     next_tid: AtomicU64,
@@ -334,6 +376,20 @@ pub struct Rados {
     secret: Option<sepia_proto::auth::key::Secret>,
     /// Whether we ask OSDs to sign frames (`ms_mode`).
     frame_mode: FrameMode,
+}
+
+/// Where each PG's primary shard listens, at one map: filled as ops ask,
+/// emptied when the map changes. Bounded by the map's PG count.
+struct Targets {
+    map: Arc<OsdMap>,
+    by_pg: HashMap<PgId, Option<Arc<str>>>,
+}
+
+/// A poisoned lock only means another thread panicked while holding it;
+/// the caches behind ours stay consistent (each update is one insert or
+/// remove), so the data is used as it is.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Authenticates with one of the monitors and keeps the OSD ticket (and
@@ -385,10 +441,12 @@ impl Rados {
         let (rados_mon_addrs, rados_secret) = (mon_addrs.clone(), secret.clone());
         let rx = watch_osdmap(mon_addrs, entity, secret);
         let client_id = u64::from_le_bytes(sepia_proto::uuid::random()[..8].try_into().expect("8 bytes"));
+        let targets = Targets { map: rx.borrow().clone(), by_pg: HashMap::default() };
         let rados = Arc::new(Rados {
             monc: Mutex::new(monc),
             map: rx,
-            conns: Mutex::new(HashMap::new()),
+            conns: std::sync::Mutex::new(HashMap::default()),
+            targets: std::sync::Mutex::new(targets),
             entity: entity.to_string(),
             client_id,
             next_tid: AtomicU64::new(1),
@@ -435,15 +493,19 @@ impl Rados {
         Ok(IoCtx { rados: self.clone(), pool: p.id, namespace: String::new() })
     }
 
-    async fn conn(&self, addr: &str) -> Result<OsdConn, ConnError> {
-        if let Some(c) = self.conns.lock().await.get(addr) {
+    async fn conn(&self, addr: &Arc<str>) -> Result<OsdConn, ConnError> {
+        if let Some(c) = lock(&self.conns).get(addr) {
             if !c.tx.is_closed() {
                 return Ok(c.clone());
             }
         }
-        let creds = self.osd_creds().await;
-        let c = OsdConn::open(addr, &self.entity, creds.as_ref(), self.frame_mode).await?;
-        self.conns.lock().await.insert(addr.to_string(), c.clone());
+        let timeout = Duration::from_millis(limits::attempt_timeout_ms);
+        let open = async {
+            let creds = self.osd_creds().await;
+            OsdConn::open(addr, &self.entity, creds.as_ref(), self.frame_mode).await
+        };
+        let c = tokio::time::timeout(timeout, open).await.map_err(|_| ConnError::Timeout(limits::attempt_timeout_ms))??;
+        lock(&self.conns).insert(addr.clone(), c.clone());
         Ok(c)
     }
 
@@ -460,37 +522,55 @@ impl Rados {
         held.as_ref().map(|(c, _)| c.clone())
     }
 
-    /// Where a PG's primary shard listens, at the current map.
+    /// Where a PG's primary shard listens, at `map`.
     fn primary_addr(map: &OsdMap, pg: PgId) -> Option<String> {
         let osd = map.pg_placement(pg).ok()?.acting_primary?;
         let shard = map.pg_shard(pg, osd)?;
         map.osd(osd)?.addrs.get(shard as usize).cloned()
     }
 
+    /// [`Self::primary_addr`], computed once per PG and map.
+    fn primary_target(&self, map: &Arc<OsdMap>, pg: PgId) -> Option<Arc<str>> {
+        let mut t = lock(&self.targets);
+        if !Arc::ptr_eq(&t.map, map) {
+            t.map = map.clone();
+            t.by_pg.clear();
+        }
+        t.by_pg.entry(pg).or_insert_with(|| Self::primary_addr(map, pg).map(Arc::from)).clone()
+    }
+
     /// Sends `make(epoch)` to the primary of `pg` until it answers with
     /// something other than `-EAGAIN`, resending after map changes and
     /// connection failures, within the op deadline.
-    async fn to_primary(&self, pg_of: impl Fn(&OsdMap) -> Result<PgId, RadosError>, make: impl Fn(u32, PgId) -> Body, data: &[u8]) -> Result<(Body, Vec<u8>), RadosError> {
+    async fn to_primary(&self, pg_of: impl Fn(&OsdMap) -> Result<PgId, RadosError>, make: impl Fn(u32, PgId) -> Body, data: &Arc<Vec<u8>>) -> Result<(Body, Vec<u8>), RadosError> {
         let _permit = self.in_flight.acquire().await.map_err(|_| RadosError::TimedOut(0))?;
-        let deadline = Instant::now() + Duration::from_millis(limits::op_timeout_ms);
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
+        // The op's deadline starts at its first failed attempt; an attempt
+        // itself is bounded by its connection (`conn_task`).
+        let mut deadline: Option<Instant> = None;
+        let mut last = None;
+        for attempt in 0u64.. {
+            if attempt > 0 {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(limits::op_timeout_ms));
+                if Instant::now() >= d {
+                    break;
+                }
+            }
             let map = self.osdmap();
             let pg = pg_of(&map)?;
-            let Some(addr) = Self::primary_addr(&map, pg) else {
-                last = format!("pg {pg} has no primary at epoch {}", map.epoch);
+            let Some(addr) = self.primary_target(&map, pg) else {
+                last = Some(format!("pg {pg} has no primary at epoch {}", map.epoch));
                 let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
                 continue;
             };
             let body = make(map.epoch, pg);
-            let attempt = async {
+            let outcome = async {
                 let conn = self.conn(&addr).await?;
                 let (tx, rx) = oneshot::channel();
-                conn.tx.send(ConnRequest { body, data: data.to_vec(), reply: tx }).await.map_err(|_| ConnError::Closed)?;
+                conn.tx.send(ConnRequest { body, data: data.clone(), reply: tx }).await.map_err(|_| ConnError::Closed)?;
                 rx.await.map_err(|_| ConnError::Closed)?
             };
-            match tokio::time::timeout(Duration::from_millis(limits::attempt_timeout_ms), attempt).await {
-                Ok(Ok((body, rdata))) => {
+            match outcome.await {
+                Ok((body, rdata)) => {
                     let (result, epoch) = match &body {
                         Body::OsdOpReply(r) => (r.result, r.epoch),
                         Body::PgListReply(r) => (r.result, r.epoch),
@@ -499,21 +579,21 @@ impl Rados {
                     if result != Errno::Again.result() {
                         return Ok((body, rdata));
                     }
-                    last = format!("osd at {addr} answered EAGAIN at epoch {epoch}");
+                    last = Some(format!("osd at {addr} answered EAGAIN at epoch {epoch}"));
                     let _ = self.wait_for_epoch(epoch.max(map.epoch + 1), Duration::from_millis(1000)).await;
                 }
-                Ok(Err(e)) => {
-                    last = format!("{addr}: {e}");
-                    self.conns.lock().await.remove(&addr);
-                    let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
+                Err(ConnError::Timeout(ms)) => {
+                    last = Some(format!("{addr}: no reply in {ms} ms"));
+                    lock(&self.conns).remove(&addr);
                 }
-                Err(_) => {
-                    last = format!("{addr}: no reply in {} ms", limits::attempt_timeout_ms);
-                    self.conns.lock().await.remove(&addr);
+                Err(e) => {
+                    last = Some(format!("{addr}: {e}"));
+                    lock(&self.conns).remove(&addr);
+                    let _ = self.wait_for_epoch(map.epoch + 1, Duration::from_millis(500)).await;
                 }
             }
         }
-        Err(RadosError::BadReply(format!("op timed out: {last}")))
+        Err(RadosError::BadReply(format!("op timed out: {}", last.as_deref().unwrap_or("no attempt"))))
     }
 
     /// Runs one compound op on `object`; resent (same request id, so the
@@ -534,7 +614,7 @@ impl Rados {
             Ok(p.object_pg(&object.name, locator, &object.namespace))
         };
         let make = |epoch, pg| Body::OsdOp(OsdOp { reqid, pg, epoch, object: object.clone(), subops: subops.clone() });
-        match self.to_primary(pg_of, make, &data).await? {
+        match self.to_primary(pg_of, make, &Arc::new(data)).await? {
             (Body::OsdOpReply(r), d) => Ok((r, d)),
             _ => Err(RadosError::BadReply("not an op reply".into())),
         }
@@ -544,7 +624,7 @@ impl Rados {
     pub async fn pg_list(&self, pg: PgId, namespace: &str, after: &str, max: u32) -> Result<PgListReply, RadosError> {
         let reqid = ReqId { client: self.client_id, tid: self.next_tid.fetch_add(1, Ordering::Relaxed) };
         let make = |epoch, pg| Body::PgList(PgList { reqid, pg, epoch, namespace: namespace.to_string(), after: after.to_string(), max });
-        match self.to_primary(|_| Ok(pg), make, &[]).await? {
+        match self.to_primary(|_| Ok(pg), make, &Arc::new(Vec::new())).await? {
             (Body::PgListReply(r), _) if r.result == 0 => Ok(r),
             (Body::PgListReply(r), _) => Err(RadosError::from_result(r.result)),
             _ => Err(RadosError::BadReply("not a list reply".into())),
