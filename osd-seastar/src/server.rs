@@ -591,7 +591,7 @@ impl Shard {
                         }
                         in_flight.set(in_flight.get() + 1);
                         let (me, writer, in_flight, mac, caps) = (self.clone(), writer.clone(), in_flight.clone(), mac.clone(), caps.clone());
-                        glommio::spawn_local(async move {
+                        let fut = async move {
                             let (reply, rdata) = if me.auth_required && caps.is_none() {
                                 (me.refuse(&body), Vec::new())
                             } else {
@@ -602,8 +602,10 @@ impl Shard {
                                 let _ = writer.send(&reply, txid, rdata, key.as_ref()).await;
                             }
                             in_flight.set(in_flight.get() - 1);
-                        })
-                        .detach();
+                        };
+                        // Boxed once here: glommio's spawn would otherwise
+                        // copy the whole (KiB-sized) future more than once.
+                        glommio::spawn_local(Box::pin(fut)).detach();
                     }
                 }
             }
@@ -637,7 +639,8 @@ impl Shard {
                 let (r, d) = self.client_op(op, data).await;
                 (Some(Body::OsdOpReply(r)), d)
             }
-            Body::PgList(l) => (Some(Body::PgListReply(self.pg_list(l).await)), Vec::new()),
+            // Boxed: rare, and its future would size every op's task.
+            Body::PgList(l) => (Some(Body::PgListReply(Box::pin(self.pg_list(l)).await)), Vec::new()),
             Body::Ping(mut p) => {
                 p.from = self.osd;
                 p.reply = true;
@@ -664,7 +667,12 @@ impl Shard {
 
     /// `data` is the frame's data segment, handed on (not copied) to the PG.
     async fn client_op(self: &Rc<Self>, op: OsdOp, data: Vec<u8>) -> (OsdOpReply, Vec<u8>) {
-        let map = self.map_at_least(op.epoch).await;
+        // Slow paths are boxed: every op's task is as large as its largest
+        // state, and spawning it copies all of it.
+        let map = match self.map() {
+            m if m.epoch >= op.epoch => m,
+            _ => Box::pin(self.map_at_least(op.epoch)).await,
+        };
         if map.epoch < op.epoch {
             // The client knows a newer map than we could get: retry later
             // (its pool may not exist in ours yet).
@@ -708,7 +716,8 @@ impl Shard {
             // The same for metadata (objects, xattrs, omap, the PG log):
             // removes are let through, they make room.
             let removes = op.subops.iter().any(|s| matches!(s, SubOp::Remove));
-            if !removes && !self.store.has_metadata_headroom(limits::metadata_reserve_bytes).await.unwrap_or(false) {
+            let reserve = limits::metadata_reserve_bytes;
+            if !removes && self.store.metadata_headroom_bytes() < reserve && !Box::pin(self.store.has_metadata_headroom(reserve)).await.unwrap_or(false) {
                 return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
             }
         }
