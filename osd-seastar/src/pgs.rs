@@ -385,14 +385,20 @@ const HISTORY_FORMAT: u8 = 1;
 /// The `intervals` record: format byte, newest epoch processed, the
 /// current interval (flag byte, then one), the count of past intervals and
 /// each; an interval is start, end (u32), primary (i32, -1: none), a flag
-/// byte (1: unknown, a map gap), the acting count (u16) and the members
-/// (i32). Little-endian.
+/// byte (bit 0: unknown, a map gap; bit 1: `enough` recorded, bit 2 its
+/// value; records written before `enough` was kept have neither), the
+/// acting count (u16) and the members (i32). Little-endian.
 fn encode_history(h: &PgHistory) -> Vec<u8> {
     fn interval(b: &mut Vec<u8>, iv: &Interval) {
         b.extend_from_slice(&iv.start.to_le_bytes());
         b.extend_from_slice(&iv.end.to_le_bytes());
         b.extend_from_slice(&iv.primary.unwrap_or(-1).to_le_bytes());
-        b.push(iv.unknown as u8);
+        let enough = match iv.enough {
+            None => 0,
+            Some(false) => 2,
+            Some(true) => 2 | 4,
+        };
+        b.push(iv.unknown as u8 | enough);
         b.extend_from_slice(&(iv.acting.len() as u16).to_le_bytes());
         for o in &iv.acting {
             b.extend_from_slice(&o.to_le_bytes());
@@ -437,7 +443,7 @@ fn decode_history(b: &[u8], past_max: usize) -> Result<PgHistory, HistoryError> 
             let start = u32::from_le_bytes(self.take()?);
             let end = u32::from_le_bytes(self.take()?);
             let primary = i32::from_le_bytes(self.take()?);
-            let [unknown] = self.take()?;
+            let [flags] = self.take()?;
             let n = u16::from_le_bytes(self.take()?) as usize;
             if n > sepia_proto::limits::pool_size_max {
                 return Err(HistoryError::TooMany("acting members", n));
@@ -446,7 +452,8 @@ fn decode_history(b: &[u8], past_max: usize) -> Result<PgHistory, HistoryError> 
             for _ in 0..n {
                 acting.push(i32::from_le_bytes(self.take()?));
             }
-            Ok(Interval { start, end, acting, primary: (primary >= 0).then_some(primary), unknown: unknown == 1 })
+            let enough = (flags & 2 != 0).then_some(flags & 4 != 0);
+            Ok(Interval { start, end, acting, primary: (primary >= 0).then_some(primary), unknown: flags & 1 != 0, enough })
         }
     }
     let mut r = R(b);
@@ -740,6 +747,7 @@ impl Shard {
                 let incarnation = acting.iter().map(|&o| map.osd(o).map_or(0, |i| i.up_from)).collect();
                 let mut out = Vec::new();
                 let was_blocked = slot.pg.blocked_by().cloned();
+                slot.pg.set_shape(params.size, params.min_size);
                 slot.pg.map_change_with(map.epoch, acting, placed.acting_primary, incarnation, &lost, &mut out);
                 log_blocked(self.osd, pg, was_blocked.as_ref(), slot.pg.blocked_by());
                 if !out.is_empty() {
@@ -1540,10 +1548,15 @@ mod tests {
 
     #[test]
     fn intervals_record_round_trips_and_bad_ones_are_refused() {
-        let iv = |start, end, acting: Vec<OsdId>, unknown| Interval { start, end, primary: acting.first().copied(), acting, unknown };
-        let h = PgHistory { epoch: 42, current: Some(iv(40, 42, vec![2, 0], false)), past: vec![iv(3, 9, vec![0, 1, 2], false), iv(10, 20, vec![], false), iv(21, 39, vec![1], true)] };
+        let iv = |start, end, acting: Vec<OsdId>, unknown| Interval { start, end, primary: acting.first().copied(), acting, unknown, enough: (!unknown).then_some(true) };
+        let h = PgHistory { epoch: 42, current: Some(iv(40, 42, vec![2, 0], false)), past: vec![iv(3, 9, vec![0, 1, 2], false), Interval { enough: Some(false), ..iv(10, 20, vec![], false) }, iv(21, 39, vec![1], true)] };
         let b = encode_history(&h);
         assert_eq!(decode_history(&b, 8), Ok(h.clone()));
+        // A record from before `enough` was kept reads as not recorded.
+        let mut old = h.clone();
+        old.past.iter_mut().chain(old.current.iter_mut()).for_each(|iv| iv.enough = None);
+        let old_bytes = encode_history(&old);
+        assert_eq!(decode_history(&old_bytes, 8), Ok(old));
         assert_eq!(decode_history(&b, 2), Err(HistoryError::TooMany("past intervals", 3)));
         assert_eq!(decode_history(&b[..b.len() - 1], 8), Err(HistoryError::Truncated));
         assert_eq!(decode_history(&[b.as_slice(), &[0]].concat(), 8), Err(HistoryError::Trailing(1)));

@@ -1,6 +1,6 @@
 //! More of the end-to-end path with real processes on loopback: hostile
 //! bytes on an OSD port, many objects of random sizes on a size-3 pool,
-//! and `kill -9` of an OSD while writers run.
+//! `kill -9` of an OSD while writers run, and a pool size change.
 
 mod common;
 use common::{cluster_up as start, pool, runtime};
@@ -66,6 +66,27 @@ fn garbage_and_oversized_frames_close_only_that_connection() {
         io.write_full("after", b"garbage").await.unwrap();
         assert_eq!(io.read("after", 0, 0).await.unwrap(), b"garbage");
         drop(idle);
+    });
+}
+
+/// A size-3 pool on one OSD has its PGs down; `osd pool set size 1` is a
+/// new interval for every PG, which goes active on its one member (the
+/// acting set reads the same before and after).
+#[test]
+fn lowering_a_pools_size_brings_its_down_pgs_up() {
+    let (_c, conf) = start("poolsize", 1);
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "p", 3, 2, 8).await;
+        let set = |what: &str| format!("osd pool set p {what}").split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(rados.command(&set("size 1"), false).await.unwrap().result, 0);
+        assert_eq!(rados.command(&set("min_size 1"), false).await.unwrap().result, 0);
+        for i in 0..32 {
+            let name = format!("o{i}");
+            io.write_full(&name, name.as_bytes()).await.unwrap();
+            assert_eq!(io.read(&name, 0, 0).await.unwrap(), name.as_bytes());
+        }
     });
 }
 

@@ -397,6 +397,10 @@ fn check_name(name: &str) -> Result<(), CmdError> {
     if name.is_empty() || name.len() > sepia_proto::limits::name_bytes_max || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(inval(format!("invalid name '{name}'")));
     }
+    // `osd pool create --help` must not make a pool named `--help`.
+    if name.starts_with('-') {
+        return Err(inval(format!("invalid name '{name}': a name may not begin with '-' (it reads as an option)")));
+    }
     Ok(())
 }
 

@@ -87,6 +87,10 @@ fn a_cluster_comes_up_and_serves_admin_commands() {
     assert!(h.state.osdmap.osds.iter().all(|o| o.up));
     assert_eq!(h.ok("osd pool create rbd 32 --size 3"), "");
     assert_eq!(h.cmd("osd pool create rbd 32").1, "pool 'rbd' already exists");
+    // An option where the name goes is refused, not taken as the name.
+    let (code, status, _) = h.cmd("osd pool create --help");
+    assert!(code < 0 && status.contains("may not begin with '-'"), "{code} {status}");
+    assert!(h.cmd("osd pool rename rbd -x").0 < 0);
     h.ok("osd pool create ecpool 16 --ec 2+1");
     let pools = h.svc_read("osd pool ls", true);
     assert_eq!(pools, r#"["rbd","ecpool"]"#);

@@ -168,6 +168,12 @@ pub struct Interval {
     /// The maps of these epochs were never seen (a gap the monitor could
     /// not fill): `acting` is only the set last known before the gap.
     pub unknown: bool,
+    /// The acting set had at least the pool's `min_size` members while
+    /// the interval ran, so it could have gone active (Ceph's
+    /// `maybe_went_rw`). Kept per interval because an operator may change
+    /// `min_size` later. `None`: not recorded (a record from before this
+    /// was kept); judged by today's `min_size`.
+    pub enough: Option<bool>,
 }
 
 /// What a PG knows of the maps it processed; durable (in every
@@ -393,6 +399,11 @@ pub struct Pg<W> {
     /// Loaded from the store: the next map starts a new interval (this
     /// OSD restarted, so the peering state of the old one is gone).
     restored: bool,
+    /// The current interval's [`Interval::enough`].
+    interval_enough: Option<bool>,
+    /// The pool's size and min_size as the newest map says, applied when
+    /// the next map is fed (a change starts a new interval).
+    next_shape: Option<(usize, usize)>,
     /// The past interval that keeps this PG down (for the operator).
     blocked_by: Option<Interval>,
     /// `lost_at` of the OSDs the newest map says are lost (`osd lost`).
@@ -467,6 +478,8 @@ impl<W: Clone> Pg<W> {
             les: durable.les,
             past: if restored { past } else { Vec::new() },
             interval_start: current.as_ref().map_or(0, |c| c.start),
+            interval_enough: current.as_ref().and_then(|c| c.enough),
+            next_shape: None,
             restored,
             blocked_by: None,
             lost: BTreeMap::new(),
@@ -557,8 +570,27 @@ impl<W: Clone> Pg<W> {
 
     /// The intervals as persisted (see [`PgHistory`]).
     pub fn history(&self) -> PgHistory {
-        let current = (self.epoch != 0).then(|| Interval { start: self.interval_start, end: self.epoch, acting: self.acting.clone(), primary: self.primary, unknown: false });
+        let current = (self.epoch != 0).then(|| self.current_interval());
         PgHistory { epoch: self.epoch, current, past: self.past.clone() }
+    }
+
+    fn current_interval(&self) -> Interval {
+        Interval {
+            start: self.interval_start,
+            end: self.epoch,
+            acting: self.acting.clone(),
+            primary: self.primary,
+            unknown: false,
+            enough: Some(self.interval_enough.unwrap_or(self.acting.len() >= self.params.min_size)),
+        }
+    }
+
+    /// The pool's size and min_size as of the next map fed to
+    /// [`Pg::map_change_with`]: a change is a new interval there (the
+    /// acting set may read the same, but who may go active is not), and
+    /// the interval it ends keeps the old min_size.
+    pub fn set_shape(&mut self, size: usize, min_size: usize) {
+        self.next_shape = Some((size, min_size));
     }
 
     /// The past interval that keeps this PG down, if one does.
@@ -627,7 +659,8 @@ impl<W: Clone> Pg<W> {
             return;
         }
         let gap = self.epoch != 0 && epoch > self.epoch + 1;
-        let same = !gap && !self.restored && acting == self.acting && primary == self.primary && incarnation == self.incarnation;
+        let shape = self.next_shape.take().filter(|&(size, min_size)| (size, min_size) != (self.params.size, self.params.min_size));
+        let same = !gap && !self.restored && shape.is_none() && acting == self.acting && primary == self.primary && incarnation == self.incarnation;
         self.incarnation = incarnation;
         self.restored = false;
         let lost_changed = *lost != self.lost;
@@ -646,19 +679,25 @@ impl<W: Clone> Pg<W> {
             return;
         }
         if self.epoch != 0 {
-            self.past.push(Interval { start: self.interval_start, end: self.epoch, acting: self.acting.clone(), primary: self.primary, unknown: false });
+            self.past.push(self.current_interval());
             if gap {
-                self.past.push(Interval { start: self.epoch + 1, end: epoch - 1, acting: self.acting.clone(), primary: self.primary, unknown: true });
+                // Whether it could go active is unknown with the maps.
+                self.past.push(Interval { start: self.epoch + 1, end: epoch - 1, acting: self.acting.clone(), primary: self.primary, unknown: true, enough: None });
             }
             if self.past.len() > self.params.past_intervals_max {
                 let excess = self.past.len() - self.params.past_intervals_max;
                 self.past.drain(..excess);
             }
         }
+        if let Some((size, min_size)) = shape {
+            self.params.size = size;
+            self.params.min_size = min_size;
+        }
         self.epoch = epoch;
         self.interval_start = epoch;
         self.acting = acting;
         self.primary = primary;
+        self.interval_enough = Some(self.acting.len() >= self.params.min_size);
         // Everything in flight belongs to the old interval: clients resend.
         self.in_flight.clear();
         self.notifies.clear();
@@ -774,7 +813,8 @@ impl<W: Clone> Pg<W> {
             // Its primary made `les` durable before any write: if it
             // answers with an older one, the interval never went active.
             let never_active = iv.primary.and_then(|p| self.notifies.get(&p)).is_some_and(|n| n.les < iv.start);
-            let known_active = iv.acting.len() >= self.params.min_size && iv.primary.is_some() && !never_active;
+            let enough = iv.enough.unwrap_or(iv.acting.len() >= self.params.min_size);
+            let known_active = enough && iv.primary.is_some() && !never_active;
             // A gap may hide any interval: see the module doc.
             let maybe_went_active = iv.end >= les_max && (iv.unknown || known_active);
             let answered = |o: &OsdId| self.notifies.get(o).is_some_and(complete);
@@ -1883,7 +1923,7 @@ mod tests {
     /// osd.1 restarted knowing it was in [0, 1] (active since epoch 5)
     /// until epoch 10.
     fn restarted(last_known: Vec<OsdId>) -> Pg<u64> {
-        let history = PgHistory { epoch: 10, current: Some(Interval { start: 5, end: 10, acting: last_known, primary: Some(0), unknown: false }), past: Vec::new() };
+        let history = PgHistory { epoch: 10, current: Some(Interval { start: 5, end: 10, acting: last_known, primary: Some(0), unknown: false, enough: Some(true) }), past: Vec::new() };
         Pg::new(PgId { pool: 1, seed: 0 }, 1, params(), PgDurable { les: 5, history, ..PgDurable::default() })
     }
 
@@ -2041,5 +2081,48 @@ mod tests {
         pg.invariants();
         assert_eq!(pg.history().past.len(), 1, "the interval before the restart is past");
         assert_eq!(pg.state(), PgState::Peering);
+    }
+
+    fn fresh(me: OsdId, size: usize, min_size: usize) -> Pg<u64> {
+        Pg::new(PgId { pool: 1, seed: 0 }, me, PgParams { size, min_size, ..PgParams::default() }, PgDurable::default())
+    }
+
+    #[test]
+    fn lowering_the_pool_size_brings_up_a_pg_down_for_too_few_members() {
+        // A size-3 pool on a one-OSD cluster: down, whatever the acting set.
+        let mut pg = fresh(0, 3, 2);
+        let mut out = Vec::new();
+        pg.map_change(3, vec![0], Some(0), &mut out);
+        assert_eq!(pg.state(), PgState::Down);
+        // The same shape again changes nothing.
+        pg.set_shape(3, 2);
+        pg.map_change(4, vec![0], Some(0), &mut out);
+        assert_eq!(pg.state(), PgState::Down);
+        assert!(pg.history().past.is_empty(), "one interval so far");
+        // `osd pool set p size 1`: the acting set reads the same, but it
+        // is a new interval, and one member is enough now.
+        pg.set_shape(1, 1);
+        pg.map_change(5, vec![0], Some(0), &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Active);
+        assert_eq!((pg.params().size, pg.params().min_size), (1, 1));
+    }
+
+    #[test]
+    fn raising_min_size_keeps_what_a_past_interval_could_do_then() {
+        // size 2, min_size 1: osd.0 alone at epoch 4 could take writes.
+        let mut pg = fresh(1, 2, 1);
+        let mut out = Vec::new();
+        pg.map_change(3, vec![0, 1], Some(0), &mut out);
+        pg.map_change(4, vec![0], Some(0), &mut out);
+        // min_size 2 from epoch 5, and osd.0 is gone: osd.1 and osd.2.
+        pg.set_shape(2, 2);
+        pg.map_change(5, vec![1, 2], Some(1), &mut out);
+        let notify = PeerMsg::Notify { epoch: 5, info: PgInfo::default(), les: 0, log: Vec::new(), missing: Vec::new(), last_backfill: BackfillPos::Max };
+        pg.peer(2, notify, &mut out);
+        pg.invariants();
+        assert_eq!(pg.state(), PgState::Down, "judged by today's min_size, osd.0 alone could not have gone active");
+        let iv = pg.blocked_by().expect("names the interval");
+        assert_eq!((iv.start, iv.end, iv.acting.clone(), iv.enough), (4, 4, vec![0], Some(true)));
     }
 }
