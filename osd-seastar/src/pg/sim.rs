@@ -19,6 +19,12 @@
 //! incrementals). `sim_catches_forgotten_intervals` runs a mutant that
 //! forgets the intervals and checks that some seed fails.
 //!
+//! Seeds with `seed % 7 == 6` also switch the pool's min_size between 1
+//! and 2 now and then (a new map with the same acting set, a new interval
+//! for the PGs): an interval that could take writes under the min_size of
+//! its day must still hold a PG down after min_size is raised (judging
+//! past intervals by today's min_size instead fails seed 69).
+//!
 //! A failing seed is printed; `SEPIA_PG_SEED=N` replays exactly that one,
 //! `SEPIA_PG_SEEDS=N` runs more.
 
@@ -79,7 +85,8 @@ struct Sim {
     /// Every map published: (acting, primary) of epoch `i + 1`. A
     /// restarted OSD walks those after its durable epoch, in order, as the
     /// shell does with the monitor's incrementals.
-    maps: Vec<(Vec<OsdId>, Option<OsdId>)>,
+    /// With each map, the pool's min_size it published.
+    maps: Vec<(Vec<OsdId>, Option<OsdId>, usize)>,
     /// A mutant: restarted PGs forget their intervals (and walk no maps),
     /// as before intervals were durable; `sim_catches_forgotten_intervals`
     /// shows the checks catch it.
@@ -94,6 +101,10 @@ struct Sim {
     /// an OSD restarted in the middle of one.
     backfilled: bool,
     resumed: bool,
+    /// The pool's min_size changes now and then (see the module doc).
+    shape_changes: bool,
+    /// min_size was raised while a past interval had fewer members.
+    raised_min_size: bool,
 }
 
 const OSDS: usize = 3;
@@ -136,6 +147,8 @@ impl Sim {
             restart_p,
             backfilled: false,
             resumed: false,
+            shape_changes: seed % 7 == 6,
+            raised_min_size: false,
         };
         sim.publish_map();
         sim
@@ -152,7 +165,8 @@ impl Sim {
     fn publish_map(&mut self) {
         self.epoch += 1;
         let (acting, primary) = self.acting();
-        self.maps.push((acting.clone(), primary));
+        let min_size = self.params.min_size;
+        self.maps.push((acting.clone(), primary, min_size));
         if std::env::var("SEPIA_PG_TRACE").is_ok() {
             eprintln!("epoch {} acting {acting:?} primary {primary:?}", self.epoch);
         }
@@ -160,6 +174,7 @@ impl Sim {
             if self.up[o] {
                 let mut out = Vec::new();
                 if let Some(pg) = self.osds[o].pg.as_mut() {
+                    pg.set_shape(OSDS, min_size);
                     pg.map_change(self.epoch, acting.clone(), primary, &mut out);
                 }
                 self.run_effects(o as OsdId, out);
@@ -365,9 +380,21 @@ impl Sim {
                 }
             }
             89..=92 => self.resend_one(),
+            99 if self.shape_changes => self.change_min_size(),
             _ => self.retry(),
         }
         self.check();
+    }
+
+    /// The operator switches the pool's min_size between 1 and 2: the
+    /// monitor publishes a map with the same acting set.
+    fn change_min_size(&mut self) {
+        let raise = self.params.min_size == 1;
+        if raise && self.maps.iter().any(|(acting, _, _)| acting.len() == 1) {
+            self.raised_min_size = true;
+        }
+        self.params.min_size = if raise { 2 } else { 1 };
+        self.publish_map();
     }
 
     /// A client resends, late, a write whose acknowledgement it lost.
@@ -461,9 +488,10 @@ impl Sim {
         // says nothing to anyone), then the one that has it up again.
         if from != 0 {
             for e in from + 1..=self.epoch {
-                let (acting, primary) = self.maps[e as usize - 1].clone();
+                let (acting, primary, min_size) = self.maps[e as usize - 1].clone();
                 let mut out = Vec::new();
                 if let Some(pg) = self.osds[o].pg.as_mut() {
+                    pg.set_shape(OSDS, min_size);
                     pg.map_change(e, acting, primary, &mut out);
                 }
                 self.run_effects(o as OsdId, out);
@@ -670,6 +698,8 @@ struct Seen {
     resumed: bool,
     /// Recovery stopped at an unfound object.
     unfound: bool,
+    /// min_size was raised after an interval of one member.
+    raised_min_size: bool,
 }
 
 /// Runs one seed.
@@ -684,7 +714,7 @@ fn run_seed_with(seed: u64, steps: usize, forget_history: bool) -> Seen {
             sim.step();
         }
         let unfound = sim.heal_and_check();
-        Seen { trimmed: sim.osds.iter().any(|o| !o.disk.dups.is_empty()), backfilled: sim.backfilled, resumed: sim.resumed, unfound }
+        Seen { trimmed: sim.osds.iter().any(|o| !o.disk.dups.is_empty()), backfilled: sim.backfilled, resumed: sim.resumed, unfound, raised_min_size: sim.raised_min_size }
     });
     match result {
         Ok(seen) => seen,
@@ -704,18 +734,19 @@ fn replicated_pg_survives_crashes_and_recovers() {
     // 1000 by default: seeds 401, 1439, 2336, 5768 and 9731 found bugs the
     // first 200 did not (10000 pass).
     let seeds: u64 = std::env::var("SEPIA_PG_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
-    let (mut trimmed, mut backfilled, mut resumed, mut unfound) = (0u64, 0u64, 0u64, 0u64);
+    let (mut trimmed, mut backfilled, mut resumed, mut unfound, mut raised) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for seed in 0..seeds {
         let seen = run_seed(seed, 3000);
         trimmed += seen.trimmed as u64;
         backfilled += seen.backfilled as u64;
         resumed += seen.resumed as u64;
+        raised += seen.raised_min_size as u64;
         if seen.unfound {
             eprintln!("PG simulation seed {seed}: recovery stopped at an unfound object");
             unfound += 1;
         }
     }
-    eprintln!("PG simulation: {seeds} seeds, {trimmed} trimmed a clean log, {backfilled} backfilled, {resumed} restarted mid-backfill, {unfound} stopped at an unfound object");
+    eprintln!("PG simulation: {seeds} seeds, {trimmed} trimmed a clean log, {backfilled} backfilled, {resumed} restarted mid-backfill, {raised} raised min_size after a lone member's interval, {unfound} stopped at an unfound object");
     // Unfound objects remain where Ceph has them too: an unacknowledged
     // write that one interval's authority rolled back (its copies removed)
     // and a later one, whose authoritative log still held it, needs again.
@@ -728,6 +759,9 @@ fn replicated_pg_survives_crashes_and_recovers() {
     assert!(trimmed * 4 >= seeds, "only {trimmed} of {seeds} seeds trimmed a clean log");
     assert!(backfilled * 4 >= seeds, "only {backfilled} of {seeds} seeds backfilled");
     assert!(resumed * 10 >= seeds, "only {resumed} of {seeds} seeds restarted an OSD mid-backfill");
+    // And min_size raised over an interval that had one member (1 seed
+    // in 7 changes min_size).
+    assert!(raised * 20 >= seeds, "only {raised} of {seeds} seeds raised min_size after a lone member's interval");
 }
 
 /// Seeds that each found a bug the first 200 seeds missed: a re-applied
