@@ -181,6 +181,28 @@ fn take_data_moves_the_data_segment_out() {
     assert!(matches!(msg::decode(&frame).unwrap(), Body::OsdOp(op) if op.reqid.tid == 2));
 }
 
+/// The default decoder appends a data segment as it is fed; a caller may
+/// still switch to reading into `read_buf()` half-way (and back).
+#[test]
+fn a_data_segment_can_be_fed_and_read_into_in_turns() {
+    let data = payload(9000, 4);
+    let wire = msg::encode(&write_op(3, 9000), 7, &data, None).unwrap().to_vec();
+    let data_at = wire.len() - data.len();
+    let mut dec = FrameDecoder::new(known_type);
+    let mut frames = Vec::new();
+    // Header, body and 1000 bytes of data fed; 3000 read into the window;
+    // the rest fed again.
+    dec.feed(&wire[..data_at + 1000], &mut frames).unwrap();
+    let window = dec.read_buf();
+    assert_eq!(window.len(), data.len() - 1000);
+    window[..3000].copy_from_slice(&wire[data_at + 1000..data_at + 4000]);
+    assert!(dec.advance(3000).unwrap().is_none());
+    dec.feed(&wire[data_at + 4000..], &mut frames).unwrap();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].data(), &data[..]);
+    assert!(matches!(msg::decode(&frames[0]).unwrap(), Body::OsdOp(op) if op.reqid.tid == 3));
+}
+
 fn frame_bytes(body: &Body, data: &[u8]) -> Vec<u8> {
     msg::encode(body, 1, data, None).unwrap().to_vec()
 }
