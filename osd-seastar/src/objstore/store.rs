@@ -1676,7 +1676,12 @@ impl<D: Device> Store<D> {
     }
 
     pub fn getattr(&self, coll: &CollId, obj: &str, name: &str) -> Result<Vec<u8>, StoreError> {
-        self.with_onode(coll, obj, |o| o.xattrs.get(name).cloned())?.ok_or_else(|| StoreError::NoAttr(name.to_string()))
+        self.with_attr(coll, obj, name, <[u8]>::to_vec)
+    }
+
+    /// `f` of an xattr's value, read in place (no copy).
+    pub fn with_attr<T>(&self, coll: &CollId, obj: &str, name: &str, f: impl FnOnce(&[u8]) -> T) -> Result<T, StoreError> {
+        self.with_onode(coll, obj, |o| o.xattrs.get(name).map(|v| f(v)))?.ok_or_else(|| StoreError::NoAttr(name.to_string()))
     }
 
     pub fn getattrs(&self, coll: &CollId, obj: &str) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
