@@ -197,6 +197,15 @@ pub(crate) struct FrameWriter {
 pub(crate) enum Payload {
     Owned(Vec<u8>),
     Write(crate::pgs::WriteRef),
+    /// A read's bytes in the buffer they were read into, with their crc32
+    /// when the store has it.
+    Read(crate::objstore::ReadBytes, Option<u32>),
+}
+
+impl Default for Payload {
+    fn default() -> Payload {
+        Payload::Owned(Vec::new())
+    }
 }
 
 impl Payload {
@@ -204,7 +213,15 @@ impl Payload {
         match self {
             Payload::Owned(v) => v,
             Payload::Write(w) => &w.data,
+            Payload::Read(r, _) => r.as_ref(),
         }
+    }
+
+    /// Appends `bytes`, owning the data from then on.
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        let mut v = std::mem::take(self).into_vec();
+        v.extend_from_slice(bytes);
+        *self = Payload::Owned(v);
     }
 
     /// Owned bytes, copied only when shared (data above
@@ -213,6 +230,7 @@ impl Payload {
         match self {
             Payload::Owned(v) => v,
             Payload::Write(w) => Rc::try_unwrap(w).map_or_else(|w| w.data.clone(), |w| w.data),
+            Payload::Read(r, _) => r.into_vec(),
         }
     }
 }
@@ -233,7 +251,7 @@ impl FrameWriter {
     /// holds a group's worth of frames, else after the tasks made ready
     /// with this one queued theirs. `Ok` means queued on a connection that
     /// has not failed.
-    pub(crate) async fn send(&self, body: &Body, txid: u64, data: Vec<u8>, mac: Option<&SessionKey>) -> std::io::Result<()> {
+    pub(crate) async fn send(&self, body: &Body, txid: u64, data: impl Into<Payload>, mac: Option<&SessionKey>) -> std::io::Result<()> {
         self.enqueue(body, txid, data, mac)?;
         if self.queued.get() >= limits::reply_group_frames_max && !self.writing() {
             return self.write_out().await;
@@ -247,7 +265,11 @@ impl FrameWriter {
             return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection failed"));
         }
         let data: Payload = data.into();
-        let f = msg::encode(body, txid, data.as_slice(), mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let data_crc = match &data {
+            Payload::Read(_, crc) => *crc,
+            _ => None,
+        };
+        let f = msg::encode_with_data_crc(body, txid, data.as_slice(), data_crc, mac.map(|k| k as &dyn sepia_proto::frame::FrameMac)).map_err(|e| std::io::Error::other(e.to_string()))?;
         self.queued.set(self.queued.get() + 1);
         {
             let mut q = self.queue.borrow_mut();
@@ -593,7 +615,7 @@ impl Shard {
                         let (me, writer, in_flight, mac, caps) = (self.clone(), writer.clone(), in_flight.clone(), mac.clone(), caps.clone());
                         let fut = async move {
                             let (reply, rdata) = if me.auth_required && caps.is_none() {
-                                (me.refuse(&body), Vec::new())
+                                (me.refuse(&body), Payload::default())
                             } else {
                                 me.handle(body, data, caps.as_deref()).await
                             };
@@ -624,7 +646,7 @@ impl Shard {
         }
     }
 
-    async fn handle(self: &Rc<Self>, body: Body, data: Vec<u8>, caps: Option<&Caps>) -> (Option<Body>, Vec<u8>) {
+    async fn handle(self: &Rc<Self>, body: Body, data: Vec<u8>, caps: Option<&Caps>) -> (Option<Body>, Payload) {
         match body {
             Body::OsdOp(op) => {
                 // Caps: reads need r, writes rw, in the op's pool and namespace.
@@ -633,20 +655,20 @@ impl Shard {
                     let pool = map.pools.get(&op.pg.pool).map(|p| p.name.as_str());
                     let need = if op.is_write() { Perm { r: true, w: true, x: false } } else { Perm::READ };
                     if !c.allows("osd", pool, &op.object.namespace, &op.object.name, need) {
-                        return (Some(Body::OsdOpReply(self.reply(op.reqid, Errno::Access.result(), map.epoch))), Vec::new());
+                        return (Some(Body::OsdOpReply(self.reply(op.reqid, Errno::Access.result(), map.epoch))), Payload::default());
                     }
                 }
                 let (r, d) = self.client_op(op, data).await;
                 (Some(Body::OsdOpReply(r)), d)
             }
             // Boxed: rare, and its future would size every op's task.
-            Body::PgList(l) => (Some(Body::PgListReply(Box::pin(self.pg_list(l)).await)), Vec::new()),
+            Body::PgList(l) => (Some(Body::PgListReply(Box::pin(self.pg_list(l)).await)), Payload::default()),
             Body::Ping(mut p) => {
                 p.from = self.osd;
                 p.reply = true;
-                (Some(Body::Ping(p)), Vec::new())
+                (Some(Body::Ping(p)), Payload::default())
             }
-            _ => (None, Vec::new()),
+            _ => (None, Payload::default()),
         }
     }
 
@@ -666,7 +688,7 @@ impl Shard {
     }
 
     /// `data` is the frame's data segment, handed on (not copied) to the PG.
-    async fn client_op(self: &Rc<Self>, op: OsdOp, data: Vec<u8>) -> (OsdOpReply, Vec<u8>) {
+    async fn client_op(self: &Rc<Self>, op: OsdOp, data: Vec<u8>) -> (OsdOpReply, Payload) {
         // Slow paths are boxed: every op's task is as large as its largest
         // state, and spawning it copies all of it.
         let map = match self.map() {
@@ -676,49 +698,49 @@ impl Shard {
         if map.epoch < op.epoch {
             // The client knows a newer map than we could get: retry later
             // (its pool may not exist in ours yet).
-            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Payload::default());
         }
         if let Err(e) = op.check(data.len()) {
             let _ = e;
-            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Payload::default());
         }
         let Some(pool) = map.pools.get(&op.pg.pool) else {
-            return (self.reply(op.reqid, Errno::NoEnt.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::NoEnt.result(), map.epoch), Payload::default());
         };
         // The client placed the object; check it agrees with the map.
         let locator = if op.object.locator.is_empty() { None } else { Some(op.object.locator.as_str()) };
         if pool.object_pg(&op.object.name, locator, &op.object.namespace) != op.pg {
-            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Inval.result(), map.epoch), Payload::default());
         }
         // Our PGs follow the newest map; the PG knows its acting set for it
         // (no CRUSH computation per op).
         self.advance_pgs(&map);
         let Some(acting_len) = self.primary_acting_len(&map, op.pg) else {
-            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Payload::default());
         };
         if acting_len < pool.min_size as usize {
-            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Payload::default());
         }
         // The PG must have peered, and the object be recovered here: until
         // then the client retries (recovery runs object by object).
         if !self.pg_readable(op.pg, &op.object) {
-            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+            return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Payload::default());
         }
         if op.is_write() {
             if !self.can_admit_write() {
-                return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Vec::new());
+                return (self.reply(op.reqid, Errno::Again.result(), map.epoch), Payload::default());
             }
             // Screen for space before the PG orders the write: a write the
             // log holds must not fail for space on any member.
             if !data.is_empty() && self.store.statfs().available_bytes < data.len() as u64 + limits::space_reserve_bytes {
-                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
+                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Payload::default());
             }
             // The same for metadata (objects, xattrs, omap, the PG log):
             // removes are let through, they make room.
             let removes = op.subops.iter().any(|s| matches!(s, SubOp::Remove));
             let reserve = limits::metadata_reserve_bytes;
             if !removes && self.store.metadata_headroom_bytes() < reserve && !Box::pin(self.store.has_metadata_headroom(reserve)).await.unwrap_or(false) {
-                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Vec::new());
+                return (self.reply(op.reqid, Errno::NoSpc.result(), map.epoch), Payload::default());
             }
         }
         let coll = coll_of(op.pg);
@@ -734,18 +756,18 @@ impl Shard {
         result
     }
 
-    async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: Vec<u8>, map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Vec<u8>) {
+    async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: Vec<u8>, map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Payload) {
         let key = key.to_string();
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
-        let mut rdata = Vec::new();
+        let mut rdata = Payload::default();
         for s in &op.subops {
             match self.read_subop(&coll, &key, s, &mut rdata).await {
                 Ok(out) => outs.push(out),
                 Err(code) => {
                     let mut r = self.reply(op.reqid, code, map.epoch);
                     r.outs = outs;
-                    return (r, Vec::new());
+                    return (r, Payload::default());
                 }
             }
         }
@@ -937,7 +959,7 @@ impl Shard {
 
     /// A read-side sub-op (and the checks of write-side ones) against the
     /// current object.
-    async fn read_subop(&self, coll: &CollId, key: &str, s: &SubOp, rdata: &mut Vec<u8>) -> Result<SubOpOut, i32> {
+    async fn read_subop(&self, coll: &CollId, key: &str, s: &SubOp, rdata: &mut Payload) -> Result<SubOpOut, i32> {
         let st = &self.store;
         // Only some sub-ops ask (an onode lookup is not free).
         let exists = || st.stat(coll, key).is_ok();
@@ -945,13 +967,13 @@ impl Shard {
         let ok = |value| Ok(SubOpOut { result: 0, value });
         match s {
             SubOp::Read { offset, len } => {
-                let bytes = st.read(coll, key, *offset, *len).await.map_err(err)?;
-                let (at, n) = (rdata.len() as u32, bytes.len() as u32);
+                let (bytes, crc) = st.read_bytes(coll, key, *offset, *len).await.map_err(err)?;
+                let (at, n) = (rdata.as_slice().len() as u32, bytes.as_ref().len() as u32);
                 // The usual op reads once: its data is the read's buffer.
-                if rdata.is_empty() {
-                    *rdata = bytes;
+                if rdata.as_slice().is_empty() {
+                    *rdata = Payload::Read(bytes, crc);
                 } else {
-                    rdata.extend_from_slice(&bytes);
+                    rdata.extend_from_slice(bytes.as_ref());
                 }
                 ok(SubOpValue::Data { data_offset: at, len: n })
             }

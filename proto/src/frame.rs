@@ -203,6 +203,21 @@ pub fn encode_frame<'d>(
     data: &'d [u8],
     key: Option<&dyn FrameMac>,
 ) -> Result<EncodedFrame<'d>, FrameError> {
+    encode_frame_with_data_crc(msg_type, txid, body, data, None, key)
+}
+
+/// [`encode_frame`], given the crc32 of `data` when the caller has it
+/// already (a store keeps one per block): the frame's crc is then combined
+/// from it instead of reading the data again. A wrong `data_crc` makes the
+/// peer refuse the frame.
+pub fn encode_frame_with_data_crc<'d>(
+    msg_type: u16,
+    txid: u64,
+    body: rkyv::util::AlignedVec<16>,
+    data: &'d [u8],
+    data_crc: Option<u32>,
+    key: Option<&dyn FrameMac>,
+) -> Result<EncodedFrame<'d>, FrameError> {
     check_len("frame body", body.len(), limits::frame_body_bytes_max)?;
     check_len("data segment", data.len(), limits::frame_data_bytes_max)?;
     let mut header = Header {
@@ -219,7 +234,13 @@ pub fn encode_frame<'d>(
     let mut crc = crc32fast::Hasher::new();
     crc.update(&bytes[..28]);
     crc.update(&body);
-    crc.update(data);
+    match data_crc {
+        Some(c) => {
+            debug_assert_eq!(c, crc32fast::hash(data), "the caller's data crc");
+            crc.combine(&crc32fast::Hasher::new_with_initial_len(c, data.len() as u64));
+        }
+        None => crc.update(data),
+    }
     header.crc = crc.finalize();
     let bytes = header.to_bytes();
     let mac = key.map(|k| k.frame_mac(&[&bytes, &body, data]));

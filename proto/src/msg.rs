@@ -587,6 +587,18 @@ pub fn encode<'d>(
     frame::encode_frame(body.msg_type(), txid, archive(body), data, key)
 }
 
+/// [`encode`], given the crc32 of `data` (see
+/// [`frame::encode_frame_with_data_crc`]).
+pub fn encode_with_data_crc<'d>(
+    body: &Body,
+    txid: u64,
+    data: &'d [u8],
+    data_crc: Option<u32>,
+    key: Option<&dyn frame::FrameMac>,
+) -> Result<EncodedFrame<'d>, FrameError> {
+    frame::encode_frame_with_data_crc(body.msg_type(), txid, archive(body), data, data_crc, key)
+}
+
 /// The archived body of a checked frame, validated in place (zero copy).
 pub fn access<B>(frame: &Frame<B>) -> Result<&ArchivedBody, FrameError> {
     let body = rkyv::access::<ArchivedBody, rkyv::rancor::Error>(&frame.body)

@@ -203,6 +203,18 @@ fn a_data_segment_can_be_fed_and_read_into_in_turns() {
     assert!(matches!(msg::decode(&frames[0]).unwrap(), Body::OsdOp(op) if op.reqid.tid == 3));
 }
 
+/// A frame encoded with its data's crc given (a store's block crc) is the
+/// very frame encoded without it.
+#[test]
+fn a_given_data_crc_makes_the_same_frame() {
+    for len in [0usize, 1, 4096, 9000] {
+        let data = payload(len, 5);
+        let plain = msg::encode(&write_op(4, len as u32), 8, &data, None).unwrap().to_vec();
+        let given = msg::encode_with_data_crc(&write_op(4, len as u32), 8, &data, Some(crc32fast::hash(&data)), None).unwrap().to_vec();
+        assert_eq!(plain, given, "{len} bytes");
+    }
+}
+
 fn frame_bytes(body: &Body, data: &[u8]) -> Vec<u8> {
     msg::encode(body, 1, data, None).unwrap().to_vec()
 }

@@ -13,6 +13,37 @@ use std::rc::Rc;
 /// The store's block: the unit of allocation, checksumming and I/O.
 pub const BLOCK: usize = 4096;
 
+/// Bytes a read returned, in the buffer they arrived in (the device's I/O
+/// buffer, or the store's cached block), so that a reply can be encoded
+/// from them without copying them out first (that copy was 3.6% of the
+/// OSDs' samples at size-1 depth-32 reads).
+pub enum ReadBytes {
+    Owned(Vec<u8>),
+    Shared(Rc<Vec<u8>>),
+    Dma(glommio::io::ReadResult),
+}
+
+impl AsRef<[u8]> for ReadBytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            ReadBytes::Owned(v) => v,
+            ReadBytes::Shared(v) => v,
+            ReadBytes::Dma(r) => r,
+        }
+    }
+}
+
+impl ReadBytes {
+    /// Owned bytes (a copy unless they were owned already).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            ReadBytes::Owned(v) => v,
+            ReadBytes::Shared(v) => Rc::try_unwrap(v).unwrap_or_else(|v| v.as_ref().clone()),
+            ReadBytes::Dma(r) => r.to_vec(),
+        }
+    }
+}
+
 #[allow(async_fn_in_trait)]
 pub trait Device {
     /// Writes `data` (a multiple of BLOCK) at `offset` (block aligned).
@@ -25,6 +56,10 @@ pub trait Device {
             joined.extend_from_slice(p);
         }
         self.write(offset, &joined).await
+    }
+    /// [`Device::read`], in the device's own buffer where it has one.
+    async fn read_bytes(&self, offset: u64, len: usize) -> io::Result<ReadBytes> {
+        Ok(ReadBytes::Owned(self.read(offset, len).await?))
     }
     /// Reads `len` bytes (a multiple of BLOCK) at `offset`.
     async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
@@ -179,12 +214,16 @@ impl Device for DmaDevice {
     }
 
     async fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        Ok(self.read_bytes(offset, len).await?.into_vec())
+    }
+
+    async fn read_bytes(&self, offset: u64, len: usize) -> io::Result<ReadBytes> {
         check_aligned(offset, len, self.len)?;
         let r = self.file.read_at_aligned(offset, len).await.map_err(gerr)?;
         if r.len() != len {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("short read {} of {len}", r.len())));
         }
-        Ok(r.to_vec())
+        Ok(ReadBytes::Dma(r))
     }
 
     async fn sync(&self) -> io::Result<()> {

@@ -22,7 +22,7 @@ pub mod meta;
 pub mod store;
 pub mod txn;
 
-pub use device::{Device, DmaDevice, SimDevice, BLOCK};
+pub use device::{Device, DmaDevice, ReadBytes, SimDevice, BLOCK};
 pub use store::{Expect, MkfsOptions, Queued, StatFs, Store};
 pub use txn::{CollId, Op, StoreError, Transaction};
 

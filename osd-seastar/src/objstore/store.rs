@@ -45,7 +45,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::rc::Rc;
 
-use super::device::{Device, BLOCK};
+use super::device::{Device, ReadBytes, BLOCK};
 use super::layout::{CkptHeader, DeltaHeader, RecordHeader, RegionHeader, Superblock, DELTA_HEADER_BYTES, RECORD_HEADER_BYTES};
 use super::limits;
 use super::meta::growth::{new_object, removed_object, set_growth, surely_freed, BLOCK_ENTRY_BYTES, COLLECTION_BYTES};
@@ -595,12 +595,12 @@ impl<D: Device> Store<D> {
 
     /// The content of a data block, from the not-yet-written cache or the
     /// device, checked against its crc.
-    async fn read_block(&self, coll: &CollId, obj: &str, idx: u64, b: BlockRef) -> Result<Vec<u8>, StoreError> {
+    async fn read_block(&self, coll: &CollId, obj: &str, idx: u64, b: BlockRef) -> Result<ReadBytes, StoreError> {
         if let Some(d) = self.inner.borrow().unwritten.get(&b.dev) {
-            return Ok(d.as_ref().clone());
+            return Ok(ReadBytes::Shared(d.clone()));
         }
-        let data = self.dev.read(self.data_offset(b.dev), BLOCK).await?;
-        if block_crc(&data) != b.crc {
+        let data = self.dev.read_bytes(self.data_offset(b.dev), BLOCK).await?;
+        if block_crc(data.as_ref()) != b.crc {
             self.inner.borrow_mut().counters.checksum_errors += 1;
             return Err(StoreError::Checksum { coll: *coll, obj: obj.to_string(), block: idx });
         }
@@ -959,7 +959,7 @@ impl<D: Device> Store<D> {
                 if let Some((_, d)) = data.iter().find(|(d, _)| *d == b.dev) {
                     return Ok(d.as_ref().clone());
                 }
-                self.read_block(coll, obj, idx, b).await
+                self.read_block(coll, obj, idx, b).await.map(ReadBytes::into_vec)
             }
         }
     }
@@ -1645,6 +1645,12 @@ impl<D: Device> Store<D> {
     /// Reads `len` bytes at `offset` (`len == 0`: to the end); short at the
     /// end of the object. Every block's crc is checked.
     pub async fn read(&self, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(self.read_bytes(coll, obj, offset, len).await?.0.into_vec())
+    }
+
+    /// [`Store::read`], a whole-block read in the buffer it arrived in and
+    /// with its crc32 (the block's, checked).
+    pub async fn read_bytes(&self, coll: &CollId, obj: &str, offset: u64, len: u64) -> Result<(ReadBytes, Option<u32>), StoreError> {
         let (size, whole_block) = self.with_onode(coll, obj, |o| {
             let end = if len == 0 { o.size } else { offset.saturating_add(len).min(o.size) };
             // The common small read: exactly one whole block that holds
@@ -1653,14 +1659,14 @@ impl<D: Device> Store<D> {
             (end, if whole { o.blocks.get(&(offset / BLOCK as u64)).copied() } else { None })
         })?;
         if offset >= size {
-            return Ok(Vec::new());
+            return Ok((ReadBytes::Owned(Vec::new()), None));
         }
         // Before the blocks are listed: the list is as long as the read.
         if size - offset > limits::read_bytes_max as u64 {
             return Err(StoreError::Invalid(format!("read of {} bytes exceeds {}", size - offset, limits::read_bytes_max)));
         }
         if let Some(b) = whole_block {
-            return self.read_block(coll, obj, offset / BLOCK as u64, b).await;
+            return Ok((self.read_block(coll, obj, offset / BLOCK as u64, b).await?, Some(b.crc)));
         }
         let (first, last) = (offset / BLOCK as u64, (size - 1) / BLOCK as u64);
         let blocks = self.with_onode(coll, obj, |o| o.blocks.range(first..=last).map(|(i, b)| (*i, *b)).collect::<Vec<(u64, BlockRef)>>())?;
@@ -1670,9 +1676,9 @@ impl<D: Device> Store<D> {
             let bstart = idx * BLOCK as u64;
             let lo = offset.max(bstart);
             let hi = size.min(bstart + BLOCK as u64);
-            out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(&content[(lo - bstart) as usize..(hi - bstart) as usize]);
+            out[(lo - offset) as usize..(hi - offset) as usize].copy_from_slice(&content.as_ref()[(lo - bstart) as usize..(hi - bstart) as usize]);
         }
-        Ok(out)
+        Ok((ReadBytes::Owned(out), None))
     }
 
     pub fn getattr(&self, coll: &CollId, obj: &str, name: &str) -> Result<Vec<u8>, StoreError> {
