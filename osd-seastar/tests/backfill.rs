@@ -1,6 +1,7 @@
 //! Backfill with real processes on loopback: an OSD that was down while
 //! the PG logs moved past it is filled by walking the PGs' objects, and
-//! then holds every acknowledged object alone.
+//! then holds every acknowledged object alone; the same when a pool's
+//! size is raised and its new members start with nothing.
 
 mod common;
 use common::{cluster_up, pool, runtime};
@@ -340,6 +341,60 @@ fn a_pg_copy_with_damaged_records_is_backfilled_not_trusted() {
             let name = format!("obj{i}");
             let got = retry("read from osd.2 alone", || io.read(&name, 0, 0)).await;
             assert_eq!(got, value(i, 2), "{name} on osd.2 after its damaged PG copies were backfilled");
+        }
+    });
+}
+
+/// PGs an OSD's newest summary line counts, whatever their states
+/// (`pgs: active+clean=5 active+undersized=3` holds 8).
+fn pgs_held(summary: &str) -> u32 {
+    summary.split_whitespace().filter_map(|w| w.rsplit_once('=')).filter_map(|(_, n)| n.parse::<u32>().ok()).sum()
+}
+
+/// `osd pool set size 3` on a size-1 pool: every PG gains two members,
+/// which are backfilled (they never saw the objects, and the logs are
+/// kept short); then osd.2 alone serves every object, including those of
+/// the PGs whose only copy was on osd.0 or osd.1.
+#[test]
+fn raising_a_pools_size_backfills_its_new_members() {
+    std::env::set_var("SEPIA_OSD_PG_LOG_MAX", "16");
+    let (c, conf) = cluster_up("grow", 3);
+    let rt = runtime();
+    let expected: Vec<(String, Expected)> = rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "g", 1, 1, 8).await;
+        let mut expected = Vec::new();
+        for i in 0..120 {
+            let e = Expected { data: format!("object {i} ").repeat(1 + i % 50).into_bytes(), xattr: Some(vec![i as u8]), omap: vec![(format!("k{i}"), b"v".to_vec())] };
+            let name = format!("obj{i}");
+            retry("write at size 1", || write_object(&io, &name, &e)).await;
+            expected.push((name, e));
+        }
+        let set: Vec<String> = "osd pool set g size 3".split(' ').map(String::from).collect();
+        assert_eq!(rados.command(&set, false).await.unwrap().result, 0);
+        expected
+    });
+    // Every OSD holds all 8 PGs, settled and done backfilling.
+    let start = Instant::now();
+    loop {
+        let summaries: Vec<String> = (0..3).map(|o| cluster::pg_summary(&c.dir, o)).collect();
+        if summaries.iter().all(|s| cluster::pgs_settled(s) && !s.contains("backfill") && pgs_held(s) == 8) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the new members never became clean: {summaries:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log2 = std::fs::read_to_string(c.dir.join("out").join("osd.2.log")).unwrap();
+    let started = log2.matches("backfill started").count();
+    let done = log2.matches("backfilled: this copy is complete").count();
+    assert!(started > 0 && done >= started, "osd.2's new PG copies were backfilled ({done} of {started})");
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = rados.ioctx("g").unwrap();
+        leave_osd2_alone(&c.dir, &rados).await;
+        for (name, e) in &expected {
+            let got = retry("read from osd.2 alone", || read_object(&io, name)).await;
+            assert_eq!(&got, e, "{name} on osd.2 after the pool grew");
         }
     });
 }
