@@ -269,12 +269,16 @@ struct SimState {
     /// Polls a plain (not durable) write stays in flight: tests keep a
     /// data-area write pending while journal records come and go.
     write_polls: u32,
+    /// Plain writes submitted and not completed, and the most seen at once
+    /// since the last `take_plain_writes_peak`.
+    plain_in_flight: usize,
+    plain_in_flight_peak: usize,
 }
 
 impl SimState {
     /// A medium with nothing in flight and no faults armed.
     fn fresh(durable: Vec<u8>) -> SimState {
-        SimState { durable, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1 }
+        SimState { durable, pending: Vec::new(), in_flight: Vec::new(), next_id: 0, ops_left: None, dead: false, eio_ranges: Vec::new(), write_polls: 1, plain_in_flight: 0, plain_in_flight_peak: 0 }
     }
 }
 
@@ -366,6 +370,11 @@ impl SimDevice {
         }
     }
 
+    /// The most plain writes in flight at once since the last call.
+    pub fn take_plain_writes_peak(&self) -> usize {
+        std::mem::take(&mut self.state.borrow_mut().plain_in_flight_peak)
+    }
+
     /// Durable writes submitted and not completed.
     pub fn in_flight_writes(&self) -> usize {
         self.state.borrow().in_flight.len()
@@ -409,11 +418,17 @@ pub(crate) async fn yield_once() {
 impl Device for SimDevice {
     async fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         check_aligned(offset, data.len(), self.len)?;
-        let polls = self.state.borrow().write_polls;
+        let polls = {
+            let mut s = self.state.borrow_mut();
+            s.plain_in_flight += 1;
+            s.plain_in_flight_peak = s.plain_in_flight_peak.max(s.plain_in_flight);
+            s.write_polls
+        };
         for _ in 0..polls {
             yield_once().await;
         }
         let mut s = self.state.borrow_mut();
+        s.plain_in_flight -= 1;
         if Self::eio(&s, offset, data.len()) {
             return Err(io::Error::other("injected EIO"));
         }

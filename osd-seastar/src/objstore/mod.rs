@@ -60,6 +60,15 @@ pub mod limits {
     /// behind one record at a time. After a crash, records up to this many
     /// past the last good one may exist; mount skips this many seqs.
     pub const commits_in_flight_max: usize = 4;
+    /// Blocks one write of a deferred flush carries (128 KiB), and such
+    /// writes in flight at once: the flush runs beside journal records,
+    /// which must not queue behind it on the device. With 1 MiB runs all
+    /// issued at once, size-1 depth-32 writes had a p99 of ~3 ms; with
+    /// these, ~1.7 ms and 5-10% more IOPS. The flush still keeps up:
+    /// four 128 KiB writes in flight move blocks far faster than 4 KiB
+    /// writers make them.
+    pub const flush_run_blocks_max: usize = 32;
+    pub const flush_writes_in_flight_max: usize = 4;
     /// Deferred blocks (journal only) held before they are written to the
     /// data area; their content stays in memory until then (4 MiB).
     pub const deferred_blocks_max: usize = 1024;

@@ -423,6 +423,41 @@ fn a_block_reused_while_its_flush_is_in_flight_keeps_its_new_content() {
     assert_eq!(s.counters().checksum_errors, 0);
 }
 
+/// A deferred flush trickles: however many runs it holds, at most
+/// `flush_writes_in_flight_max` of its writes are on the device at once
+/// (journal records must not queue behind it), and every block reaches
+/// the data area.
+#[test]
+fn a_deferred_flush_keeps_few_writes_in_flight_and_writes_every_block() {
+    use crate::objstore::limits::{flush_run_blocks_max, flush_writes_in_flight_max};
+    let dev = SimDevice::new(64 << 20);
+    block_on(Store::mkfs(&dev, &opts(16 << 20))).unwrap();
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    block_on(s.submit(txn(vec![Op::CreateCollection(C1)]))).unwrap();
+    // Neighbouring blocks: several runs of the longest kind, and more
+    // runs than may be in flight.
+    let objects = flush_run_blocks_max * (flush_writes_in_flight_max + 3) + 5;
+    s.set_deferred_blocks_max(objects + 1);
+    for i in 0..objects {
+        block_on(s.submit(txn(vec![w(C1, &format!("o{i}"), 0, &[(i % 251) as u8; BLOCK])]))).unwrap();
+    }
+    assert_eq!(s.counters().deferred_flushes, 0, "nothing flushed yet");
+    dev.set_write_polls(3);
+    dev.take_plain_writes_peak();
+    s.set_deferred_blocks_max(0);
+    block_on(s.submit(txn(vec![w(C1, "last", 0, &[9; BLOCK])]))).unwrap();
+    assert!(s.counters().deferred_flushes >= 1);
+    // Waits for the flush, which runs beside the committer.
+    block_on(s.umount()).unwrap();
+    let peak = dev.take_plain_writes_peak();
+    assert!((2..=flush_writes_in_flight_max).contains(&peak), "{peak} flush writes at once");
+    let s = block_on(Store::mount(dev.clone(), 0, expect())).unwrap();
+    for i in 0..objects {
+        assert_eq!(block_on(s.read(&C1, &format!("o{i}"), 0, 0)).unwrap(), vec![(i % 251) as u8; BLOCK], "o{i}");
+    }
+    assert_eq!(s.counters().checksum_errors, 0);
+}
+
 /// A delta wrap saves only what is already durable, so it holds no plan
 /// lock: transactions are planned and queued while its delta is written
 /// (they go to the fresh journal after it), and all of them survive a
