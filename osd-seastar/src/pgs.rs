@@ -791,6 +791,13 @@ impl Shard {
     }
 
     /// The state of a PG we hold, and whether `object` may be read here.
+    /// Whether the PG's log (or its memory of trimmed entries) holds the
+    /// write `reqid`: a resend of a write already ordered, which the PG
+    /// answers with the first outcome.
+    pub(crate) fn pg_knows_request(&self, pg: PgId, reqid: &sepia_proto::msg::ReqId) -> bool {
+        self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.log().dup(reqid).is_some())
+    }
+
     pub(crate) fn pg_readable(&self, pg: PgId, object: &ObjectId) -> bool {
         self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.can_read(object))
     }

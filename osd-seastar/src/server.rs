@@ -758,6 +758,17 @@ impl Shard {
 
     async fn client_op_locked(self: &Rc<Self>, op: &OsdOp, data: Vec<u8>, map: &OsdMap, coll: CollId, key: &str) -> (OsdOpReply, Payload) {
         let key = key.to_string();
+        // A resend of a write the PG already ordered (its reply was lost)
+        // skips the checks: they would now see the write's own effect (a
+        // second remove finds nothing, a second exclusive create finds the
+        // object) and fail a write that succeeded. The PG answers it with
+        // the first outcome, as Ceph's dup detection does before executing.
+        if op.is_write() && self.pg_knows_request(op.pg, &op.reqid) {
+            let (result, version) = self.pg_write(op.pg, op.reqid, op.object.clone(), op.subops.clone(), data).await;
+            let mut r = self.reply(op.reqid, result, map.epoch);
+            r.version = version;
+            return (r, Payload::default());
+        }
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
         let mut rdata = Payload::default();

@@ -309,6 +309,54 @@ fn a_late_resend_of_a_trimmed_write_is_applied_once_across_a_restart() {
     drop(c);
 }
 
+/// A resent write whose reply was lost gets the first outcome even when
+/// its checks would now fail because of its own effect: a second remove
+/// finds nothing, a second exclusive create finds the object, a guard the
+/// write itself changed no longer holds. (The soak that found this:
+/// removes resent across a `kill -9` of their primary answered ENOENT.)
+#[test]
+fn a_resent_write_is_answered_before_its_checks_see_its_own_effect() {
+    use sepia_proto::msg::{CmpOp, ObjectId};
+    let (c, conf) = start("dupchecks", 1);
+    let rt = runtime();
+    rt.block_on(async {
+        let rados = Rados::connect_conf(&conf, "client.admin").await.unwrap();
+        let io = pool(&rados, "dupchecks", 1, 1, 4).await;
+        let pool_id = rados.osdmap().pool_by_name("dupchecks").unwrap().id;
+        let twice = |name: &str, subops: Vec<SubOp>, tid: u64| {
+            let (rados, obj) = (rados.clone(), ObjectId::new(name));
+            async move {
+                let (first, _) = rados.operate_with_tid(pool_id, obj.clone(), subops.clone(), Vec::new(), tid).await.unwrap();
+                let (again, _) = rados.operate_with_tid(pool_id, obj, subops, Vec::new(), tid).await.unwrap();
+                (first, again)
+            }
+        };
+        io.write_full("gone", b"x").await.unwrap();
+        let (first, again) = twice("gone", vec![SubOp::Remove], 9_000_001).await;
+        assert_eq!((first.result, again.result), (0, 0), "the resent remove succeeded, as the first did");
+        assert_eq!(again.version, first.version);
+        assert!(io.read("gone", 0, 0).await.is_err());
+
+        let (first, again) = twice("fresh", vec![SubOp::Create { exclusive: true }], 9_000_002).await;
+        assert_eq!((first.result, again.result), (0, 0), "the resent exclusive create succeeded, as the first did");
+        assert_eq!(again.version, first.version);
+
+        io.write_full("guarded", b"v").await.unwrap();
+        io.operate("guarded", vec![SubOp::SetXattr { name: "user.state".into(), value: b"a".to_vec() }], Vec::new()).await.unwrap();
+        let flip = vec![SubOp::CmpXattr { name: "user.state".into(), op: CmpOp::Eq, value: b"a".to_vec() }, SubOp::SetXattr { name: "user.state".into(), value: b"b".to_vec() }];
+        let (first, again) = twice("guarded", flip, 9_000_003).await;
+        assert_eq!((first.result, again.result), (0, 0), "the resent guarded write succeeded, as the first did");
+        assert_eq!(again.version, first.version);
+
+        // A new request id is a new op: its checks run.
+        let (fresh, _) = rados.operate_with_tid(pool_id, ObjectId::new("gone"), vec![SubOp::Remove], Vec::new(), 9_000_004).await.unwrap();
+        assert_eq!(fresh.result, sepia_proto::errno::Errno::NoEnt.result());
+        let (fresh, _) = rados.operate_with_tid(pool_id, ObjectId::new("fresh"), vec![SubOp::Create { exclusive: true }], Vec::new(), 9_000_005).await.unwrap();
+        assert_eq!(fresh.result, sepia_proto::errno::Errno::Exist.result());
+    });
+    drop(c);
+}
+
 /// An OSD whose store fails (its block device starts refusing writes)
 /// stops instead of serving with PG state ahead of its disk, and after a
 /// restart on the repaired device every acknowledged object is there.
