@@ -5,14 +5,16 @@
 //! `interval_ms`; a peer that has not answered for `grace_ms` is reported
 //! failed to the monitors (again every `interval_ms` while it stays silent,
 //! so the monitor's report window stays fresh); an answer after a report
-//! withdraws it. A peer the map shows down is dropped.
+//! withdraws it. A peer the map shows down is dropped, and a peer that
+//! booted again (a new `up_from`) is a new peer: its old silence does not
+//! count against its new life.
 //!
 //! Invariants: at most one outstanding report per peer; peers are bounded
 //! by the map's OSD count.
 
 use std::collections::BTreeMap;
 
-use sepia_proto::osdmap::OsdId;
+use sepia_proto::osdmap::{Epoch, OsdId};
 
 #[derive(Debug, Clone)]
 pub struct HeartbeatConfig {
@@ -40,6 +42,8 @@ struct Peer {
     /// Last time the peer answered (or when we started watching it).
     last_heard_ms: u64,
     reported: bool,
+    /// The map epoch its current life began (`OsdInfo::up_from`).
+    up_from: Epoch,
 }
 
 pub struct Heartbeat {
@@ -53,12 +57,18 @@ impl Heartbeat {
         Heartbeat { config, peers: BTreeMap::new(), last_ping_ms: None }
     }
 
-    /// The peers after a map change (up OSDs we share PGs with). New peers
-    /// get a full grace period from now.
-    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = OsdId>, now_ms: u64) {
+    /// The peers after a map change (up OSDs we share PGs with, each with
+    /// its `up_from`). New peers, and peers that booted again since, get a
+    /// full grace period from now: a restarted peer listens on new ports,
+    /// and reporting it for the silence of its old life took it down again
+    /// at once.
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = (OsdId, Epoch)>, now_ms: u64) {
         let wanted: BTreeMap<OsdId, Peer> = peers
             .into_iter()
-            .map(|p| (p, self.peers.get(&p).copied().unwrap_or(Peer { last_heard_ms: now_ms, reported: false })))
+            .map(|(p, up_from)| {
+                let fresh = Peer { last_heard_ms: now_ms, reported: false, up_from };
+                (p, self.peers.get(&p).copied().filter(|old| old.up_from == up_from).unwrap_or(fresh))
+            })
             .collect();
         self.peers = wanted;
     }
@@ -103,7 +113,7 @@ mod tests {
     #[test]
     fn silent_peers_are_reported_and_withdrawn() {
         let mut hb = Heartbeat::new(HeartbeatConfig { interval_ms: 1000, grace_ms: 3000 });
-        hb.set_peers([1, 2], 0);
+        hb.set_peers([(1, 1), (2, 1)], 0);
         let mut out = Vec::new();
         for t in (0..=5000).step_by(500) {
             hb.tick(t, &mut out);
@@ -117,12 +127,34 @@ mod tests {
         hb.pong(2, 5200, &mut out);
         assert_eq!(out, vec![HbEffect::Withdraw { target: 2 }]);
         // Dropped peers are forgotten; new ones get a full grace.
-        hb.set_peers([2, 3], 6000);
+        hb.set_peers([(2, 1), (3, 1)], 6000);
         out.clear();
         hb.tick(8000, &mut out);
         assert!(!out.iter().any(|e| matches!(e, HbEffect::Report { .. })));
         hb.tick(9100, &mut out);
         assert!(out.contains(&HbEffect::Report { target: 3, failed_for_ms: 3100 }));
         assert_eq!(hb.peers().collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_peer_that_booted_again_gets_a_fresh_grace() {
+        let mut hb = Heartbeat::new(HeartbeatConfig { interval_ms: 1000, grace_ms: 3000 });
+        hb.set_peers([(1, 5)], 0);
+        let mut out = Vec::new();
+        hb.tick(4000, &mut out);
+        assert!(out.contains(&HbEffect::Report { target: 1, failed_for_ms: 4000 }), "silent past the grace");
+        // The same map epoch's peer again: still silent, still reported.
+        hb.set_peers([(1, 5)], 4500);
+        out.clear();
+        hb.tick(5000, &mut out);
+        assert!(out.iter().any(|e| matches!(e, HbEffect::Report { target: 1, .. })));
+        // It booted again (up_from 9): its new life starts with a full grace.
+        hb.set_peers([(1, 9)], 5500);
+        out.clear();
+        hb.tick(6500, &mut out);
+        hb.tick(8000, &mut out);
+        assert!(!out.iter().any(|e| matches!(e, HbEffect::Report { .. })), "{out:?}");
+        hb.tick(9000, &mut out);
+        assert!(out.contains(&HbEffect::Report { target: 1, failed_for_ms: 3500 }));
     }
 }

@@ -407,8 +407,9 @@ impl Shard {
         }
     }
 
-    /// The OSDs we share a PG with (our heartbeat peers), up in `map`.
-    fn heartbeat_peers(&self, map: &OsdMap) -> Vec<OsdId> {
+    /// The OSDs we share a PG with (our heartbeat peers), up in `map`,
+    /// each with the epoch its current life began.
+    fn heartbeat_peers(&self, map: &OsdMap) -> Vec<(OsdId, sepia_proto::osdmap::Epoch)> {
         let mut peers = std::collections::BTreeSet::new();
         let weights = map.crush_weights();
         let mut ws = crush_simd::Workspace::new();
@@ -420,7 +421,7 @@ impl Shard {
                 }
             }
         }
-        peers.into_iter().filter(|&o| map.is_up(o)).collect()
+        peers.into_iter().filter(|&o| map.is_up(o)).filter_map(|o| map.osd(o).map(|i| (o, i.up_from))).collect()
     }
 
     /// Pings the peers and reports the silent ones (run on shard 0).

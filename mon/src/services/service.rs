@@ -244,6 +244,15 @@ impl MonServices {
         if state.osdmap.osd(f.reporter).is_none() || state.osdmap.osd(f.target).is_none() || !state.osdmap.is_up(f.reporter) {
             return;
         }
+        // A reporter whose map predates the target's boot reports on an
+        // earlier life of it (Ceph ignores those too): counted, such late
+        // reports marked a freshly restarted OSD down again at once. A
+        // boot proposed but not yet committed counts already.
+        let newest = self.pending.as_ref().map(|p| &p.osdmap).or(self.in_flight.as_ref().map(|f| &f.result)).unwrap_or(&state.osdmap);
+        let up_from = [&state.osdmap, newest].iter().filter_map(|m| m.osd(f.target)).map(|o| o.up_from).max().unwrap_or(0);
+        if f.still_failed && f.epoch < up_from {
+            return;
+        }
         let entry = self.reports.entry(f.target).or_default();
         if f.still_failed {
             if entry.len() < limits::failure_reporters_max || entry.contains_key(&f.reporter) {

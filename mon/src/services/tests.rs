@@ -176,7 +176,8 @@ fn a_reporter_that_is_down_takes_nobody_down() {
     h.svc.handle_mark_me_down(&h.state, &OsdMarkMeDown { osd: 1, epoch: 0 }, h.now);
     h.commit();
     assert!(!h.state.osdmap.is_up(1));
-    h.svc.handle_failure(&h.state, &OsdFailure { reporter: 1, target: 0, epoch: 1, failed_for_ms: 6000, still_failed: true }, h.now);
+    let epoch = h.state.osdmap.epoch;
+    h.svc.handle_failure(&h.state, &OsdFailure { reporter: 1, target: 0, epoch, failed_for_ms: 6000, still_failed: true }, h.now);
     h.commit();
     assert!(h.state.osdmap.is_up(0), "a down reporter marked osd.0 down");
     // A report filed while the reporter was up lapses once it goes down.
@@ -186,7 +187,8 @@ fn a_reporter_that_is_down_takes_nobody_down() {
         h.new_osd(i);
         h.boot(i);
     }
-    let report = |reporter| OsdFailure { reporter, target: 0, epoch: 1, failed_for_ms: 6000, still_failed: true };
+    let epoch = h.state.osdmap.epoch;
+    let report = |reporter| OsdFailure { reporter, target: 0, epoch, failed_for_ms: 6000, still_failed: true };
     h.svc.handle_failure(&h.state, &report(1), h.now);
     h.commit();
     assert!(h.state.osdmap.is_up(0), "one reporter of two needed");
@@ -200,6 +202,38 @@ fn a_reporter_that_is_down_takes_nobody_down() {
     assert!(!h.state.osdmap.is_up(0), "two reporters that are up");
 }
 
+/// A report sent before the reporter saw its target boot again is about
+/// the target's earlier life: it must not mark the restarted OSD down
+/// (under kill -9 chaos, late reports from two restarted peers did).
+#[test]
+fn a_report_older_than_the_targets_boot_takes_nobody_down() {
+    let mut h = Harness::new();
+    h.svc.config.min_down_reporters = 2;
+    for i in 0..3 {
+        h.new_osd(i);
+        h.boot(i);
+    }
+    let report = |reporter, epoch| OsdFailure { reporter, target: 2, epoch, failed_for_ms: 6000, still_failed: true };
+    let before = h.state.osdmap.epoch;
+    h.svc.handle_failure(&h.state, &report(0, before), h.now);
+    h.svc.handle_failure(&h.state, &report(1, before), h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(2), "two current reports");
+    // osd.2 comes back; its peers, still on older maps, keep reporting.
+    h.boot(2);
+    let up_from = h.state.osdmap.osd(2).unwrap().up_from;
+    assert!(up_from > before);
+    h.svc.handle_failure(&h.state, &report(0, up_from - 1), h.now);
+    h.svc.handle_failure(&h.state, &report(1, up_from - 1), h.now);
+    h.commit();
+    assert!(h.state.osdmap.is_up(2), "reports about osd.2's earlier life marked it down");
+    // Reports from peers that saw it boot count.
+    h.svc.handle_failure(&h.state, &report(0, up_from), h.now);
+    h.svc.handle_failure(&h.state, &report(1, up_from), h.now);
+    h.commit();
+    assert!(!h.state.osdmap.is_up(2), "two current reports after the boot");
+}
+
 #[test]
 fn failures_beacons_and_down_out() {
     let mut h = Harness::new();
@@ -209,7 +243,8 @@ fn failures_beacons_and_down_out() {
         h.boot(i);
     }
     // Two distinct reporters mark osd.3 down.
-    let report = |reporter| OsdFailure { reporter, target: 3, epoch: 1, failed_for_ms: 6000, still_failed: true };
+    let epoch = h.state.osdmap.epoch;
+    let report = |reporter| OsdFailure { reporter, target: 3, epoch, failed_for_ms: 6000, still_failed: true };
     h.svc.handle_failure(&h.state, &report(0), h.now);
     h.commit();
     assert!(h.state.osdmap.is_up(3), "one reporter is not enough");
