@@ -790,7 +790,6 @@ impl Shard {
         self.run_effects(pg, out);
     }
 
-    /// The state of a PG we hold, and whether `object` may be read here.
     /// Whether the PG's log (or its memory of trimmed entries) holds the
     /// write `reqid`: a resend of a write already ordered, which the PG
     /// answers with the first outcome.
@@ -798,6 +797,7 @@ impl Shard {
         self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.log().dup(reqid).is_some())
     }
 
+    /// The state of a PG we hold, and whether `object` may be read here.
     pub(crate) fn pg_readable(&self, pg: PgId, object: &ObjectId) -> bool {
         self.pgs.borrow().get(&pg).is_some_and(|s| s.pg.can_read(object))
     }

@@ -764,16 +764,11 @@ impl Shard {
         // second remove finds nothing, a second exclusive create finds the
         // object) and fail a write that succeeded. The PG answers it with
         // the first outcome, as Ceph's dup detection does before executing.
-        if op.is_write() && self.pg_knows_request(op.pg, &op.reqid) {
-            let (result, version) = self.pg_write(op.pg, op.reqid, op.object.clone(), op.subops.clone(), data).await;
-            let mut r = self.reply(op.reqid, result, map.epoch);
-            r.version = version;
-            return (r, Payload::default());
-        }
+        let resend = op.is_write() && self.pg_knows_request(op.pg, &op.reqid);
         // Reads and checks see the object as it was before this op.
         let mut outs = Vec::with_capacity(op.subops.len());
         let mut rdata = Payload::default();
-        for s in &op.subops {
+        for s in op.subops.iter().filter(|_| !resend) {
             match self.read_subop(&coll, &key, s, &mut rdata).await {
                 Ok(out) => outs.push(out),
                 Err(code) => {

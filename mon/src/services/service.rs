@@ -248,8 +248,10 @@ impl MonServices {
         // earlier life of it (Ceph ignores those too): counted, such late
         // reports marked a freshly restarted OSD down again at once. A
         // boot proposed but not yet committed counts already.
+        // (The newest map: pending, else in flight, else committed; an
+        // OSD's up_from only grows from one to the next.)
         let newest = self.pending.as_ref().map(|p| &p.osdmap).or(self.in_flight.as_ref().map(|f| &f.result)).unwrap_or(&state.osdmap);
-        let up_from = [&state.osdmap, newest].iter().filter_map(|m| m.osd(f.target)).map(|o| o.up_from).max().unwrap_or(0);
+        let up_from = newest.osd(f.target).map_or(0, |o| o.up_from);
         if f.still_failed && f.epoch < up_from {
             return;
         }
